@@ -1,0 +1,79 @@
+"""Hyperparameters of a model and of its training, as plain data."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+CELLS = ("rnn", "lstm", "gru")
+OPTIMIZERS = ("adagrad", "adam")
+DTYPES = ("float32", "float64")
+
+# Fields fixed when a model is created: changing them would change the shapes
+# of the weights or the meaning of the optimiser state.
+ARCHITECTURE = ("cell", "hidden", "layers", "optimizer", "dtype")
+
+
+@dataclass(frozen=True)
+class Config:
+    cell: str = "lstm"  # recurrent cell: rnn (the seed's), lstm or gru
+    hidden: int = 256  # units in each recurrent layer
+    layers: int = 1  # recurrent layers stacked under one softmax head
+    dropout: float = 0.0  # dropout on the activations between layers (0 = off)
+    seq_length: int = 50  # characters of truncated backpropagation through time
+    batch_size: int = 32  # parallel streams, each a contiguous part of the text
+    optimizer: str = "adam"  # adagrad (the seed's) or adam
+    lr: float = 2e-3  # learning rate
+    clip: float = 5.0  # adagrad: elementwise gradient clip; adam: global-norm clip
+    dtype: str = "float32"  # float64 for gradient checks and exactness studies
+    seed: int = 0  # seeds weight initialisation and dropout
+
+    def __post_init__(self):
+        problems = []
+        if self.cell not in CELLS:
+            problems.append(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        for name in ("hidden", "layers", "seq_length", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be a positive integer, not {value!r}")
+        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            problems.append(f"dropout must be in [0, 1), not {self.dropout!r}")
+        for name in ("lr", "clip"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+                problems.append(f"{name} must be a positive number, not {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            problems.append(f"seed must be a non-negative integer, not {self.seed!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def replace(self, **changes) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Config:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown config fields: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+# min-char-rnn exactly: the configuration of the notebook in shared/seed.
+SEED = Config(
+    cell="rnn",
+    hidden=100,
+    layers=1,
+    seq_length=25,
+    batch_size=1,
+    optimizer="adagrad",
+    lr=0.1,
+    clip=5.0,
+)

@@ -1,0 +1,216 @@
+"""rnnpipe.Model: a network, its optimiser state, vocabulary and training
+state together, as one object and one file."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from . import modelfile, net, optim
+from .config import ARCHITECTURE, Config
+from .evaluate import evaluate
+from .sample import generate
+from .train import Run
+from .vocab import Vocab
+
+
+class Diverged(FloatingPointError):
+    """The loss or a gradient became NaN or infinite; the update was not applied."""
+
+
+class Model:
+    def __init__(
+        self,
+        config: Config,
+        vocab: Vocab,
+        params,
+        opt_state,
+        rng,
+        iterations=0,
+        chars_seen=0,
+        smooth_loss=None,
+        last_loss=None,
+    ):
+        self.config = config
+        self.vocab = vocab
+        self.params = params  # name -> array, see net.py
+        self.opt_state = opt_state  # "<slot>.<name>" -> array, see optim.py
+        self.rng = rng  # draws new weights and dropout masks; saved, so resuming is exact
+        self.iterations = iterations  # parameter updates so far
+        self.chars_seen = chars_seen  # characters predicted in training so far
+        self.smooth_loss = math.log(max(len(vocab), 1)) if smooth_loss is None else smooth_loss
+        self.last_loss = last_loss  # nats per character of the latest chunk
+
+    # -- making, loading, saving -------------------------------------------
+
+    @classmethod
+    def new(cls, config: Config | None = None, text: str = "", **changes) -> Model:
+        """A fresh model. Its vocabulary is text's characters (it may be empty
+        and grow as training meets new characters)."""
+        config = (config or Config()).replace(**changes)
+        rng = np.random.default_rng(config.seed)
+        vocab = Vocab(sorted(set(text)))
+        params = net.init(config, len(vocab), rng)
+        return cls(config, vocab, params, optim.init(config.optimizer, params), rng)
+
+    def to_bytes(self) -> bytes:
+        return modelfile.pack(self.config, self.vocab.chars, self.params, self.opt_state, self._state())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Model:
+        config, vocab, params, opt_state, state = modelfile.unpack(data)
+        rng = np.random.Generator(np.random.PCG64())
+        r = state["rng"]
+        rng.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": int(r["state"]), "inc": int(r["inc"])},
+            "has_uint32": int(r["has_uint32"]),
+            "uinteger": int(r["uinteger"]),
+        }
+        return cls(
+            config,
+            Vocab(vocab),
+            params,
+            opt_state,
+            rng,
+            state["iterations"],
+            state["chars_seen"],
+            state["smooth_loss"],
+            state["last_loss"],
+        )
+
+    def save(self, path):
+        """Write the model to path atomically: the old file stays whole until
+        the new one is completely on disk."""
+        modelfile.save_bytes(path, self.to_bytes())
+
+    @classmethod
+    def load(cls, path) -> Model:
+        with open(os.fspath(path), "rb") as f:
+            return cls.from_bytes(f.read())
+
+    def _state(self):
+        s = self.rng.bit_generator.state
+        return {
+            "iterations": self.iterations,
+            "chars_seen": self.chars_seen,
+            "smooth_loss": float(self.smooth_loss),
+            "last_loss": None if self.last_loss is None else float(self.last_loss),
+            # 128-bit integers do not fit msgpack's ints, so they travel as text
+            "rng": {
+                "bit_generator": "PCG64",
+                "state": str(s["state"]["state"]),
+                "inc": str(s["state"]["inc"]),
+                "has_uint32": int(s["has_uint32"]),
+                "uinteger": int(s["uinteger"]),
+            },
+        }
+
+    # -- describing ----------------------------------------------------------
+
+    @property
+    def num_params(self):
+        return sum(p.size for p in self.params.values())
+
+    def configure(self, **changes):
+        """Change training hyperparameters (seq_length, batch_size, lr, clip,
+        dropout, seed); architecture fields are fixed once a model exists."""
+        fixed = [k for k in changes if k in ARCHITECTURE and changes[k] != getattr(self.config, k)]
+        if fixed:
+            have = ", ".join(f"{k}={getattr(self.config, k)!r}" for k in fixed)
+            raise ValueError(f"cannot change {', '.join(fixed)} of an existing model (it has {have})")
+        self.config = self.config.replace(**changes)
+
+    # -- training ------------------------------------------------------------
+
+    def grow(self, text):
+        """Add text's new characters to the vocabulary: a new input column and
+        output row each, optimiser state zero, everything learned untouched."""
+        new = self.vocab.missing(text)
+        if not new:
+            return []
+        old = len(self.vocab)
+        self.vocab = self.vocab.extended(new)
+        if old == 0:
+            self.params = net.init(self.config, len(self.vocab), self.rng)
+            self.opt_state = optim.init(self.config.optimizer, self.params)
+            self.smooth_loss = math.log(len(self.vocab))
+        else:
+            self.params = net.grow(self.params, self.config, len(new), self.rng)
+            self.opt_state = optim.grow(self.opt_state, len(new))
+        return new
+
+    def step(self, X, Y, state):
+        """One update on a chunk: X, Y are (time, streams) indices. Returns
+        the state after the chunk, for the next one."""
+        loss, grads, state = net.loss(self.params, self.config, X, Y, state, self.rng)
+        if not math.isfinite(loss) or not all(np.isfinite(g).all() for g in grads.values()):
+            raise Diverged(f"the loss became {loss} at iteration {self.iterations + 1}; try a lower --lr")
+        self.iterations += 1
+        T = X.shape[0]
+        optim.step(self.config, self.params, grads, self.opt_state, self.iterations, T)
+        self.chars_seen += X.size
+        self.last_loss = loss / T
+        self.smooth_loss = self.smooth_loss * 0.999 + self.last_loss * 0.001  # the seed's
+        return state
+
+    def train(
+        self,
+        text,
+        *,
+        epochs=1,
+        max_time=None,
+        callback=None,
+        stop=None,
+        report_every=1.0,
+        sample_every=0,
+        sample_length=200,
+        valid_fraction=0.0,
+        valid_every=10.0,
+        total=None,
+    ):
+        """Train on text: a str, or an iterable of str blocks (streamed).
+
+        epochs: passes over the text (an iterable is kept in memory for them).
+        max_time: seconds after which training stops cleanly.
+        callback: called with a train.Progress every report_every seconds,
+          with a sample every sample_every iterations, with held-out bits
+          every valid_every seconds, and at the end; it may raise train.Stop.
+        stop: a function polled after every iteration; True ends training.
+        valid_fraction: the tail of each block held out and scored.
+        Returns the final train.Progress.
+        """
+        blocks = [text] if isinstance(text, str) else text
+        if epochs > 1 and not isinstance(blocks, list):
+            blocks = list(blocks)
+        if total is None and isinstance(text, str):
+            total = len(text) * epochs
+        run = Run(
+            self,
+            callback,
+            stop,
+            max_time,
+            report_every,
+            sample_every,
+            sample_length,
+            valid_fraction,
+            valid_every,
+            total,
+        )
+        return run.finish(run.fit(blocks, epochs))
+
+    # -- using -------------------------------------------------------------
+
+    def stream(self, n, prime="", temperature=1.0, top_k=None, seed=None):
+        """Yield generated characters one at a time; n=0 means forever."""
+        return generate(self.config, self.vocab, self.params, n, prime, temperature, top_k, seed)
+
+    def sample(self, n=200, prime="", temperature=1.0, top_k=None, seed=None) -> str:
+        """n characters following prime (not included in the result)."""
+        return "".join(self.stream(n, prime, temperature, top_k, seed))
+
+    def evaluate(self, text):
+        """Held-out scores of text; see evaluate.Evaluation."""
+        return evaluate(self.config, self.vocab, self.params, text)

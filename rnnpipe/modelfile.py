@@ -1,0 +1,181 @@
+"""The model file: one msgpack map, specified in docs/model-format.md.
+
+Reading trusts nothing: every field is checked before any array is built, and
+anything wrong raises ModelFormatError with a message that says what.
+Writing is atomic: the old file stays whole until the new one is on disk.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import msgpack
+import numpy as np
+
+from . import net, optim
+from .config import Config
+
+FORMAT = "rnnpipe-model"
+VERSION = 1
+DTYPES = {"float32": "<f4", "float64": "<f8"}  # config dtype -> stored dtype
+
+
+class ModelFormatError(ValueError):
+    """The file is not a model rnnpipe can load; the message says why."""
+
+
+def pack_array(a):
+    a = np.asarray(a)
+    return {
+        "dtype": a.dtype.newbyteorder("<").str,
+        "shape": list(a.shape),
+        "data": a.astype(a.dtype.newbyteorder("<")).tobytes(),
+    }
+
+
+def pack(config, vocab, params, opt_state, state) -> bytes:
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": config.to_dict(),
+        "vocab": list(vocab),
+        "params": {k: pack_array(v) for k, v in params.items()},
+        "optimizer": {k: pack_array(v) for k, v in opt_state.items()},
+        "state": state,
+    }
+    return msgpack.packb(doc, use_bin_type=True)
+
+
+def save_bytes(path, data: bytes):
+    """Write atomically: temp file beside the target, fsync, rename over it."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _fail(message):
+    raise ModelFormatError(message)
+
+
+def _check_type(value, types, what):
+    if isinstance(value, bool) or not isinstance(value, types):
+        _fail(f"{what} should be {types.__name__}, not {type(value).__name__}")
+    return value
+
+
+def unpack_array(doc, what, shape, dtype):
+    _check_type(doc, dict, what)
+    if set(doc) != {"dtype", "shape", "data"}:
+        _fail(f"{what} should have exactly the keys dtype, shape, data")
+    if doc["dtype"] != dtype:
+        _fail(f"{what} has dtype {doc['dtype']!r}; this model stores {dtype!r}")
+    got = doc["shape"]
+    if not isinstance(got, list) or any(not isinstance(n, int) or isinstance(n, bool) for n in got):
+        _fail(f"{what} has a malformed shape")
+    if tuple(got) != tuple(shape):
+        _fail(f"{what} has shape {tuple(got)}; the config and vocabulary need {tuple(shape)}")
+    data = _check_type(doc["data"], bytes, f"{what} data")
+    itemsize = np.dtype(dtype).itemsize
+    if len(data) != math.prod(shape) * itemsize:
+        _fail(f"{what} holds {len(data)} bytes; its shape needs {math.prod(shape) * itemsize}")
+    a = np.frombuffer(data, dtype=dtype).reshape(shape)
+    if not np.isfinite(a).all():
+        _fail(f"{what} has NaN or infinite values")
+    return a.astype(a.dtype.newbyteorder("="))  # a writable native-order copy
+
+
+def _unpack_state(doc):
+    _check_type(doc, dict, "state")
+    want = {"iterations", "chars_seen", "smooth_loss", "last_loss", "rng"}
+    if set(doc) != want:
+        _fail(f"state should have exactly the keys {', '.join(sorted(want))}")
+    for k in ("iterations", "chars_seen"):
+        if not isinstance(doc[k], int) or isinstance(doc[k], bool) or doc[k] < 0:
+            _fail(f"state.{k} should be a non-negative integer")
+    if not isinstance(doc["smooth_loss"], float) or not math.isfinite(doc["smooth_loss"]):
+        _fail("state.smooth_loss should be a finite float")
+    if doc["last_loss"] is not None and not (isinstance(doc["last_loss"], float) and math.isfinite(doc["last_loss"])):
+        _fail("state.last_loss should be a finite float or nil")
+    rng = _check_type(doc["rng"], dict, "state.rng")
+    if set(rng) != {"bit_generator", "state", "inc", "has_uint32", "uinteger"} or rng["bit_generator"] != "PCG64":
+        _fail("state.rng should be a PCG64 state with keys bit_generator, state, inc, has_uint32, uinteger")
+    try:
+        s, inc = int(rng["state"]), int(rng["inc"])
+        has, uint = int(rng["has_uint32"]), int(rng["uinteger"])
+    except (TypeError, ValueError):
+        _fail("state.rng holds values that are not integers")
+    if not (0 <= s < 2**128 and 0 <= inc < 2**128 and has in (0, 1) and 0 <= uint < 2**32):
+        _fail("state.rng holds values out of range")
+    return doc
+
+
+def unpack(data: bytes):
+    """Parse and validate; returns (config, vocab, params, opt_state, state)."""
+    try:
+        doc = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except Exception as e:  # msgpack raises many types for garbage
+        _fail(f"not a model file (not valid msgpack: {type(e).__name__})")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        _fail(f"not an rnnpipe model file (no format marker {FORMAT!r})")
+    version = doc.get("version")
+    if version != VERSION:
+        _fail(f"model file version {version!r} is not supported (this rnnpipe reads version {VERSION})")
+    want = {"format", "version", "config", "vocab", "params", "optimizer", "state"}
+    if set(doc) != want:
+        _fail(f"model file should have exactly the keys {', '.join(sorted(want))}")
+    try:
+        config = Config.from_dict(_check_type(doc["config"], dict, "config"))
+    except (TypeError, ValueError) as e:
+        _fail(f"bad config: {e}")
+    vocab = _check_type(doc["vocab"], list, "vocab")
+    if any(not isinstance(c, str) or len(c) != 1 for c in vocab):
+        _fail("vocab should be a list of single characters")
+    if len(set(vocab)) != len(vocab):
+        _fail("vocab has repeated characters")
+    dtype = DTYPES[config.dtype]
+    shapes = net.shapes(config, len(vocab))
+    params = _unpack_arrays(doc["params"], "params", shapes, dtype)
+    opt = _unpack_arrays(doc["optimizer"], "optimizer", optim.shapes(config.optimizer, shapes), dtype)
+    state = _unpack_state(doc["state"])
+    return config, vocab, params, opt, state
+
+
+def _unpack_arrays(doc, what, shapes, dtype):
+    _check_type(doc, dict, what)
+    if set(doc) != set(shapes):
+        missing, extra = set(shapes) - set(doc), set(doc) - set(shapes)
+        _fail(
+            f"{what} should hold {', '.join(shapes)}"
+            + (f"; missing {', '.join(sorted(missing))}" if missing else "")
+            + (f"; unexpected {', '.join(sorted(map(str, extra)))}" if extra else "")
+        )
+    return {k: unpack_array(doc[k], f"{what}.{k}", s, dtype) for k, s in shapes.items()}
+
+
+def read(path):
+    """Read a file; OSErrors pass through, everything else is a ModelFormatError."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return unpack(data)

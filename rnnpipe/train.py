@@ -1,0 +1,165 @@
+"""The training loop: truncated BPTT over parallel streams, reporting
+through a callback so the CLI and the notebook each show progress their own
+way."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import net
+from .evaluate import loss_sum
+
+VALID_CAP = 256 * 1024  # held-out characters kept (the most recent)
+
+
+@dataclass
+class Progress:
+    """What the loop reports; `kind` says why it reports now."""
+
+    kind: str  # "progress", "sample", "valid" or "end"
+    iteration: int  # updates made to this model, over all runs
+    chars: int  # characters trained on in this run
+    total: int | None  # characters this run will train on, when known
+    elapsed: float  # seconds since this run started
+    loss: float  # nats per character of the latest chunk
+    smooth_loss: float  # the seed's smooth loss, in nats per character
+    valid_bits: float | None = None  # held-out bits per character, when measured
+    sample: str | None = None  # with kind "sample"
+    stopped: str | None = None  # with kind "end": why training ended
+
+    @property
+    def chars_per_sec(self):
+        return self.chars / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def smooth_bits(self):
+        return self.smooth_loss / math.log(2)
+
+
+class Stop(Exception):
+    """A callback raises this to end training cleanly after the iteration."""
+
+
+def batches(ix, seq_length, batch_size):
+    """Cut a block of indices into contiguous streams and yield (X, Y) chunks,
+    each (time, streams). A block too short for batch_size streams of
+    seq_length gets fewer streams; the last chunk may be shorter."""
+    n = len(ix) - 1
+    B = max(1, min(batch_size, n // seq_length))
+    L = n // B
+    starts = np.arange(B) * L
+    for p in range(0, L, seq_length):
+        pos = starts[None, :] + np.arange(p, min(p + seq_length, L))[:, None]
+        yield ix[pos], ix[pos + 1]
+
+
+class Run:
+    """One call of Model.train: the loop and its bookkeeping."""
+
+    def __init__(
+        self,
+        model,
+        callback=None,
+        stop=None,
+        max_time=None,
+        report_every=1.0,
+        sample_every=0,
+        sample_length=200,
+        valid_fraction=0.0,
+        valid_every=10.0,
+        total=None,
+    ):
+        self.model, self.callback, self.stop, self.max_time = model, callback, stop, max_time
+        self.report_every, self.sample_every, self.sample_length = report_every, sample_every, sample_length
+        self.valid_fraction, self.valid_every, self.total = valid_fraction, valid_every, total
+        self.start = self.last_report = self.last_valid = time.monotonic()
+        self.chars = 0
+        self.valid = ""  # held-out text: the tail of each block
+        self.valid_bits = None
+        self.state = None
+
+    def report(self, kind, **extra):
+        m = self.model
+        p = Progress(
+            kind,
+            m.iterations,
+            self.chars,
+            self.total,
+            time.monotonic() - self.start,
+            m.last_loss if m.last_loss is not None else math.nan,
+            m.smooth_loss,
+            valid_bits=self.valid_bits,
+            **extra,
+        )
+        if self.callback is not None:
+            self.callback(p)
+        return p
+
+    def measure(self):
+        self.last_valid = time.monotonic()
+        ix = self.model.vocab.encode(self.valid)
+        nats, n = loss_sum(self.model.config, self.model.params, ix[ix >= 0])
+        if n:
+            self.valid_bits = nats / n / math.log(2)
+
+    def fit(self, blocks, epochs=1):
+        """Train on an iterable of text blocks; returns why it stopped."""
+        T = self.model.config.seq_length
+        try:
+            for _ in range(epochs):
+                self.state, pending = None, ""
+                for block in blocks:
+                    pending += block
+                    # one iteration needs seq_length + 1 characters: hold
+                    # short pieces until more arrive or the input ends
+                    if len(pending) > T:
+                        self.block(pending)
+                        pending = ""
+                if len(pending) > 1:
+                    self.block(pending)
+            return "end of input"
+        except Stop as e:
+            return str(e) or "stopped"
+
+    def block(self, text):
+        m = self.model
+        m.grow(text)
+        if self.valid_fraction > 0:
+            cut = len(text) - int(len(text) * self.valid_fraction)
+            self.valid = (self.valid + text[cut:])[-VALID_CAP:]
+            text = text[:cut]
+        cfg = m.config
+        for X, Y in batches(m.vocab.encode(text), cfg.seq_length, cfg.batch_size):
+            B = X.shape[1]
+            if self.state is None or self.state[0][0].shape[0] < B:
+                self.state = net.zero_state(cfg, B)
+            elif self.state[0][0].shape[0] > B:  # fewer streams at the end
+                self.state = [tuple(s[:B] for s in layer) for layer in self.state]
+            self.state = m.step(X, Y, self.state)
+            self.chars += X.size
+            self.after_step()
+
+    def after_step(self):
+        m, now = self.model, time.monotonic()
+        if self.sample_every and m.iterations % self.sample_every == 0:
+            self.report("sample", sample=m.sample(self.sample_length, seed=m.iterations))
+        if self.valid and now - self.last_valid >= self.valid_every:
+            self.measure()
+            self.last_report = now
+            self.report("valid")
+        elif now - self.last_report >= self.report_every:
+            self.last_report = now
+            self.report("progress")
+        if self.max_time is not None and now - self.start >= self.max_time:
+            raise Stop("time limit")
+        if self.stop is not None and self.stop():
+            raise Stop("stopped")
+
+    def finish(self, stopped):
+        if self.valid:
+            self.measure()
+        return self.report("end", stopped=stopped)
