@@ -1,0 +1,115 @@
+"""Options shared by the command line and the IPython magics, as plain data.
+
+Each entry is (flags, keyword arguments) for argparse's add_argument, which
+IPython's magic_arguments.argument takes too, so `rnnpipe train --hidden 128`
+and `%%charrnn_train --hidden 128` mean the same. Defaults are None ("not
+given"): a new model fills them from Config, an existing one keeps its own.
+"""
+
+from .config import CELLS, DTYPES, OPTIMIZERS, Config
+
+D = Config()
+
+
+def _int(text):
+    return int(text)
+
+
+MODEL = (("-m", "--model"), dict(metavar="MODEL", help="model file (msgpack)"))
+
+# architecture: fixed once a model exists
+ARCHITECTURE = [
+    (
+        ("--cell",),
+        dict(choices=CELLS, help=f"recurrent cell: rnn (the seed's vanilla RNN), lstm or gru (default {D.cell})"),
+    ),
+    (("--hidden",), dict(type=int, metavar="N", help=f"units per recurrent layer (default {D.hidden})")),
+    (("--layers",), dict(type=int, metavar="N", help=f"stacked recurrent layers (default {D.layers})")),
+    (
+        ("--optimizer",),
+        dict(
+            choices=OPTIMIZERS,
+            help=f"adagrad (the seed's, clips each entry) or adam (clips the global norm) (default {D.optimizer})",
+        ),
+    ),
+    (("--dtype",), dict(choices=DTYPES, help=f"floating point type of weights and arithmetic (default {D.dtype})")),
+]
+
+# training hyperparameters: may change from run to run of the same model
+HYPER = [
+    (
+        ("--dropout",),
+        dict(type=float, metavar="P", help=f"dropout between stacked layers, 0 to turn off (default {D.dropout})"),
+    ),
+    (
+        ("--seq-length",),
+        dict(type=int, metavar="N", help=f"characters per truncated backpropagation (default {D.seq_length})"),
+    ),
+    (
+        ("--batch-size",),
+        dict(type=int, metavar="N", help=f"parallel streams the text is cut into (default {D.batch_size})"),
+    ),
+    (("--lr",), dict(type=float, metavar="X", help=f"learning rate (default {D.lr:g}; the seed's Adagrad used 0.1)")),
+    (("--seed",), dict(type=int, metavar="N", help=f"seeds weight initialisation and dropout (default {D.seed})")),
+]
+
+RUN = [
+    (
+        ("--epochs",),
+        dict(
+            type=int,
+            default=1,
+            metavar="N",
+            help="passes over the text; more than 1 keeps the whole input in memory (default 1)",
+        ),
+    ),
+    (("--max-time",), dict(type=float, metavar="SECONDS", help="stop cleanly after this long and save")),
+    (
+        ("--sample-every",),
+        dict(
+            type=int,
+            default=0,
+            metavar="N",
+            help="show a 200-character sample every N iterations, as the seed does (default 0: never)",
+        ),
+    ),
+    (
+        ("--valid-fraction",),
+        dict(
+            type=float,
+            default=0.0,
+            metavar="F",
+            help="hold out this fraction of the input's tail and report held-out bits per character (default 0)",
+        ),
+    ),
+]
+
+SAMPLE = [
+    (
+        ("-n",),
+        dict(type=int, default=300, metavar="N", help="characters to generate; 0 means until stopped (default 300)"),
+    ),
+    (
+        ("--temperature",),
+        dict(
+            type=float,
+            default=1.0,
+            metavar="T",
+            help="below 1 is safer, above 1 wilder; 0 always takes the likeliest character (default 1)",
+        ),
+    ),
+    (("--top-k",), dict(type=int, metavar="K", help="sample only among the K likeliest characters")),
+    (("--prime",), dict(default="", metavar="TEXT", help="text that conditions the model before sampling")),
+    (("--seed",), dict(type=int, metavar="N", help="random seed: the same seed and model give the same text anywhere")),
+]
+
+
+def add(parser, options):
+    for flags, kwargs in options:
+        parser.add_argument(*flags, **kwargs)
+
+
+def config_changes(args):
+    """The Config fields given on a command line (argparse namespace)."""
+    names = [flags[-1].lstrip("-").replace("-", "_") for flags, _ in ARCHITECTURE + HYPER]
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
