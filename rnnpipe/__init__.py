@@ -1,9 +1,25 @@
-"""rnnpipe: a character-level recurrent network in pure numpy."""
+"""rnnpipe: a character-level recurrent network in pure numpy.
 
-from .config import SEED, Config
-from .model import Diverged, Model
-from .modelfile import ModelFormatError
-from .train import Progress, Stop
+Names are imported on first use, so `rnnpipe --help` starts without numpy.
+"""
 
-__all__ = ["Config", "SEED", "Model", "ModelFormatError", "Diverged", "Progress", "Stop"]
+import importlib
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Config": "config",
+    "SEED": "config",
+    "Model": "model",
+    "Diverged": "model",
+    "ModelFormatError": "modelfile",
+    "Progress": "train",
+    "Stop": "train",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
