@@ -153,7 +153,11 @@ class Model:
         optim.step(self.config, self.params, grads, self.opt_state, self.iterations, T)
         self.chars_seen += X.size
         self.last_loss = loss / T
-        self.smooth_loss = self.smooth_loss * 0.999 + self.last_loss * 0.001  # the seed's
+        # the seed's low-pass filter, 0.999 per 25-character chunk of one
+        # stream; a batch of B streams counts as B chunks, so the curve reads
+        # the same per character whatever the batch size
+        decay = 0.999 ** X.shape[1]
+        self.smooth_loss = self.smooth_loss * decay + self.last_loss * (1 - decay)
         return state
 
     def train(

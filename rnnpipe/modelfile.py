@@ -7,6 +7,7 @@ Writing is atomic: the old file stays whole until the new one is on disk.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
@@ -36,16 +37,22 @@ def pack_array(a):
 
 
 def pack(config, vocab, params, opt_state, state) -> bytes:
-    doc = {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": config.to_dict(),
-        "vocab": list(vocab),
-        "params": {k: pack_array(v) for k, v in params.items()},
-        "optimizer": {k: pack_array(v) for k, v in opt_state.items()},
-        "state": state,
-    }
-    return msgpack.packb(doc, use_bin_type=True)
+    body = msgpack.packb(
+        {
+            "config": config.to_dict(),
+            "vocab": list(vocab),
+            "params": {k: pack_array(v) for k, v in params.items()},
+            "optimizer": {k: pack_array(v) for k, v in opt_state.items()},
+            "state": state,
+        },
+        use_bin_type=True,
+    )
+    # the checksum covers the body's bytes as stored, so any reader can check
+    # it without re-encoding anything, and no flipped bit goes unnoticed
+    return msgpack.packb(
+        {"format": FORMAT, "version": VERSION, "sha256": hashlib.sha256(body).digest(), "model": body},
+        use_bin_type=True,
+    )
 
 
 def save_bytes(path, data: bytes):
@@ -131,22 +138,37 @@ def _unpack_state(doc):
     return doc
 
 
+def _msgpack(data, what):
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except Exception as e:  # msgpack raises many types for garbage
+        _fail(f"{what} is not valid msgpack ({type(e).__name__})")
+
+
 def unpack(data: bytes):
     """Parse and validate; returns (config, vocab, params, opt_state, state)."""
-    try:
-        doc = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
-    except Exception as e:  # msgpack raises many types for garbage
-        _fail(f"not a model file (not valid msgpack: {type(e).__name__})")
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    outer = _msgpack(data, "the file")
+    if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         _fail(f"not an rnnpipe model file (no format marker {FORMAT!r})")
-    version = doc.get("version")
+    version = outer.get("version")
     if version != VERSION:
         _fail(f"model file version {version!r} is not supported (this rnnpipe reads version {VERSION})")
-    want = {"format", "version", "config", "vocab", "params", "optimizer", "state"}
+    if set(outer) != {"format", "version", "sha256", "model"}:
+        _fail("model file should have exactly the keys format, version, sha256, model")
+    body = _check_type(outer["model"], bytes, "model")
+    if hashlib.sha256(body).digest() != outer["sha256"]:
+        _fail("checksum mismatch: the file is damaged or was changed")
+    doc = _msgpack(body, "the model body")
+    _check_type(doc, dict, "model body")
+    want = {"config", "vocab", "params", "optimizer", "state"}
     if set(doc) != want:
-        _fail(f"model file should have exactly the keys {', '.join(sorted(want))}")
+        _fail(f"model body should have exactly the keys {', '.join(sorted(want))}")
+    config_doc = _check_type(doc["config"], dict, "config")
+    missing = {f for f in Config().to_dict()} - set(config_doc)
+    if missing:
+        _fail(f"config lacks {', '.join(sorted(missing))}")
     try:
-        config = Config.from_dict(_check_type(doc["config"], dict, "config"))
+        config = Config.from_dict(config_doc)
     except (TypeError, ValueError) as e:
         _fail(f"bad config: {e}")
     vocab = _check_type(doc["vocab"], list, "vocab")
