@@ -1,0 +1,165 @@
+"""The loader against hostile files: whatever the bytes, the only possible
+outcomes are a model or ModelFormatError, and nothing is allocated in
+proportion to sizes the file merely declares."""
+
+import hashlib
+import os
+import random
+import tracemalloc
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rnnpipe import Config, Model, ModelFormatError
+
+# a small but complete model: every section of the format is present
+GOOD = Model.new(Config(cell="gru", hidden=3, layers=2, optimizer="adam", seq_length=4, batch_size=2), "ab\n")
+GOOD.train("ab\nba\n" * 4)
+GOOD_BYTES = GOOD.to_bytes()
+MUTATIONS = int(os.environ.get("RNNPIPE_FUZZ_MUTATIONS", "3000"))
+
+
+def load_or_refuse(data):
+    """The loader's contract: a model, or ModelFormatError; never anything else."""
+    try:
+        return Model.from_bytes(data)
+    except ModelFormatError as e:
+        message = str(e)
+        assert message and "\n" not in message
+        return None
+
+
+def seal(body, **outer):
+    data = body if isinstance(body, bytes) else msgpack.packb(body, use_bin_type=True)
+    doc = {"format": "rnnpipe-model", "version": 1, "sha256": hashlib.sha256(data).digest(), "model": data}
+    doc.update(outer)
+    return msgpack.packb(doc, use_bin_type=True)
+
+
+def body():
+    return msgpack.unpackb(msgpack.unpackb(GOOD_BYTES, raw=False)["model"], raw=False)
+
+
+def test_every_truncation_is_refused():
+    refused = sum(load_or_refuse(GOOD_BYTES[:n]) is None for n in range(len(GOOD_BYTES)))
+    assert refused == len(GOOD_BYTES)
+
+
+def test_every_single_bit_flip_is_refused():
+    data = bytearray(GOOD_BYTES)
+    for i in range(len(data) * 8):
+        data[i // 8] ^= 1 << (i % 8)
+        assert load_or_refuse(bytes(data)) is None, f"bit {i} flipped and the file still loaded"
+        data[i // 8] ^= 1 << (i % 8)
+
+
+def test_seeded_mutation_loop():
+    rng = random.Random(1234)
+    loaded = 0
+    for _ in range(MUTATIONS):
+        data = bytearray(GOOD_BYTES)
+        for _ in range(rng.randint(1, 4)):
+            op, i = rng.randrange(3), rng.randrange(len(data))
+            if op == 0:
+                data[i] = rng.randrange(256)
+            elif op == 1:
+                del data[i : i + rng.randint(1, 16)]
+            else:
+                data[i:i] = rng.randbytes(rng.randint(1, 16))
+        loaded += load_or_refuse(bytes(data)) is not None
+    # a mutation can only load if it happened to leave the bytes as they were
+    assert loaded <= MUTATIONS // 100
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_random_bytes_are_refused(data):
+    assert load_or_refuse(data) is None
+
+
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=5)
+    | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def paths(doc, prefix=()):
+    yield prefix
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from paths(v, prefix + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from paths(v, prefix + (i,))
+
+
+ALL_PATHS = [p for p in paths(body()) if p]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(ALL_PATHS), values)
+def test_valid_msgpack_with_wrong_types_is_refused(path, value):
+    doc = body()
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    if node[path[-1]] == value:
+        return
+    node[path[-1]] = value
+    # the checksum is right: only validation can catch this
+    model = load_or_refuse(seal(doc))
+    if model is not None:
+        # the only changes allowed through are those that still make sense
+        assert path[:2] in {("config", "dropout"), ("config", "lr"), ("config", "clip"), ("config", "seed"),
+                            ("config", "seq_length"), ("config", "batch_size"), ("state", "smooth_loss"),
+                            ("state", "last_loss"), ("state", "iterations"), ("state", "chars_seen")}  # fmt: skip
+
+
+def test_body_that_is_not_msgpack_is_refused():
+    with pytest.raises(ModelFormatError, match="model body is not valid msgpack"):
+        Model.from_bytes(seal(b"\xc1garbage"))
+
+
+def peak_allocation(data):
+    tracemalloc.start()
+    try:
+        load_or_refuse(data)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        # a config declaring a huge model: the arrays' shapes cannot match it
+        lambda d: d["config"].update(hidden=2**40),
+        # an array declaring a huge shape over a few bytes of data
+        lambda d: d["params"]["by"].update(shape=[2**31, 2**31]),
+        # sizes that overflow 64 bits, and negative ones
+        lambda d: d["params"]["0.Wxh"].update(shape=[2**64 - 1, 2**64 - 1]),
+        lambda d: d["params"]["0.Wxh"].update(shape=[-9, -1]),
+    ],
+)
+def test_declared_sizes_do_not_allocate(bomb):
+    doc = body()
+    bomb(doc)
+    data = seal(doc)
+    assert load_or_refuse(data) is None
+    assert peak_allocation(data) < 20 * len(data) + 2**20
+
+
+def test_msgpack_headers_declaring_gigabytes_do_not_allocate():
+    # bin 32 header claiming 4 GiB, array 32 and map 32 headers claiming 4 billion entries
+    for header in (b"\xc6\xff\xff\xff\xff", b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff"):
+        assert load_or_refuse(header + b"\0" * 64) is None
+        assert peak_allocation(header + b"\0" * 64) < 2**20
+        assert load_or_refuse(seal(header + b"\0" * 64)) is None
