@@ -19,11 +19,23 @@ def _pick(logits, temperature, top_k, rng):
     return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
 
 
-def generate(config, vocab, params, n, prime="", temperature=1.0, top_k=None, seed=None):
+def start_char(vocab):
+    """The input an unprimed sample starts from. Training carries state from
+    chunk to chunk, so a zero state is rare there; after a space it is least
+    strange (after a newline the seed's RNN wanders into rare capitals)."""
+    for c in (" ", "\n"):
+        if c in vocab:
+            return c
+    return vocab.chars[0]
+
+
+def generate(config, vocab, params, n, prime="", temperature=1.0, top_k=None, seed=None, state=None):
     """Yield n characters (forever when n is 0), conditioned on prime.
 
     Runs in float64 whatever the model's dtype, so a seed gives the same text
-    on any machine. Without a prime the model starts as if after a newline.
+    on any machine. Without a prime the model starts as if after a space.
+    `state` (one stream's, per layer) continues from a state instead of zero,
+    as the seed samples from its training state.
     """
     if not len(vocab):
         raise ValueError("the model has not seen any text yet")
@@ -33,8 +45,11 @@ def generate(config, vocab, params, n, prime="", temperature=1.0, top_k=None, se
     rng = np.random.default_rng(seed)
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
     cfg = config.replace(dtype="float64")
-    state = net.zero_state(cfg, 1)
-    context = vocab.encode(prime) if prime else vocab.encode("\n" if "\n" in vocab else vocab.chars[0])
+    if state is None:
+        state = net.zero_state(cfg, 1)
+    else:
+        state = [tuple(s.astype(np.float64) for s in layer) for layer in state]
+    context = vocab.encode(prime or start_char(vocab))
     # condition on all of the prime but its last character in one chunk
     if len(context) > 1:
         _, state, _ = net.forward(p64, cfg, context[:-1].reshape(-1, 1), state)

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import net
 from .evaluate import loss_sum
+from .sample import generate
 
 VALID_CAP = 256 * 1024  # held-out characters kept (the most recent)
 
@@ -22,7 +23,7 @@ class Progress:
 
     kind: str  # "progress", "sample", "valid" or "end"
     iteration: int  # updates made to this model, over all runs
-    chars: int  # characters trained on in this run
+    chars: int  # characters of input consumed in this run
     total: int | None  # characters this run will train on, when known
     elapsed: float  # seconds since this run started
     loss: float  # nats per character of the latest chunk
@@ -126,7 +127,7 @@ class Run:
             return str(e) or "stopped"
 
     def block(self, text):
-        m = self.model
+        m, done = self.model, self.chars + len(text)
         m.grow(text)
         if self.valid_fraction > 0:
             cut = len(text) - int(len(text) * self.valid_fraction)
@@ -141,12 +142,17 @@ class Run:
                 self.state = [tuple(s[:B] for s in layer) for layer in self.state]
             self.state = m.step(X, Y, self.state)
             self.chars += X.size
-            self.after_step()
+            self.after_step(Y[-1, 0])
+        self.chars = done  # held-out text and the few characters past the last full stream count as read
 
-    def after_step(self):
+    def after_step(self, next_ix):
         m, now = self.model, time.monotonic()
         if self.sample_every and m.iterations % self.sample_every == 0:
-            self.report("sample", sample=m.sample(self.sample_length, seed=m.iterations))
+            # like the seed, sample from where the first stream has got to
+            state = [tuple(s[:1] for s in layer) for layer in self.state]
+            text = generate(m.config, m.vocab, m.params, self.sample_length, seed=m.iterations, state=state,
+                            prime=m.vocab.chars[next_ix])  # fmt: skip
+            self.report("sample", sample="".join(text))
         if self.valid and now - self.last_valid >= self.valid_every:
             self.measure()
             self.last_report = now
