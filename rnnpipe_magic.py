@@ -1,0 +1,431 @@
+"""IPython magics for rnnpipe: ``%%charrnn_train`` and ``%charrnn_sample``.
+
+Load with ``%load_ext rnnpipe_magic``::
+
+    %%charrnn_train -m kafka.model --cell rnn --hidden 100 --max-time 60
+    One morning, when Gregor Samsa woke from troubled dreams, ...
+
+    %charrnn_sample -m kafka.model -n 300 --temperature 0.8 -o text
+
+The options are those of ``rnnpipe train`` and ``rnnpipe sample`` (one table,
+rnnpipe.options), plus a few that only make sense in a notebook: ``--name``
+keeps a model in memory without a file, ``--text VAR`` trains on a string the
+notebook already holds, ``-o VAR`` stores a result in the user's namespace.
+
+Models stay in memory between cells, keyed by file or name; a model file that
+changed on disk since (another process trained it, say) is read again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, argument_group, magic_arguments, parse_argstring
+from IPython.display import Image, Pretty, display
+
+from rnnpipe import options
+
+DEFAULT_NAME = "default"
+UPDATES_PER_SEC = 4  # most in-place updates of the progress line per second
+REPORT_EVERY = 0.1  # seconds between progress reports kept for the loss curve
+
+
+def _options(title, table):
+    """Decorators adding a group of options from rnnpipe.options to a magic."""
+    decorators = [argument_group(title)] + [argument(*flags, **kwargs) for flags, kwargs in table]
+
+    def apply(func):
+        for deco in reversed(decorators):
+            func = deco(func)
+        return func
+
+    return apply
+
+
+def _name_option(func):
+    return argument(
+        "--name",
+        metavar="NAME",
+        help=f"keep the model in this session's memory under NAME, without a file (default {DEFAULT_NAME!r})",
+    )(func)
+
+
+@dataclass
+class _Entry:
+    """A model held between cells."""
+
+    model: object
+    label: str  # how messages name it
+    path: str | None = None
+    stamp: tuple | None = None  # the file's (mtime, size, inode) when last read or written
+    curve: list = field(default_factory=list)  # (iteration, smooth bits, held-out bits) over this session
+
+
+def _stamp(path):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class _Interrupt:
+    """While active, Ctrl-C (a kernel interrupt) sets a flag that training
+    polls after each iteration, so an update is never left half applied."""
+
+    def __init__(self):
+        self.flag = False
+        self.previous = None
+
+    def __call__(self):
+        return self.flag
+
+    def _handler(self, signum, frame):
+        self.flag = True
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: leave interrupts alone
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _status(p):
+    """One line about a training run, from an rnnpipe.Progress."""
+    parts = [f"iteration {p.iteration:,}"]
+    if p.total:
+        parts.append(f"{p.chars:,} of {p.total:,} chars ({100 * p.chars / p.total:.0f}%)")
+    else:
+        parts.append(f"{p.chars:,} chars")
+    parts.append(f"{p.chars_per_sec:,.0f} chars/s")
+    if not math.isnan(p.loss):
+        parts.append(f"loss {p.loss / math.log(2):.3f} bits/char (smooth {p.smooth_bits:.3f})")
+    if p.valid_bits is not None:
+        parts.append(f"held out {p.valid_bits:.3f}")
+    parts.append(f"{p.elapsed:.1f} s")
+    return " · ".join(parts)
+
+
+def _sparkline(values, width=48):
+    if not values:
+        return ""
+    if len(values) > width:
+        values = [values[i * len(values) // width] for i in range(width - 1)] + [values[-1]]
+    lo, hi = min(values), max(values)
+    bars = "▁▂▃▄▅▆▇█"
+    return "".join(bars[0 if hi == lo else round((v - lo) / (hi - lo) * (len(bars) - 1))] for v in values)
+
+
+def _plot(entry):
+    """The loss curve as PNG bytes, or None without matplotlib."""
+    try:
+        import matplotlib  # noqa: F401  (an optional extra: pip install 'rnnpipe[plot]')
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    import io
+
+    fig = Figure(figsize=(6.4, 2.6), dpi=80)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    it = [c[0] for c in entry.curve]
+    ax.plot(it, [c[1] for c in entry.curve], label="training (smoothed)")
+    held = [(c[0], c[2]) for c in entry.curve if c[2] is not None]
+    if held:
+        ax.plot([h[0] for h in held], [h[1] for h in held], "o-", ms=3, label="held out")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("bits per character")
+    ax.set_title(entry.label)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+class _View:
+    """Shows a run in the notebook: one line updated in place (throttled),
+    samples as they arrive. Keeps every report for the curve and for -o."""
+
+    def __init__(self, entry):
+        self.entry = entry
+        self.reports = []
+        self.handle = None
+        self.last_update = 0.0
+
+    def __call__(self, p):
+        self.reports.append(p)
+        if p.kind != "sample":
+            held_out = p.valid_bits if p.kind in ("valid", "end") else None  # fresh measurements only
+            self.entry.curve.append((p.iteration, p.smooth_bits, held_out))
+        now = time.monotonic()
+        if self.handle is None:
+            self.handle = display(Pretty(_status(p)), display_id=True)
+            self.last_update = now
+        elif p.kind in ("valid", "end") or now - self.last_update >= 1 / UPDATES_PER_SEC:
+            self.handle.update(Pretty(_status(p)))
+            self.last_update = now
+        if p.kind == "sample":
+            head = f"iteration {p.iteration:,}, smooth loss {p.smooth_bits:.3f} bits/char"
+            display(Pretty(f"{head}\n----\n{p.sample}\n----"))
+
+    def finish(self, final, saved):
+        if final.stopped == "stopped":
+            how = f"interrupted at iteration {final.iteration:,}, after {final.chars:,} characters of this run"
+        else:
+            how = f"{final.stopped} at iteration {final.iteration:,}"
+        line = f"{how}; smooth loss {final.smooth_bits:.3f} bits/char"
+        if final.valid_bits is not None:
+            line += f", held out {final.valid_bits:.3f}"
+        line += f"; {final.chars_per_sec:,.0f} chars/s over {final.elapsed:.1f} s"
+        line += f"; saved to {saved}" if saved else f"; kept in memory as {self.entry.label}"
+        self.handle.update(Pretty(line))
+        png = _plot(self.entry)
+        if png is not None:
+            display(Image(data=png, format="png"))
+        else:
+            bits = [c[1] for c in self.entry.curve]
+            first, last = self.entry.curve[0][0], self.entry.curve[-1][0]
+            display(
+                Pretty(
+                    f"smooth loss, iterations {first:,} to {last:,}: {bits[0]:.3f} {_sparkline(bits)} {bits[-1]:.3f}"
+                    " bits/char (pip install matplotlib for a plot)"
+                )
+            )
+
+
+@magics_class
+class CharRNNMagics(Magics):
+    """Train and sample rnnpipe models from a notebook."""
+
+    def __init__(self, shell):
+        super().__init__(shell)
+        self.models = {}  # ("file", absolute path) or ("name", name) -> _Entry
+
+    # -- finding models --------------------------------------------------
+
+    def _entry(self, args, create):
+        """The cached entry for -m/--name, read again if its file changed;
+        None when there is none and create is true."""
+        from rnnpipe import Model, ModelFormatError
+
+        if args.model and args.name:
+            raise UsageError("give -m FILE or --name NAME, not both")
+        if not args.model:
+            name = args.name or DEFAULT_NAME
+            entry = self.models.get(("name", name))
+            if entry is None and not create:
+                raise UsageError(
+                    f"no model named {name!r} in this session; train one with %%charrnn_train --name {name}"
+                )
+            return entry
+        path = os.path.abspath(os.path.expanduser(args.model))
+        key, stamp = ("file", path), _stamp(path)
+        entry = self.models.get(key)
+        if stamp is None:  # the file is the truth: gone means start afresh
+            self.models.pop(key, None)
+            if not create:
+                raise UsageError(f"no model file {args.model}; train one with %%charrnn_train -m {args.model}")
+            if not os.path.isdir(os.path.dirname(path)):
+                raise UsageError(f"cannot save {args.model}: no folder {os.path.dirname(path)}")
+            return None
+        if entry is None or entry.stamp != stamp:
+            try:
+                model = Model.load(path)
+            except ModelFormatError as e:
+                raise UsageError(f"{args.model}: {e}") from None
+            except OSError as e:
+                raise UsageError(f"cannot read {args.model}: {e.strerror}") from None
+            entry = self.models[key] = _Entry(model, args.model, path, stamp)
+        return entry
+
+    @staticmethod
+    def _check_output(var):
+        if var is not None and not var.isidentifier():
+            raise UsageError(f"-o needs a variable name, not {var!r}")
+
+    # -- training ----------------------------------------------------------
+
+    @magic_arguments(name="%charrnn_train")
+    @argument("-m", "--model", metavar="MODEL", help="model file (msgpack): read if it exists, written after training")
+    @_name_option
+    @argument(
+        "--text",
+        metavar="VAR",
+        help="train on the string in the notebook variable VAR instead of the cell body",
+    )
+    @argument("-o", dest="output", metavar="VAR", help="store this run's progress reports (rnnpipe.Progress) in VAR")
+    @_options("architecture (fixed once a model exists)", options.ARCHITECTURE)
+    @_options("hyperparameters (may change from run to run)", options.HYPER)
+    @_options("run", options.RUN)
+    @line_cell_magic
+    def charrnn_train(self, line, cell=None):
+        """Train a character-level model on the cell's text (taken literally),
+        or, as the line magic %charrnn_train, on the string named by --text.
+
+        Running the cell again keeps training the same model. With -m the
+        model is read from the file if it exists and saved to it at the end
+        (also when interrupted); without -m it lives in memory under --name.
+        Options not given keep the model's own values; a new model takes
+        rnnpipe's defaults. Interrupt the kernel to stop early: training ends
+        after the current iteration and the model is saved.
+        """
+        from rnnpipe import Diverged, Model
+
+        args = parse_argstring(self.charrnn_train, line)
+        self._check_output(args.output)
+        if args.text is not None:
+            if cell and cell.strip():
+                raise UsageError("give the text in the cell body or with --text, not both")
+            if args.text not in self.shell.user_ns:
+                raise UsageError(f"--text: no variable {args.text!r} in the notebook")
+            text = self.shell.user_ns[args.text]
+            if not isinstance(text, str):
+                raise UsageError(f"--text: {args.text} is a {type(text).__name__}, not a str")
+        elif cell is None:
+            raise UsageError("%charrnn_train needs --text VAR; or put the text in the body of a %%charrnn_train cell")
+        else:
+            text = cell
+        if len(text) < 2:
+            raise UsageError("nothing to train on: put the text in the cell body, or name a str variable with --text")
+        if args.epochs < 1:
+            raise UsageError(f"--epochs must be at least 1, not {args.epochs}")
+        if args.sample_every < 0:
+            raise UsageError(f"--sample-every must be 0 or more, not {args.sample_every}")
+        if not 0 <= args.valid_fraction < 1:
+            raise UsageError(f"--valid-fraction must be in [0, 1), not {args.valid_fraction}")
+        if args.max_time is not None and args.max_time < 0:
+            raise UsageError(f"--max-time must be 0 or more, not {args.max_time}")
+
+        changes = options.config_changes(args)
+        entry = self._entry(args, create=True)
+        try:
+            if entry is None:
+                model = Model.new(text=text, **changes)
+            else:
+                entry.model.configure(**changes)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if entry is None:
+            label = args.model or (args.name or DEFAULT_NAME)
+            path = os.path.abspath(os.path.expanduser(args.model)) if args.model else None
+            entry = _Entry(model, label, path)
+            print(f"new model {label}: {_describe(model)}")
+        else:
+            print(f"continuing {entry.label} from iteration {entry.model.iterations:,}: {_describe(entry.model)}")
+
+        view = _View(entry)
+        entry.curve.append((entry.model.iterations, entry.model.smooth_loss / math.log(2), None))
+        with _Interrupt() as interrupted:
+            try:
+                final = entry.model.train(
+                    text,
+                    epochs=args.epochs,
+                    max_time=args.max_time,
+                    callback=view,
+                    stop=interrupted,
+                    report_every=REPORT_EVERY,
+                    sample_every=args.sample_every,
+                    valid_fraction=args.valid_fraction,
+                )
+            except Diverged as e:
+                saved = self._save(entry)
+                where = f"; the model as it was before is saved to {saved}" if saved else ""
+                raise UsageError(f"{e}{where}") from None
+            finally:
+                key = ("file", entry.path) if entry.path else ("name", entry.label)
+                self.models[key] = entry
+        saved = self._save(entry)
+        view.finish(final, saved)
+        if args.output:
+            self.shell.user_ns[args.output] = view.reports
+
+    def _save(self, entry):
+        if entry.path is None:
+            return None
+        try:
+            entry.model.save(entry.path)
+        except OSError as e:
+            raise UsageError(f"cannot save {entry.label}: {e.strerror or e}") from None
+        entry.stamp = _stamp(entry.path)
+        return entry.label
+
+    # -- sampling ----------------------------------------------------------
+
+    @magic_arguments()
+    @argument(*options.MODEL[0], **options.MODEL[1])
+    @_name_option
+    @argument("-o", dest="output", metavar="VAR", help="also store the printed text (prime included) in VAR")
+    @_options("sampling", options.SAMPLE)
+    @line_magic
+    def charrnn_sample(self, line):
+        """Print text generated by a model, one character at a time.
+
+        The prime, if any, is printed first, then the generated characters.
+        -n 0 generates until the kernel is interrupted.
+        """
+        args = parse_argstring(self.charrnn_sample, line)
+        self._check_output(args.output)
+        if args.n < 0:
+            raise UsageError(f"-n must be 0 or more, not {args.n}")
+        if args.temperature < 0:
+            raise UsageError(f"--temperature must be 0 or more, not {args.temperature}")
+        if args.top_k is not None and args.top_k < 1:
+            raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
+        model = self._entry(args, create=False).model
+        chars = model.stream(args.n, args.prime, args.temperature, args.top_k, args.seed)
+        out = [args.prime]
+        try:
+            first = next(chars, "")  # bad primes and untrained models fail here, before any output
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        out.append(first)
+        sys.stdout.write(args.prime + first)
+        last_flush = time.monotonic()
+        try:
+            for ch in chars:
+                out.append(ch)
+                sys.stdout.write(ch)
+                if time.monotonic() - last_flush > 0.1:
+                    sys.stdout.flush()
+                    last_flush = time.monotonic()
+        except KeyboardInterrupt:
+            pass  # sampling changes nothing: stopping anywhere is fine
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        if args.output:
+            self.shell.user_ns[args.output] = "".join(out)
+
+
+def _describe(model):
+    c = model.config
+    return (
+        f"{c.cell} cell, {c.layers} × {c.hidden} hidden, {model.num_params:,} parameters, {c.optimizer} lr {c.lr:g},"
+        f" {c.batch_size} × {c.seq_length} characters per iteration"
+    )
+
+
+def load_ipython_extension(ipython):
+    ipython.register_magics(CharRNNMagics)
+
+
+def unload_ipython_extension(ipython):
+    magics = ipython.magics_manager.magics
+    magics["cell"].pop("charrnn_train", None)
+    magics["line"].pop("charrnn_train", None)
+    magics["line"].pop("charrnn_sample", None)
+    ipython.magics_manager.registry.pop(CharRNNMagics.__name__, None)

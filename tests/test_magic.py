@@ -1,0 +1,291 @@
+"""The IPython extension, exercised in a real InteractiveShell (no mocks)."""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing import globalipapp
+from IPython.utils.capture import capture_output
+
+import rnnpipe
+
+TEXT = (
+    "One morning, when Gregor Samsa woke from troubled dreams, he found himself transformed in his bed into a "
+    "horrible vermin. He lay on his armour-like back, and if he lifted his head a little he could see his brown "
+    "belly, slightly domed and divided by arches into stiff sections.\n"
+) * 4
+TINY = "--hidden 8 --batch-size 2 --seq-length 10"  # trains on TEXT in a few milliseconds
+
+
+def get_ipython():
+    """The test session's one shell (IPython's testing app, started once)."""
+    globalipapp.start_ipython()
+    return globalipapp.get_ipython()
+
+
+@pytest.fixture
+def ip():
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "rnnpipe_magic")
+    yield shell
+    with capture_output():
+        shell.run_line_magic("unload_ext", "rnnpipe_magic")
+
+
+def magics(shell):
+    m = shell.magics_manager.magics
+    return {name for kind in ("line", "cell") for name in m[kind] if name.startswith("charrnn")}
+
+
+def plain(output):
+    return output.data.get("text/plain", "")
+
+
+def train(shell, line, body=TEXT):
+    """Run a %%charrnn_train cell through IPython's input handling, as a
+    notebook does; return the captured output."""
+    with capture_output() as cap:
+        result = shell.run_cell(f"%%charrnn_train {line}\n{body}")
+    result.raise_error()
+    return cap
+
+
+def test_load_unload_reload():
+    shell = get_ipython()
+    with capture_output():
+        shell.run_line_magic("unload_ext", "rnnpipe_magic")
+    import rnnpipe_magic  # noqa: F401  (importing registers nothing)
+
+    assert magics(shell) == set()
+    shell.run_line_magic("load_ext", "rnnpipe_magic")
+    assert set(shell.magics_manager.magics["cell"]) >= {"charrnn_train"}
+    assert set(shell.magics_manager.magics["line"]) >= {"charrnn_train", "charrnn_sample"}
+    shell.run_line_magic("unload_ext", "rnnpipe_magic")
+    assert magics(shell) == set()
+    result = shell.run_cell("%charrnn_sample -n 5")
+    assert isinstance(result.error_in_exec, UsageError)  # "Line magic function ... not found"
+    shell.run_line_magic("load_ext", "rnnpipe_magic")
+    before = shell.find_cell_magic("charrnn_train").__self__
+    shell.run_line_magic("reload_ext", "rnnpipe_magic")
+    after = shell.find_cell_magic("charrnn_train").__self__
+    assert after is not before and type(after).__module__ == "rnnpipe_magic"
+    train(shell, f"--name reloaded {TINY}")  # the reloaded magics work
+    shell.run_line_magic("unload_ext", "rnnpipe_magic")
+
+
+def test_train_then_sample_and_continue(ip):
+    body = TEXT + "Prices: $x and {y} stay as typed.\n"
+    cap = train(ip, f"--name g {TINY} --seed 3", body)
+    assert "new model g" in cap.stdout
+    model = ip.find_cell_magic("charrnn_train").__self__.models["name", "g"].model
+    # the body was taken literally: no $ or {} expansion
+    assert {"$", "{", "}"} <= set(model.vocab.chars)
+    assert model.config.hidden == 8 and model.config.seed == 3 and model.config.cell == "lstm"
+    first = model.iterations
+    assert first == len(body) // (2 * 10) or first == len(body) // (2 * 10) + 1
+
+    cap = train(ip, "--name g", body)
+    assert f"continuing g from iteration {first:,}" in cap.stdout
+    assert model.iterations == 2 * first  # the same object went on training
+
+    with capture_output() as cap:
+        ip.run_line_magic("charrnn_sample", "--name g -n 40 --seed 5 -o s")
+    s = ip.user_ns["s"]
+    assert len(s) == 40 and set(s) <= set(model.vocab.chars)
+    assert cap.stdout == s + "\n"
+    assert s == model.sample(40, seed=5)  # what the Python API gives for the same seed
+
+
+def test_model_file_and_memory(ip, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train(ip, f"--name mem {TINY}")
+    assert os.listdir(tmp_path) == []  # --name keeps the model in memory only
+
+    cap = train(ip, f"-m k.model {TINY} --cell gru")
+    assert "saved to k.model" in cap.outputs[0].data["text/plain"] or any(
+        "saved to k.model" in plain(o) for o in cap.outputs
+    )
+    on_disk = rnnpipe.Model.load(tmp_path / "k.model")
+    assert on_disk.config.cell == "gru" and on_disk.iterations > 0
+
+    # another process trains the file further: the magic notices and reads it again
+    on_disk.train(TEXT)
+    on_disk.save(tmp_path / "k.model")
+    cap = train(ip, "-m k.model")
+    assert f"continuing k.model from iteration {on_disk.iterations:,}" in cap.stdout
+    assert rnnpipe.Model.load(tmp_path / "k.model").iterations > on_disk.iterations
+
+    with capture_output() as cap:
+        ip.run_line_magic("charrnn_sample", f"-m {tmp_path / 'k.model'} -n 25 --seed 1")
+    assert len(cap.stdout) == 26
+
+    # a file that is not a model is a usage error naming it, never a traceback
+    (tmp_path / "bad.model").write_bytes(b"not a model")
+    with pytest.raises(UsageError, match=r"^bad\.model: "):
+        ip.run_line_magic("charrnn_sample", "-m bad.model")
+
+    # a deleted file means starting afresh, not the stale copy in memory
+    os.remove(tmp_path / "k.model")
+    with pytest.raises(UsageError, match="no model file k.model"):
+        ip.run_line_magic("charrnn_sample", "-m k.model")
+    cap = train(ip, f"-m k.model {TINY}")
+    assert "new model k.model" in cap.stdout
+
+
+def test_text_variable_and_line_expansion(ip):
+    ip.user_ns.update(kafka=TEXT, secs=5, start="Gre", how_many=30)
+    with capture_output() as cap:
+        ip.run_cell(f"%charrnn_train --name v --text kafka --max-time $secs {TINY}").raise_error()
+    assert "new model v" in cap.stdout
+    with capture_output() as cap:
+        ip.run_cell("%charrnn_sample --name v --prime $start -n {how_many} --temperature 0 -o out").raise_error()
+    out = ip.user_ns["out"]
+    assert out.startswith("Gre") and len(out) == 3 + 30
+    assert cap.stdout == out + "\n"
+    # temperature 0 is greedy: the same text every time, whatever the seed
+    with capture_output():
+        ip.run_cell("%charrnn_sample --name v --prime Gre -n 30 --temperature 0 --seed 9 -o again").raise_error()
+    assert ip.user_ns["again"] == out
+
+
+def test_progress_updates_in_place_and_samples(ip):
+    big = TEXT * 4
+    with capture_output() as cap:
+        start = time.monotonic()
+        ip.run_cell_magic("charrnn_train", f"--name p {TINY} --epochs 3 --sample-every 50 -o log", big)
+        took = time.monotonic() - start
+    log = ip.user_ns["log"]
+    assert isinstance(log[-1], rnnpipe.Progress) and log[-1].kind == "end"
+    chunks = list(rnnpipe.train.batches(np.arange(len(big)), 10, 2))
+    iterations = log[-1].iteration
+    assert log[-1].stopped == "end of input" and iterations == len(chunks) * 3
+    assert log[-1].chars == len(big) * 3  # every character read counts, the few past the last stream too
+    assert [p.iteration for p in log] == sorted(p.iteration for p in log)
+
+    progress = [o for o in cap.outputs if "display_id" in (o.transient or {})]
+    ids = {o.transient["display_id"] for o in progress}
+    assert len(ids) == 1  # one line, updated in place
+    assert not progress[0].update and all(o.update for o in progress[1:])
+    assert len(progress) <= 2 + took * 4 + 1  # throttled: the first, at most 4 a second, the summary
+    assert plain(progress[-1]).startswith(f"end of input at iteration {iterations:,}")
+
+    samples = [plain(o) for o in cap.outputs if "----" in plain(o)]
+    assert len(samples) == iterations // 50
+    assert samples[0].startswith("iteration 50,")
+    reported = [p.sample for p in log if p.kind == "sample"]
+    assert len(reported) == len(samples)
+    assert all(shown.endswith(f"\n----\n{sample}\n----") for shown, sample in zip(samples, reported, strict=True))
+
+
+def test_summary_without_matplotlib(ip, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the plot extra were not installed
+    with capture_output() as cap:
+        ip.run_cell_magic("charrnn_train", f"--name nm {TINY}", TEXT)
+    assert not any("image/png" in o.data for o in cap.outputs)
+    summary = plain(cap.outputs[-1])
+    assert summary.startswith("smooth loss, iterations 0 to ") and "pip install matplotlib" in summary
+
+
+def test_plot_with_matplotlib(ip):
+    pytest.importorskip("matplotlib")
+    with capture_output() as cap:
+        ip.run_cell_magic("charrnn_train", f"--name pl {TINY}", TEXT)
+    png = cap.outputs[-1].data.get("image/png")
+    assert png is not None
+
+
+def test_interrupt_stops_saves_and_says_where(ip, tmp_path):
+    calls = []
+
+    def sentinel(signum, frame):
+        calls.append(signum)
+
+    previous = signal.signal(signal.SIGINT, sentinel)
+
+    def interrupt_when_training():
+        deadline = time.monotonic() + 10
+        while signal.getsignal(signal.SIGINT) is sentinel and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    path = tmp_path / "i.model"
+    thread = threading.Thread(target=interrupt_when_training)
+    try:
+        thread.start()
+        with capture_output() as cap:
+            start = time.monotonic()
+            ip.run_cell_magic("charrnn_train", f"-m {path} {TINY} --epochs 100000 --max-time 20", TEXT)
+            took = time.monotonic() - start
+        thread.join()
+        assert signal.getsignal(signal.SIGINT) is sentinel  # the notebook's handler is back
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert calls == [] and took < 15
+    line = next(plain(o) for o in cap.outputs if "interrupted" in plain(o))
+    saved = rnnpipe.Model.load(path)
+    assert line.startswith(f"interrupted at iteration {saved.iterations:,}, after ")
+    assert f"saved to {path}" in line
+
+
+@pytest.mark.parametrize(
+    "magic, line, expected",
+    [
+        ("charrnn_train", "--hidden many", "argument --hidden: invalid int value: 'many'"),
+        ("charrnn_train", "--cell transformer", "argument --cell: invalid choice: 'transformer'"),
+        ("charrnn_train", "--bogus 1", "unrecognized arguments: --bogus 1"),
+        ("charrnn_train", "--hidden 0", "hidden must be a positive integer, not 0"),
+        ("charrnn_train", "--name u --hidden 9", "cannot change hidden of an existing model (it has hidden=8)"),
+        ("charrnn_train", "-m x.model --name y", "give -m FILE or --name NAME, not both"),
+        ("charrnn_train", "--text missing", "--text: no variable 'missing'"),
+        ("charrnn_train", "--text number", "--text: number is a int, not a str"),
+        ("charrnn_train", "-o 2x", "-o needs a variable name, not '2x'"),
+        ("charrnn_train", "-m /no/such/folder/x.model", "cannot save /no/such/folder/x.model: no folder"),
+        ("charrnn_sample", "--name nobody", "no model named 'nobody' in this session"),
+        ("charrnn_sample", "--name u --prime Gregür", "the prime has characters the model has never seen: 'ü'"),
+        ("charrnn_sample", "--name u -n -1", "-n must be 0 or more, not -1"),
+        ("charrnn_sample", "--name u --top-k 0", "--top-k must be at least 1, not 0"),
+        ("charrnn_sample", "--name u --temperature hot", "argument --temperature: invalid float value: 'hot'"),
+    ],
+)
+def test_usage_errors(ip, magic, line, expected):
+    ip.user_ns["number"] = 3
+    with capture_output():
+        ip.run_cell_magic("charrnn_train", f"--name u {TINY}", TEXT)
+    with pytest.raises(UsageError) as e:
+        if magic == "charrnn_train" and "--text" in line:
+            ip.run_line_magic(magic, line)
+        elif magic == "charrnn_train":
+            ip.run_cell_magic(magic, line, TEXT)
+        else:
+            ip.run_line_magic(magic, line)
+    message = str(e.value)
+    assert message.startswith(expected) and "\n" not in message
+
+
+def test_usage_error_shows_one_line_not_a_traceback(ip):
+    with capture_output() as cap:
+        result = ip.run_cell("%%charrnn_train --hidden many\nsome text")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert cap.stderr.strip() == "UsageError: argument --hidden: invalid int value: 'many'"
+    with capture_output() as cap:
+        ip.run_cell("%charrnn_train --max-time 1")
+    assert cap.stderr.strip().startswith("UsageError: %charrnn_train needs --text VAR")
+
+
+def test_help_text_lists_the_options(ip):
+    train_help = ip.object_inspect_text("%charrnn_train")
+    for option in ("--hidden", "--cell", "--max-time", "--sample-every", "--text", "--name", "-m MODEL"):
+        assert option in train_help
+    assert "%%charrnn_train [-m MODEL]" in train_help
+    sample_help = ip.object_inspect_text("%charrnn_sample")
+    for option in ("--temperature", "--top-k", "--prime", "-o VAR", "-n N"):
+        assert option in sample_help
+    # the options mean what they mean on the command line: the same help lines
+    hidden = dict(rnnpipe.options.ARCHITECTURE[1:2])[("--hidden",)]["help"]
+    assert " ".join(hidden.split()[:3]) in train_help
