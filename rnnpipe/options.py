@@ -79,7 +79,8 @@ RUN = [
             type=float,
             default=0.0,
             metavar="F",
-            help="hold out this fraction of the input's tail and report held-out bits per character (default 0)",
+            help="hold out this fraction of the text, the tail of each block read, and report held-out bits per "
+            "character (default 0)",
         ),
     ),
 ]
