@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import tempfile
 
 import msgpack
@@ -55,11 +56,18 @@ def pack(config, vocab, params, opt_state, state) -> bytes:
     )
 
 
+def _temp_prefix(path):
+    return "." + os.path.basename(path) + "."
+
+
 def save_bytes(path, data: bytes):
-    """Write atomically: temp file beside the target, fsync, rename over it."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    """Write atomically: temp file beside the target, fsync, rename over it.
+
+    A symbolic link is followed: the file it points to is replaced and the
+    link stays (renaming over the link itself would leave its target stale)."""
+    path = os.path.realpath(os.fspath(path))
+    folder = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -82,8 +90,29 @@ def save_bytes(path, data: bytes):
         pass
 
 
+def stale_temp_files(path):
+    """Temp files that save_bytes(path) left behind: only a process killed
+    mid-save (SIGKILL, power loss) leaves one; every other failure removes
+    its own. Named like mkstemp's: .NAME.XXXXXXXX.tmp beside the model."""
+    path = os.path.realpath(os.fspath(path))
+    folder = os.path.dirname(path)
+    pattern = re.compile(re.escape(_temp_prefix(path)) + r"[a-z0-9_]{8}\.tmp")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    found = []
+    for name in sorted(names):
+        full = os.path.join(folder, name)
+        if pattern.fullmatch(name) and os.path.isfile(full) and not os.path.islink(full):
+            found.append(full)
+    return found
+
+
 def _fail(message):
-    raise ModelFormatError(message)
+    # messages quote what the file holds: keep them to one short line
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
+    raise ModelFormatError(message if len(message) <= 300 else message[:297] + "...")
 
 
 def _check_type(value, types, what):
@@ -128,13 +157,16 @@ def _unpack_state(doc):
     rng = _check_type(doc["rng"], dict, "state.rng")
     if set(rng) != {"bit_generator", "state", "inc", "has_uint32", "uinteger"} or rng["bit_generator"] != "PCG64":
         _fail("state.rng should be a PCG64 state with keys bit_generator, state, inc, has_uint32, uinteger")
-    try:
-        s, inc = int(rng["state"]), int(rng["inc"])
-        has, uint = int(rng["has_uint32"]), int(rng["uinteger"])
-    except (TypeError, ValueError):
-        _fail("state.rng holds values that are not integers")
-    if not (0 <= s < 2**128 and 0 <= inc < 2**128 and has in (0, 1) and 0 <= uint < 2**32):
-        _fail("state.rng holds values out of range")
+    for k in ("state", "inc"):
+        text = rng[k]
+        if not (isinstance(text, str) and text.isascii() and text.isdecimal() and len(text) <= 39):
+            _fail(f"state.rng.{k} should be a 128-bit integer in decimal")
+        if int(text) >= 2**128:
+            _fail(f"state.rng.{k} is out of range")
+    if _check_type(rng["has_uint32"], int, "state.rng.has_uint32") not in (0, 1):
+        _fail("state.rng.has_uint32 should be 0 or 1")
+    if not 0 <= _check_type(rng["uinteger"], int, "state.rng.uinteger") < 2**32:
+        _fail("state.rng.uinteger is out of range")
     return doc
 
 
@@ -176,6 +208,11 @@ def unpack(data: bytes):
         _fail("vocab should be a list of single characters")
     if len(set(vocab)) != len(vocab):
         _fail("vocab has repeated characters")
+    params_doc = _check_type(doc["params"], dict, "params")
+    # every layer has at least three arrays: a file cannot hold more layers
+    # than that allows, and trusting a huge count would loop for ever
+    if 3 * config.layers + 2 > len(params_doc):
+        _fail(f"params holds {len(params_doc)} arrays, too few for {config.layers} layers")
     dtype = DTYPES[config.dtype]
     shapes = net.shapes(config, len(vocab))
     params = _unpack_arrays(doc["params"], "params", shapes, dtype)
@@ -184,15 +221,20 @@ def unpack(data: bytes):
     return config, vocab, params, opt, state
 
 
+def _names(keys, limit=4):
+    """A short, one-line list of keys that may be anything the file holds."""
+    keys = sorted(repr(k) for k in keys)
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
 def _unpack_arrays(doc, what, shapes, dtype):
     _check_type(doc, dict, what)
-    if set(doc) != set(shapes):
-        missing, extra = set(shapes) - set(doc), set(doc) - set(shapes)
-        _fail(
-            f"{what} should hold {', '.join(shapes)}"
-            + (f"; missing {', '.join(sorted(missing))}" if missing else "")
-            + (f"; unexpected {', '.join(sorted(map(str, extra)))}" if extra else "")
-        )
+    missing, extra = set(shapes) - set(doc), set(doc) - set(shapes)
+    if missing:
+        _fail(f"{what} lacks {_names(missing)}")
+    if extra:
+        _fail(f"{what} has unexpected entries {_names(extra)}")
     return {k: unpack_array(doc[k], f"{what}.{k}", s, dtype) for k, s in shapes.items()}
 
 
