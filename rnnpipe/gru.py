@@ -6,14 +6,17 @@ Rows of Wxh, Whh and bh are the gates r (reset), z (update), n (candidate):
     n = tanh(xn + r * (Whn h + bhn)) h' = (1 - z) * n + z * h
 
 where x* are rows of Wxh x + bh. bhn sits inside the reset product, so it
-cannot be folded into bh. See rnn.py for the interface every cell shares.
+cannot be folded into bh. See rnn.py for the interface every cell shares and
+the speed rules it follows.
 """
 
 import numpy as np
 
-from .lstm import sigmoid
+from .lstm import halved_sigmoid_columns
+from .workspace import empty, zeros
 
 GATES = 3
+SIGMOID_GATES = 2  # r, z: their rows of xw come halved (see lstm.halved_sigmoid_columns)
 
 
 def init(rng, n_in, hidden, dtype):
@@ -30,52 +33,89 @@ def zero_state(batch, hidden, dtype):
     return (np.zeros((batch, hidden), dtype),)
 
 
-def forward(p, xw, state):
+def prepare(p):
+    """What forward() derives from the weights alone (see net.prepare)."""
+    # r and z columns halved so one tanh call gives both sigmoids (lstm.py)
+    H = p["Whh"].shape[1]
+    return {"WhhT": halved_sigmoid_columns(p["Whh"], 2 * H)}
+
+
+def forward(p, xw, state, prepared=None, work=None):
     T, B, G = xw.shape
     H = G // 3
-    WhhT, bhn = p["Whh"].T, p["bhn"]
-    hs = np.empty((T + 1, B, H), xw.dtype)
-    acts = np.empty((T, B, G), xw.dtype)  # r, z, n after their squashing
-    hns = np.empty((T, B, H), xw.dtype)  # Whn h + bhn, needed for dr
-    hw = np.empty((B, G), xw.dtype)
+    WhhT = (prepared or prepare(p))["WhhT"]
+    bhn = p["bhn"]
+    hs = empty(work, "hs", (T + 1, B, H), xw.dtype)
+    acts = empty(work, "acts", (T, B, G), xw.dtype)  # r, z, n after their squashing
+    hns = empty(work, "hns", (T, B, H), xw.dtype)  # Whn h + bhn, needed for dr
+    hw = empty(work, "hw", (B, G), xw.dtype)
     hs[0] = state[0]
+    rz, r, z, n = acts[:, :, : 2 * H], acts[:, :, :H], acts[:, :, H : 2 * H], acts[:, :, 2 * H :]
+    xrz, xn = xw[:, :, : 2 * H], xw[:, :, 2 * H :]
+    hw_rz, hw_n = hw[:, : 2 * H], hw[:, 2 * H :]
+    dot, tanh, add, multiply, subtract = np.dot, np.tanh, np.add, np.multiply, np.subtract
     for t in range(T):
-        a = acts[t]
-        np.matmul(hs[t], WhhT, out=hw)
-        np.add(xw[t, :, : 2 * H], hw[:, : 2 * H], out=a[:, : 2 * H])
-        sigmoid(a[:, : 2 * H], out=a[:, : 2 * H])
-        r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
-        np.add(hw[:, 2 * H :], bhn, out=hns[t])
-        np.multiply(r, hns[t], out=n)
-        n += xw[t, :, 2 * H :]
-        np.tanh(n, out=n)
+        s = rz[t]
+        dot(hs[t], WhhT, out=hw)
+        add(xrz[t], hw_rz, out=s)
+        tanh(s, out=s)
+        s *= 0.5
+        s += 0.5
+        add(hw_n, bhn, out=hns[t])
+        nt = n[t]
+        multiply(r[t], hns[t], out=nt)
+        nt += xn[t]
+        tanh(nt, out=nt)
         # h' = n + z * (h - n)
         h = hs[t + 1]
-        np.subtract(hs[t], n, out=h)
-        h *= z
-        h += n
+        subtract(hs[t], nt, out=h)
+        h *= z[t]
+        h += nt
     return hs[1:], (hs[T].copy(),), (hs, acts, hns)
 
 
-def backward(p, dhs, cache):
+def backward(p, dhs, cache, work=None):
     hs, acts, hns = cache
     T, B, H = dhs.shape
     Whh = p["Whh"]
-    dxw = np.empty_like(acts)  # gradient on xw: r, z, n pre-activations
-    dhw = np.empty_like(acts)  # gradient on Whh h (+ bhn for the n rows)
-    dh = np.zeros((B, H), dhs.dtype)
-    for t in reversed(range(T)):
-        a, dx, dw = acts[t], dxw[t], dhw[t]
-        r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
+    r, z, n = acts[:, :, :H], acts[:, :, H : 2 * H], acts[:, :, 2 * H :]
+    # dhw, the gradient on Whh h (+ bhn in the n rows), is dr, dz, dn * r;
+    # dns holds dn. Both start as the factors known from the forward pass:
+    #   dn = dh * (1-z)(1-n^2)        (gradient on n's pre-activation)
+    #   dz = dh * (h - n) z(1-z)      dr = dn * hns r(1-r)
+    # computed for the whole chunk at once, in the arrays that become the
+    # gradients, so that no chunk-sized temporaries come and go (each is a
+    # megabyte or more, which the allocator returns to the system and
+    # faults in again, page by page, on the next chunk)
+    dhw = empty(work, "dhw", acts.shape, acts.dtype)
+    dns = np.multiply(n, n, out=empty(work, "dns", n.shape, n.dtype))
+    np.subtract(1, dns, out=dns)
+    qz, qr = dhw[:, :, H : 2 * H], dhw[:, :, :H]
+    np.subtract(1, z, out=qr)  # 1 - z, for a moment
+    dns *= qr
+    np.subtract(hs[:-1], n, out=qz)
+    qz *= z
+    qz *= qr
+    np.subtract(1, r, out=qr)
+    qr *= r
+    qr *= hns
+    dh = zeros(work, "dh", (B, H), dhs.dtype)
+    back = empty(work, "back", (B, H), dhs.dtype)
+    dot, multiply = np.dot, np.multiply
+    for t in range(T - 1, -1, -1):
+        dw, dn = dhw[t], dns[t]
         dh += dhs[t]
-        dn = dx[:, 2 * H :]
-        np.multiply(dh, (1 - z) * (1 - n * n), out=dn)
-        dx[:, H : 2 * H] = dh * (hs[t] - n) * z * (1 - z)  # dz
-        dx[:, :H] = dn * hns[t] * r * (1 - r)  # dr
-        dw[:, : 2 * H] = dx[:, : 2 * H]
-        np.multiply(dn, r, out=dw[:, 2 * H :])
-        dh *= z
-        dh += dw @ Whh
+        dn *= dh
+        dw[:, H : 2 * H] *= dh  # dz
+        dw[:, :H] *= dn  # dr
+        multiply(dn, r[t], out=dw[:, 2 * H :])
+        dot(dw, Whh, out=back)
+        dh *= z[t]
+        dh += back
     dWhh = dhw.reshape(T * B, 3 * H).T @ hs[:-1].reshape(T * B, H)
     dbhn = dhw[:, :, 2 * H :].sum(axis=(0, 1))
+    # dhw is done with: its r and z rows are the gradient on xw's too, so it
+    # becomes that gradient with dn in the n rows, without a copy
+    dxw = dhw
+    dxw[:, :, 2 * H :] = dns
     return dxw, {"Whh": dWhh, "bhn": dbhn}

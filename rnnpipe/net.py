@@ -13,9 +13,13 @@ vectorised operation over the whole chunk (time x batch).
 
 import numpy as np
 
-from . import gru, lstm, rnn
+from . import gru, lstm, rnn, workspace
 
 CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}
+
+# distinct characters in a chunk up to which the input weights' gradient is a
+# one-hot matrix product (see _scatter_columns)
+ONE_HOT_MAX = 256
 
 
 def shapes(config, vocab_size):
@@ -60,31 +64,74 @@ def _layer(params, layer):
     return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
 
 
-def _project(p, layer, x):
-    """Wxh x + bh for a whole chunk; x is indices (layer 0) or activations."""
+def _projection(p, layer, n_halved):
+    """The weights of Wxh x + bh arranged for a chunk: for layer 0 the
+    (inputs, gates) table Wxh^T + bh whose rows the indices pick; above it
+    Wxh^T and bh. The first n_halved gate rows (a cell's sigmoid gates, see
+    lstm.py) are halved, an exact scaling done on the small weights rather
+    than on the large projected chunk."""
     if layer == 0:
-        # a gather of Wxh's columns; the transposed copy makes them contiguous
-        return np.ascontiguousarray(p["Wxh"].T)[x] + p["bh"]
-    return x @ p["Wxh"].T + p["bh"]
+        # adding the bias to the small table, in C order so each row is
+        # contiguous, saves a pass over the large result
+        table = np.add(p["Wxh"].T, p["bh"], order="C")
+        if n_halved:
+            table[:, :n_halved] *= 0.5
+        return table
+    W, b = p["Wxh"].T, p["bh"]
+    if n_halved:
+        W, b = W.copy(), b.copy()
+        W[:, :n_halved] *= 0.5
+        b[:n_halved] *= 0.5
+    return W, b
 
 
-def forward(params, config, X, state, rng=None):
+def _project(projection, layer, x, work=None):
+    """Wxh x + bh for a whole chunk, x indices (layer 0) or activations; an
+    array the cell may overwrite."""
+    if layer == 0:
+        G = projection.shape[1]
+        return np.take(projection, x, axis=0, out=workspace.empty(work, "xw", x.shape + (G,), projection.dtype))
+    W, b = projection
+    xw = workspace.empty(work, "xw", x.shape[:-1] + (W.shape[1],), x.dtype)
+    # one product over the whole chunk (T * B rows), not one per time step
+    np.dot(x.reshape(-1, x.shape[-1]), W, out=xw.reshape(-1, W.shape[1]))
+    xw += b
+    return xw
+
+
+def prepare(params, config):
+    """Everything forward() derives from the weights alone, per layer. The
+    weights change at every training step, so training prepares them anew
+    for each chunk; sampling prepares once and then runs one character at a
+    time, where rearranging the weights would cost more than the step."""
+    cell = CELLS[config.cell]
+    out = []
+    for layer in range(config.layers):
+        p = _layer(params, layer)
+        out.append((p, _projection(p, layer, cell.SIGMOID_GATES * config.hidden), cell.prepare(p)))
+    return out
+
+
+def forward(params, config, X, state, rng=None, prepared=None, work=None):
     """Run a chunk of indices X (time, batch) through the layers.
 
     Returns the top layer's outputs, the state after the chunk and what the
     backward pass needs. With `rng` and dropout > 0 the activations between
     layers are dropped (inverted dropout, so evaluation needs no rescaling).
+    `prepared` is prepare(params, config), for a caller that runs many short
+    chunks with the same weights; `work` is net.loss's workspace.for_layers.
     """
     cell = CELLS[config.cell]
     x, caches, new_state = X, [], []
-    for layer in range(config.layers):
+    work = work or [None] * config.layers
+    for layer, (p, projection, cell_prep) in enumerate(prepared or prepare(params, config)):
         mask = None
         if layer > 0 and rng is not None and config.dropout > 0:
             keep = 1.0 - config.dropout
             mask = (rng.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
             x = x * mask
-        p = _layer(params, layer)
-        hs, st, cache = cell.forward(p, _project(p, layer, x), state[layer])
+        xw = _project(projection, layer, x, work[layer])
+        hs, st, cache = cell.forward(p, xw, state[layer], cell_prep, work[layer])
         caches.append((p, x, mask, cache))
         new_state.append(st)
         x = hs
@@ -111,14 +158,23 @@ def loss(params, config, X, Y, state, rng=None):
     """
     T, B = X.shape
     V = params["by"].shape[0]
-    hs, new_state, caches = forward(params, config, X, state, rng)
-    logp = log_softmax(logits(params, hs))
+    # the chunk's arrays live in this thread's workspace (workspace.py), and
+    # nothing returned points into it
+    work = workspace.for_layers(config.layers)
+    hs, new_state, caches = forward(params, config, X, state, rng, work=work)
+    # log_softmax's steps, keeping exp(z) for the gradient instead of
+    # taking exp(log p) again: -log p[y] = log sum exp(z) - z[y]
+    z = logits(params, hs)
+    z -= z.max(axis=1, keepdims=True)
+    dy = np.exp(z)
+    norm = dy.sum(axis=1, keepdims=True)
     rows, y = np.arange(T * B), Y.reshape(-1)
-    total = -float(logp[rows, y].sum(dtype=np.float64)) / B
+    total = float(np.log(norm).sum(dtype=np.float64) - z[rows, y].sum(dtype=np.float64)) / B
 
-    dy = np.exp(logp)  # softmax probabilities; their gradient is p - onehot
+    dy /= norm  # softmax probabilities; their gradient is p - onehot
     dy[rows, y] -= 1
-    dy /= B
+    if B > 1:
+        dy /= B
     H = hs.shape[2]
     grads = {"Why": dy.T @ hs.reshape(T * B, H), "by": dy.sum(axis=0)}
     dhs = (dy @ params["Why"]).reshape(T, B, H)
@@ -126,15 +182,21 @@ def loss(params, config, X, Y, state, rng=None):
     cell = CELLS[config.cell]
     for layer in reversed(range(config.layers)):
         p, x, mask, cache = caches[layer]
-        dxw, rec = cell.backward(p, dhs, cache)
+        dxw, rec = cell.backward(p, dhs, cache, work[layer])
         G = dxw.shape[2]
         flat = dxw.reshape(T * B, G)
         for name, g in rec.items():
             grads[f"{layer}.{name}"] = g
-        grads[f"{layer}.bh"] = flat.sum(axis=0)
         if layer == 0:
             grads["0.Wxh"] = _scatter_columns(X.reshape(-1), flat, V)
+            # every input adds its row once, so the bias's gradient is also
+            # the sum of Wxh's columns: add up whichever has fewer numbers
+            if T * B > V:
+                grads["0.bh"] = grads["0.Wxh"].sum(axis=1)
+            else:
+                grads["0.bh"] = flat.sum(axis=0)
         else:
+            grads[f"{layer}.bh"] = flat.sum(axis=0)
             grads[f"{layer}.Wxh"] = flat.T @ x.reshape(T * B, -1)
             dhs = (flat @ p["Wxh"]).reshape(T, B, -1)
             if mask is not None:
@@ -143,16 +205,31 @@ def loss(params, config, X, Y, state, rng=None):
 
 
 def _scatter_columns(ix, rows, n):
-    """Sum rows[k] into column ix[k] of a (G, n) matrix, duplicates added.
+    """Sum rows[k] into column ix[k] of a (G, n) matrix, duplicates added:
+    the gradient of a gather of Wxh's columns.
 
-    Sorting and np.add.reduceat does it in one pass; np.add.at is slower and
-    a one-hot product wastes a multiply per vocabulary entry.
+    With a small alphabet this is one matrix product of rows^T with a one-hot
+    matrix, which BLAS does about 4x faster than np.add.reduceat over sorted
+    rows and 8x faster than np.add.at (docs/benchmarks.md). With a large one
+    the one-hot matrix holds only the chunk's distinct characters, and a
+    chunk with very many of them sums sorted runs instead, whose cost does
+    not grow with their number.
     """
-    order = np.argsort(ix, kind="stable")
-    uniq, starts = np.unique(ix[order], return_index=True)
-    out = np.zeros((n, rows.shape[1]), rows.dtype)
-    out[uniq] = np.add.reduceat(rows[order], starts, axis=0)
-    return np.ascontiguousarray(out.T)
+    if n <= ONE_HOT_MAX:
+        onehot = np.zeros((len(ix), n), rows.dtype)
+        onehot[np.arange(len(ix)), ix] = 1
+        return rows.T @ onehot
+    uniq, inverse = np.unique(ix, return_inverse=True)
+    out = np.zeros((rows.shape[1], n), rows.dtype)
+    if len(uniq) <= ONE_HOT_MAX:
+        onehot = np.zeros((len(ix), len(uniq)), rows.dtype)
+        onehot[np.arange(len(ix)), inverse] = 1
+        out[:, uniq] = rows.T @ onehot
+    else:
+        order = np.argsort(inverse, kind="stable")
+        starts = np.searchsorted(inverse[order], np.arange(len(uniq)))
+        out[:, uniq] = np.add.reduceat(rows[order], starts, axis=0).T
+    return out
 
 
 def grow(params, config, n_new, rng):
@@ -170,5 +247,5 @@ def grow(params, config, n_new, rng):
         cols = rng.uniform(-k, k, (G, n_new))
     out["0.Wxh"] = np.concatenate([params["0.Wxh"], cols.astype(dtype)], axis=1)
     out["Why"] = np.concatenate([params["Why"], np.zeros((n_new, params["Why"].shape[1]), dtype)])
-    out["by"] = np.concatenate([params["by"], np.full(n_new, params["by"].min(), dtype)])
+    out["by"] = np.concatenate([params["by"], np.full(n_new, params["by"].min() - np.log(n_new), dtype)])
     return out

@@ -49,14 +49,16 @@ def generate(config, vocab, params, n, prime="", temperature=1.0, top_k=None, se
         state = net.zero_state(cfg, 1)
     else:
         state = [tuple(s.astype(np.float64) for s in layer) for layer in state]
+    # the weights rearranged for the recurrence once, not once per character
+    prepared = net.prepare(p64, cfg)
     context = vocab.encode(prime or start_char(vocab))
     # condition on all of the prime but its last character in one chunk
     if len(context) > 1:
-        _, state, _ = net.forward(p64, cfg, context[:-1].reshape(-1, 1), state)
+        _, state, _ = net.forward(p64, cfg, context[:-1].reshape(-1, 1), state, prepared=prepared)
     ix = int(context[-1])
     produced = 0
     while n == 0 or produced < n:
-        hs, state, _ = net.forward(p64, cfg, np.array([[ix]]), state)
+        hs, state, _ = net.forward(p64, cfg, np.array([[ix]]), state, prepared=prepared)
         ix = _pick(net.logits(p64, hs)[0], temperature, top_k, rng)
         produced += 1
         yield vocab.chars[ix]
