@@ -146,11 +146,11 @@ class Model:
         """One update on a chunk: X, Y are (time, streams) indices. Returns
         the state after the chunk, for the next one."""
         loss, grads, state = net.loss(self.params, self.config, X, Y, state, self.rng)
-        if not math.isfinite(loss) or not all(np.isfinite(g).all() for g in grads.values()):
+        T = X.shape[0]
+        if not math.isfinite(loss) or not optim.step(self.config, self.params, grads, self.opt_state,
+                                                     self.iterations + 1, T):  # fmt: skip
             raise Diverged(f"the loss became {loss} at iteration {self.iterations + 1}; try a lower --lr")
         self.iterations += 1
-        T = X.shape[0]
-        optim.step(self.config, self.params, grads, self.opt_state, self.iterations, T)
         self.chars_seen += X.size
         self.last_loss = loss / T
         # the seed's low-pass filter, 0.999 per 25-character chunk of one

@@ -31,14 +31,18 @@ def shapes(optimizer, param_shapes):
 
 def step(config, params, grads, state, t, seq_length):
     """Update params in place from grads (of the seed's loss: summed over
-    time, averaged over streams). t is the update's number, from 1."""
+    time, averaged over streams). t is the update's number, from 1.
+    Returns False, changing nothing, if a gradient is NaN or infinite."""
     slots = SLOTS[config.optimizer]
     flat_params, flat_state = _packed(params, state, slots)
     g = np.concatenate([grads[k].reshape(-1) for k in params])
+    if not np.isfinite(g).all():  # one check over the packed gradient
+        return False
     if config.optimizer == "adagrad":
         _adagrad(flat_params, g, flat_state["mem"], config.lr, config.clip)
     else:
         _adam(flat_params, g, flat_state["m"], flat_state["v"], config.lr, config.clip, t, seq_length)
+    return True
 
 
 def _adagrad(p, g, mem, lr, clip):
