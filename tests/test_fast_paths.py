@@ -77,7 +77,7 @@ def test_forward_matches_the_textbook_equations(cell, layers):
 
 @pytest.mark.parametrize(
     "n, distinct",
-    [(7, 5), (300, 40), (net.ONE_HOT_MAX * 3, net.ONE_HOT_MAX + 50)],
+    [(7, 5), (300, 40), (net.DENSE_MAX * 3, net.DENSE_MAX + 50)],
     ids=["small alphabet", "large alphabet, few in the chunk", "many distinct in the chunk"],
 )
 def test_input_weight_gradient_paths_agree_with_add_at(n, distinct):
