@@ -69,6 +69,15 @@ def save_bytes(path, data: bytes):
     folder = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path), suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); give it the mode the old file
+        # had, or the one a plain open() would, so a save changes no permissions
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -183,7 +192,8 @@ def unpack(data: bytes):
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         _fail(f"not an rnnpipe model file (no format marker {FORMAT!r})")
     version = outer.get("version")
-    if version != VERSION:
+    # an int, not merely equal to one: 1.0 and True are not version 1
+    if type(version) is not int or version != VERSION:
         _fail(f"model file version {version!r} is not supported (this rnnpipe reads version {VERSION})")
     if set(outer) != {"format", "version", "sha256", "model"}:
         _fail("model file should have exactly the keys format, version, sha256, model")

@@ -3,6 +3,7 @@ msgpack + numpy reading the documented file format, and exact resumption."""
 
 import hashlib
 import math
+import os
 import subprocess
 import sys
 
@@ -334,3 +335,15 @@ def test_save_failure_leaves_the_old_file(tmp_path, monkeypatch):
         model.save(path)
     assert path.read_bytes() == old
     assert [p.name for p in tmp_path.iterdir()] == ["m.msgpack"]  # no temp file left
+
+
+def test_save_keeps_the_files_permissions(tmp_path):
+    path = tmp_path / "m.msgpack"
+    model = Model.new(Config(hidden=4), "abc")
+    model.save(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it
+    path.chmod(0o640)
+    model.save(path)
+    assert path.stat().st_mode & 0o777 == 0o640
