@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rnnpipe.train import batches  # the same chunks in the same order
+
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -51,17 +53,6 @@ def _detach(state):
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)
     return state.detach()
-
-
-def batches(ix, seq_length, batch_size):
-    """rnnpipe.train.batches, for the same chunks in the same order."""
-    n = len(ix) - 1
-    B = max(1, min(batch_size, n // seq_length))
-    L = n // B
-    starts = np.arange(B) * L
-    for p in range(0, L, seq_length):
-        pos = starts[None, :] + np.arange(p, min(p + seq_length, L))[:, None]
-        yield ix[pos], ix[pos + 1]
 
 
 @torch.no_grad()
