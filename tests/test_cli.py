@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from cli_util import DATA, RNNPIPE, TINY, Feeder, copy, info, one_error_line, popen, run, shell, wait_for
+from cli_util import RNNPIPE, TINY, Feeder, copy, info, one_error_line, popen, run, shell, wait_for
 
 from rnnpipe import Model, cli
 from rnnpipe.modelfile import VERSION
@@ -24,11 +24,8 @@ from rnnpipe.reader import Source, TextReader
 
 
 @pytest.fixture(scope="module")
-def text():
-    path = DATA / "kafka.txt"
-    if not path.exists():
-        pytest.skip(f"{path} is not here")
-    return path.read_text(encoding="utf-8")
+def text(kafka):
+    return kafka  # conftest's: skips where shared/data is not beside the repo
 
 
 @pytest.fixture(scope="module")
