@@ -4,7 +4,8 @@ Parameters live in one flat dict: "0.Wxh", "0.Whh", "0.bh" (and "0.bhn" for
 a GRU) for layer 0, "1.Wxh" ... for the layers above, and "Why", "by" for the
 head. Matrices keep the seed's column-vector orientation (Wxh is hidden x
 inputs, Why is vocab x hidden); the code multiplies row vectors by their
-transposes, which BLAS does without copying.
+transposes, made contiguous once per chunk where OpenBLAS is faster so
+(see prepare and the cells' prepare).
 
 Inputs are character indices. Layer 0 picks columns of Wxh instead of
 multiplying one-hot vectors, and everything but the recurrence is one
