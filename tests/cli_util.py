@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "examples"  # the texts shipped with the repository (kafka.txt: see texts.py)
 _script = Path(sys.executable).parent / "rnnpipe"
 RNNPIPE = [str(_script)] if _script.exists() else [sys.executable, "-m", "rnnpipe"]
 TINY = ["--hidden", "16", "--seq-length", "10", "--batch-size", "4"]

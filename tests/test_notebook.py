@@ -55,6 +55,9 @@ def test_notebook_runs_and_samples(tmp_path):
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert errors == []
 
+    reading = [c for c in code if "kafka.txt" in c.source]
+    assert len(reading) == 1 and text(reading[0]) == "data has 137628 chars, 80 unique\n"  # the header is off
+
     def cells_with(magic):
         return [c for c in code if c.source.lstrip("%").startswith(magic)]
 
