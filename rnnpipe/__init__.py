@@ -14,6 +14,7 @@ _EXPORTS = {
     "Diverged": "model",
     "ModelFormatError": "modelfile",
     "Progress": "train",
+    "Display": "progress",
     "Stop": "train",
 }
 __all__ = list(_EXPORTS)

@@ -11,7 +11,7 @@ import numpy as np
 from . import modelfile, net, optim
 from .config import ARCHITECTURE, Config
 from .evaluate import evaluate
-from .sample import generate
+from .sample import check, generate
 from .train import Run
 from .vocab import Vocab
 
@@ -20,7 +20,28 @@ class Diverged(FloatingPointError):
     """The loss or a gradient became NaN or infinite; the update was not applied."""
 
 
+def _check_dropout(config):
+    if config.dropout > 0 and config.layers == 1:
+        raise ValueError(
+            f"dropout {config.dropout:g} would do nothing: it acts between stacked layers and this model has one "
+            "(give 2 or more layers, or no dropout)"
+        )
+
+
 class Model:
+    """A character-level model: network weights, optimiser state, vocabulary
+    and training state, everything one model file holds.
+
+    Make one with Model.new(Config(...)) or Model.load(path); teach it with
+    train(text); use it with sample(), stream() and evaluate(); keep it with
+    save(path), which is atomic. Training continues where the last run (in
+    this process or, through the file, any other) stopped.
+
+        model = Model.new(Config(cell="lstm", hidden=128))
+        model.train(text, max_time=60, callback=Display(sys.stderr))
+        print(model.sample(300, prime="ROMEO:"))
+    """
+
     def __init__(
         self,
         config: Config,
@@ -43,6 +64,14 @@ class Model:
         self.smooth_loss = math.log(max(len(vocab), 1)) if smooth_loss is None else smooth_loss
         self.last_loss = last_loss  # nats per character of the latest chunk
 
+    def __repr__(self):
+        c = self.config
+        return (
+            f"<rnnpipe.Model {c.cell} {c.layers}x{c.hidden}, {self.num_params:,} parameters, "
+            f"{len(self.vocab)} characters, {self.iterations:,} iterations, "
+            f"smooth loss {self.smooth_loss / math.log(2):.3f} bits/char>"
+        )
+
     # -- making, loading, saving -------------------------------------------
 
     @classmethod
@@ -50,6 +79,7 @@ class Model:
         """A fresh model. Its vocabulary is text's characters (it may be empty
         and grow as training meets new characters)."""
         config = (config or Config()).replace(**changes)
+        _check_dropout(config)
         rng = np.random.default_rng(config.seed)
         vocab = Vocab(sorted(set(text)))
         params = net.init(config, len(vocab), rng)
@@ -121,7 +151,10 @@ class Model:
         if fixed:
             have = ", ".join(f"{k}={getattr(self.config, k)!r}" for k in fixed)
             raise ValueError(f"cannot change {', '.join(fixed)} of an existing model (it has {have})")
-        self.config = self.config.replace(**changes)
+        config = self.config.replace(**changes)
+        if "dropout" in changes:
+            _check_dropout(config)
+        self.config = config
 
     # -- training ------------------------------------------------------------
 
@@ -164,7 +197,7 @@ class Model:
         self,
         text,
         *,
-        epochs=1,
+        epochs=None,
         max_time=None,
         callback=None,
         stop=None,
@@ -175,21 +208,40 @@ class Model:
         valid_every=10.0,
         total=None,
     ):
-        """Train on text: a str, or an iterable of str blocks (streamed).
+        """Train on text and return the final train.Progress.
 
-        epochs: passes over the text (an iterable is kept in memory for them).
+        text: a str; or a function returning a fresh iterable of str blocks
+          for each pass (a file read again); or any iterable of str blocks,
+          streamed, which can be read only once.
+        epochs: passes over the text. None (the default) means one pass, or,
+          when max_time is given and the text can be read again (a str or a
+          function), pass after pass until the time is up.
         max_time: seconds after which training stops cleanly.
         callback: called with a train.Progress every report_every seconds,
           with a sample every sample_every iterations, with held-out bits
           every valid_every seconds, and at the end; it may raise train.Stop.
+          rnnpipe.progress.Display(sys.stderr) prints progress as the command
+          line does.
         stop: a function polled after every iteration; True ends training.
         valid_fraction: the tail of each block held out and scored.
-        Returns the final train.Progress.
+        total: characters the run will train on, for progress, when known.
         """
-        blocks = [text] if isinstance(text, str) else text
-        if epochs > 1 and not isinstance(blocks, list):
-            blocks = list(blocks)
-        if total is None and isinstance(text, str):
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
+        if max_time is not None and not (isinstance(max_time, (int, float)) and max_time > 0):
+            raise ValueError(f"max_time must be a positive number of seconds, not {max_time!r}")
+        if isinstance(text, str):
+            passes, again = (lambda: [text]), True
+        elif callable(text):
+            passes, again = text, True
+        elif epochs is not None and epochs > 1:
+            blocks = list(text)  # read once, kept for the later passes
+            passes, again = (lambda: blocks), True
+        else:
+            passes, again = (lambda: text), False
+        if epochs is None and not (max_time is not None and again):
+            epochs = 1
+        if total is None and isinstance(text, str) and epochs is not None:
             total = len(text) * epochs
         run = Run(
             self,
@@ -203,17 +255,25 @@ class Model:
             valid_every,
             total,
         )
-        return run.finish(run.fit(blocks, epochs))
+        return run.finish(run.fit(passes, epochs))
 
     # -- using -------------------------------------------------------------
 
-    def stream(self, n, prime="", temperature=1.0, top_k=None, seed=None):
-        """Yield generated characters one at a time; n=0 means forever."""
-        return generate(self.config, self.vocab, self.params, n, prime, temperature, top_k, seed)
+    def stream(self, n, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False):
+        """Yield generated characters one at a time; n=0 means forever.
 
-    def sample(self, n=200, prime="", temperature=1.0, top_k=None, seed=None) -> str:
-        """n characters following prime (not included in the result)."""
-        return "".join(self.stream(n, prime, temperature, top_k, seed))
+        Options are checked at once (ValueError): n and top_k, seed must be
+        whole numbers (n >= 0, top_k >= 1, seed >= 0), temperature 0 or more
+        (0 takes the likeliest character, inf samples uniformly). A prime
+        with characters the model has never seen raises ValueError on the
+        first character, or with skip_unknown is used without them."""
+        check(n, temperature, top_k, seed)
+        return generate(self.config, self.vocab, self.params, n, prime, temperature, top_k, seed,
+                        skip_unknown=skip_unknown)  # fmt: skip
+
+    def sample(self, n=200, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False) -> str:
+        """n characters following prime (not included in the result); see stream."""
+        return "".join(self.stream(n, prime, temperature, top_k, seed, skip_unknown))
 
     def evaluate(self, text):
         """Held-out scores of text; see evaluate.Evaluation."""

@@ -183,7 +183,36 @@ def _msgpack(data, what):
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
     except Exception as e:  # msgpack raises many types for garbage
+        if not data:
+            _fail(f"{what} is empty")
+        if _truncated(data):
+            _fail(f"{what} is truncated: it ends after {len(data)} bytes, before its msgpack data does")
         _fail(f"{what} is not valid msgpack ({type(e).__name__})")
+
+
+def _truncated(data):
+    """Whether data is the start of a msgpack value that goes on past it."""
+    # lengths only bounded, as a prefix claims more than it holds; arrays and
+    # maps below a million entries, as the unpacker allocates them up front
+    big, many = 2**32 - 1, 1 << 20
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        strict_map_key=False,
+        max_buffer_size=len(data),
+        max_bin_len=big,
+        max_str_len=big,
+        max_ext_len=big,
+        max_array_len=many,
+        max_map_len=many,
+    )
+    unpacker.feed(data)
+    try:
+        unpacker.unpack()
+    except msgpack.OutOfData:
+        return True
+    except Exception:
+        return False
+    return False
 
 
 def unpack(data: bytes):

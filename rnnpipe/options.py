@@ -58,12 +58,19 @@ RUN = [
         ("--epochs",),
         dict(
             type=int,
-            default=1,
             metavar="N",
-            help="passes over the text; more than 1 keeps the whole input in memory (default 1)",
+            help="passes over the text (default: one pass, or as many as --max-time allows; see --max-time)",
         ),
     ),
-    (("--max-time",), dict(type=float, metavar="SECONDS", help="stop cleanly after this long and save")),
+    (
+        ("--max-time",),
+        dict(
+            type=float,
+            metavar="SECONDS",
+            help="stop cleanly after this long and save; without --epochs, pass over the text again and again "
+            "until then (text read from stdin is read once)",
+        ),
+    ),
     (
         ("--sample-every",),
         dict(
@@ -101,6 +108,15 @@ SAMPLE = [
     ),
     (("--top-k",), dict(type=int, metavar="K", help="sample only among the K likeliest characters")),
     (("--prime",), dict(default="", metavar="TEXT", help="text that conditions the model before sampling")),
+    (
+        ("--skip-unknown",),
+        dict(
+            action="store_true",
+            help="leave out of the prime the characters the model has never seen, with a warning naming them "
+            "(default: refuse such a prime)",
+        ),
+    ),
+    (("--no-echo-prime",), dict(action="store_true", help="do not write the --prime text before the sample")),
     (("--seed",), dict(type=int, metavar="N", help="random seed: the same seed and model give the same text anywhere")),
 ]
 

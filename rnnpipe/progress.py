@@ -31,42 +31,35 @@ def losses(p):
 
 
 def status(p):
-    """One line describing a Progress, for logs."""
-    parts = [f"iteration {p.iteration}", f"{si(p.chars)} chars", f"{si(p.chars_per_sec)} chars/s", losses(p)]
-    if p.total and p.chars_per_sec > 0:
-        done = min(p.chars / p.total, 1.0)
-        left = max(p.total - p.chars, 0) / p.chars_per_sec
-        parts.append(f"{done:.0%} done, ETA {clock(left)}")
+    """One line describing a Progress, for logs. The share done and the ETA
+    count toward whichever limit ends the run first: its characters or its
+    time limit."""
+    parts = [f"iteration {p.iteration}"]
+    if p.epoch > 1:
+        parts.append(f"pass {p.epoch}")
+    parts += [f"{si(p.chars)} chars", f"{si(p.chars_per_sec)} chars/s", losses(p)]
+    if p.done is not None and p.eta is not None:
+        parts.append(f"{p.done:.0%} done, ETA {clock(p.eta)}")
     return ", ".join(parts)
 
 
 class Display:
-    """Callback for Model.train. `total`: characters expected (None when the
-    input's size is unknown). `tty`: draw a bar; otherwise print a status line
-    every `interval` seconds."""
+    """Callback for Model.train that shows progress as the command line does:
+    `Display(sys.stderr)`. `tty`: draw a bar (default: when err is a
+    terminal); otherwise print a status line every `interval` seconds. Each
+    Progress carries the run's limits, so the display needs no total."""
 
-    def __init__(self, err, *, quiet=False, tty=False, total=None, interval=5.0):
-        self.err, self.quiet, self.tty, self.total, self.interval = err, quiet, tty, total, interval
+    def __init__(self, err, *, quiet=False, tty=None, interval=5.0):
+        if tty is None:
+            tty = _isatty(err)
+        self.err, self.quiet, self.tty, self.interval = err, quiet, tty, interval
         self.bar = None
         self.last_line = time.monotonic()
-        if tty and not quiet:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=total,
-                unit="char",
-                unit_scale=True,
-                file=err,
-                dynamic_ncols=True,
-                leave=False,
-                mininterval=0.25,
-                smoothing=0.1,
-            )
 
     @property
     def report_every(self):
         """How often Model.train should call back, in seconds."""
-        return 0.5 if self.bar is not None else 1.0
+        return 0.5 if self.tty else 1.0
 
     def write(self, text):
         if self.quiet:
@@ -76,16 +69,41 @@ class Display:
         else:
             print(text, file=self.err, flush=True)
 
+    def _open_bar(self, p):
+        from tqdm import tqdm
+
+        # a run with a limit (its characters, or its time) is a bar in percent
+        # of that limit; one without (stdin) counts characters
+        limited = p.done is not None
+        self.bar = tqdm(
+            total=100 if limited else None,
+            unit="%" if limited else "char",
+            unit_scale=not limited,
+            bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}" if limited else None,
+            file=self.err,
+            dynamic_ncols=True,
+            leave=False,
+            mininterval=0.25,
+            smoothing=0.1,
+        )
+
     def __call__(self, p):
         if self.quiet:
             return
         if p.kind == "sample":
             self.write(f"----- sample at iteration {p.iteration}\n{p.sample}\n-----")
             return
-        if self.bar is not None:
-            post = losses(p) if math.isfinite(p.smooth_loss) else ""
-            self.bar.set_postfix_str(f"it {p.iteration}, {post}", refresh=False)
-            self.bar.update(max(p.chars - self.bar.n, 0))  # redraws at most every mininterval
+        if self.tty:
+            if self.bar is None:
+                self._open_bar(p)
+            post = f", {si(p.chars_per_sec)} chars/s"
+            if math.isfinite(p.smooth_nats):
+                post += f", {losses(p)}"
+            self.bar.set_postfix_str(f"it {p.iteration}{post}", refresh=False)
+            n = p.chars if self.bar.total is None else round(100 * p.done, 1)
+            self.bar.update(max(n - self.bar.n, 0))  # redraws at most every mininterval
+            if p.kind == "end":
+                self.bar.refresh()
         elif p.kind != "end" and time.monotonic() - self.last_line >= self.interval:
             self.last_line = time.monotonic()
             self.write(f"rnnpipe: {status(p)}")
@@ -94,3 +112,10 @@ class Display:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -30,12 +30,28 @@ class InputError(Exception):
     """An input cannot be opened or read; the message names it."""
 
 
+BINARY_SNIFF = 1 << 16  # bytes of each input looked at to tell binary data from text
+BINARY_INVALID = 0.1  # the share of invalid UTF-8 among them that makes an input binary
+
+
 class Source:
     """One input: a file descriptor we read bytes from, or (for streams
     injected in tests) a file object."""
 
     def __init__(self, name, fd=None, fileobj=None, size=None, close=False):
         self.name, self.fd, self.fileobj, self.size, self._close = name, fd, fileobj, size, close
+        self.start = None
+        if fd is not None and size is not None:  # a regular file: it can be read again from here
+            self.start = os.lseek(fd, 0, os.SEEK_CUR)
+
+    @property
+    def rereadable(self):
+        """Whether the input is a named regular file that can be read again
+        (stdin is read once, even when it is a redirected file)."""
+        return self.start is not None and self.name != "<stdin>"
+
+    def rewind(self):
+        os.lseek(self.fd, self.start, os.SEEK_SET)
 
     def close(self):
         if self._close and self.fd is not None:
@@ -104,8 +120,10 @@ class TextReader:
         block_chars=BLOCK_CHARS,
         idle=IDLE,
         stopped=None,
+        binary_ok=True,
     ):
         self.sources = sources
+        self.binary_ok = binary_ok  # False: refuse input that is evidently not text
         self.ready_chars = max(ready_chars, 1)  # hand over as soon as this much is here and nothing waits
         self.idle_chars = max(idle_chars, 1)  # hand over this much after `idle` seconds of silence
         self.block_chars = block_chars
@@ -116,35 +134,50 @@ class TextReader:
         self.replaced = 0  # invalid UTF-8 bytes turned into U+FFFD
         self._buffered = 0  # characters read but not handed over yet
 
+    @property
+    def rereadable(self):
+        """Whether every input can be read again (see again())."""
+        return all(s.rereadable for s in self.sources)
+
+    def again(self):
+        """The inputs' blocks once more, from where they started: another
+        pass over files read from disk, not kept in memory."""
+        for source in self.sources:
+            source.rewind()
+        return self.blocks()
+
     def blocks(self):
+        """The inputs' text in blocks. The caller closes the sources."""
         buf, self._buffered = [], 0
-        try:
-            for source in self.sources:
-                for piece, waiting in self._pieces(source):
-                    if piece:
-                        buf.append(piece)
-                        self._buffered += len(piece)
-                        self.chars += len(piece)
-                    if self._buffered and (self._buffered >= self.block_chars or not waiting):
-                        yield "".join(buf)
-                        buf, self._buffered = [], 0
-                    if self.stopped():
-                        return
-            if buf:
-                yield "".join(buf)
-        finally:
-            for source in self.sources:
-                source.close()
+        for source in self.sources:
+            for piece, waiting in self._pieces(source):
+                if piece:
+                    buf.append(piece)
+                    self._buffered += len(piece)
+                    self.chars += len(piece)
+                if self._buffered and (self._buffered >= self.block_chars or not waiting):
+                    yield "".join(buf)
+                    buf, self._buffered = [], 0
+                if self.stopped():
+                    return
+        if buf:
+            yield "".join(buf)
 
     def _pieces(self, source):
         """Yield (text, waiting): text read from source (may be ""), and
         whether the caller should keep buffering rather than hand over now."""
         decoder = Decoder()
+        sniff = None if self.binary_ok else _Sniffer(source.name)
         try:
-            if source.fd is None:
-                yield from self._pieces_fileobj(source.fileobj, decoder)
-            else:
-                yield from self._pieces_fd(source.fd, decoder)
+            pieces = (
+                self._pieces_fileobj(source.fileobj, decoder)
+                if source.fd is None
+                else self._pieces_fd(source.fd, decoder)
+            )
+            for text, waiting in pieces:
+                if sniff is not None and sniff(text, decoder.replaced):
+                    sniff = None  # looked at enough of it: text
+                yield text, waiting
         finally:
             self.replaced += decoder.replaced
 
@@ -205,3 +238,24 @@ class TextReader:
         except (OSError, ValueError):
             return None
         return bool(ready)
+
+
+class _Sniffer:
+    """Tells binary input from text as grep does, from the first BINARY_SNIFF
+    bytes: a NUL byte, or more than BINARY_INVALID of them invalid UTF-8.
+    Called with each decoded piece; raises InputError for binary data, and
+    returns True once it has seen enough to call it text."""
+
+    def __init__(self, name):
+        self.name, self.chars = name, 0
+
+    def __call__(self, text, replaced):
+        if "\0" in text:
+            raise InputError(f"{self.name}: binary data, not text (it has NUL bytes); --binary trains on it anyway")
+        self.chars += len(text)
+        if replaced > BINARY_INVALID * max(self.chars, 1) and self.chars >= 16:
+            raise InputError(
+                f"{self.name}: binary data, not text ({replaced} of its first {self.chars} characters are invalid "
+                "UTF-8); --binary trains on it anyway"
+            )
+        return self.chars >= BINARY_SNIFF

@@ -19,26 +19,56 @@ VALID_CAP = 256 * 1024  # held-out characters kept (the most recent)
 
 @dataclass
 class Progress:
-    """What the loop reports; `kind` says why it reports now."""
+    """What the loop reports; `kind` says why it reports now. Losses are
+    cross-entropies per character, in nats (the seed's unit) and, through
+    the *_bits properties, in bits (what every display shows)."""
 
     kind: str  # "progress", "sample", "valid" or "end"
     iteration: int  # updates made to this model, over all runs
     chars: int  # characters of input consumed in this run
     total: int | None  # characters this run will train on, when known
     elapsed: float  # seconds since this run started
-    loss: float  # nats per character of the latest chunk
-    smooth_loss: float  # the seed's smooth loss, in nats per character
+    loss_nats: float  # nats per character of the latest chunk (NaN before the first)
+    smooth_nats: float  # the seed's smooth loss, in nats per character
     valid_bits: float | None = None  # held-out bits per character, when measured
     sample: str | None = None  # with kind "sample"
     stopped: str | None = None  # with kind "end": why training ended
+    max_time: float | None = None  # the run's time limit in seconds, if it has one
+    epoch: int = 1  # the pass over the text this run is in (1 = the first)
 
     @property
     def chars_per_sec(self):
         return self.chars / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
+    def loss_bits(self):
+        return self.loss_nats / math.log(2)
+
+    @property
     def smooth_bits(self):
-        return self.smooth_loss / math.log(2)
+        return self.smooth_nats / math.log(2)
+
+    @property
+    def done(self):
+        """The fraction of the run done, counted toward whichever limit (the
+        characters to train on, or the time limit) ends it first; None when
+        the run has neither."""
+        parts = []
+        if self.total:
+            parts.append(self.chars / self.total)
+        if self.max_time:
+            parts.append(self.elapsed / self.max_time)
+        return min(max(parts), 1.0) if parts else None
+
+    @property
+    def eta(self):
+        """Seconds left by the same rule, or None when unknown."""
+        left = []
+        if self.total and self.chars_per_sec > 0:
+            left.append(max(self.total - self.chars, 0) / self.chars_per_sec)
+        if self.max_time:
+            left.append(max(self.max_time - self.elapsed, 0.0))
+        return min(left) if left else None
 
 
 class Stop(Exception):
@@ -82,6 +112,7 @@ class Run:
         self.valid = ""  # held-out text: the tail of each block
         self.valid_bits = None
         self.state = None
+        self.epoch = 1
 
     def report(self, kind, **extra):
         m = self.model
@@ -94,6 +125,8 @@ class Run:
             m.last_loss if m.last_loss is not None else math.nan,
             m.smooth_loss,
             valid_bits=self.valid_bits,
+            max_time=self.max_time,
+            epoch=self.epoch,
             **extra,
         )
         if self.callback is not None:
@@ -107,13 +140,16 @@ class Run:
         if n:
             self.valid_bits = nats / n / math.log(2)
 
-    def fit(self, blocks, epochs=1):
-        """Train on an iterable of text blocks; returns why it stopped."""
+    def fit(self, passes, epochs=1):
+        """Train on text blocks; returns why it stopped. `passes()` gives a
+        fresh iterable of blocks for each pass; epochs=None means pass after
+        pass until the time limit (or stop) ends the run."""
         T = self.model.config.seq_length
         try:
-            for _ in range(epochs):
+            while epochs is None or self.epoch <= epochs:
                 self.state, pending = None, ""
-                for block in blocks:
+                before = self.model.iterations
+                for block in passes():
                     pending += block
                     # one iteration needs seq_length + 1 characters: hold
                     # short pieces until more arrive or the input ends
@@ -122,6 +158,11 @@ class Run:
                         pending = ""
                 if len(pending) > 1:
                     self.block(pending)
+                if self.model.iterations == before:
+                    break  # a pass that trains nothing would be repeated forever
+                if epochs is not None and self.epoch == epochs:
+                    break
+                self.epoch += 1
             return "end of input"
         except Stop as e:
             return str(e) or "stopped"
@@ -131,7 +172,8 @@ class Run:
         m.grow(text)
         if self.valid_fraction > 0:
             cut = len(text) - int(len(text) * self.valid_fraction)
-            self.valid = (self.valid + text[cut:])[-VALID_CAP:]
+            if self.epoch == 1:  # later passes hold out the same text again
+                self.valid = (self.valid + text[cut:])[-VALID_CAP:]
             text = text[:cut]
         cfg = m.config
         for X, Y in batches(m.vocab.encode(text), cfg.seq_length, cfg.batch_size):
