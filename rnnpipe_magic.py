@@ -1,16 +1,19 @@
 """IPython magics for rnnpipe: ``%%charrnn_train`` and ``%charrnn_sample``.
 
-Load with ``%load_ext rnnpipe_magic``::
+Load with ``%load_ext rnnpipe_magic`` (IPython comes with
+``pip install 'rnnpipe[notebook]'``)::
 
-    %%charrnn_train -m kafka.model --cell rnn --hidden 100 --max-time 60
+    %%charrnn_train -m kafka.msgpack --cell rnn --hidden 100 --max-time 60 -o run
     One morning, when Gregor Samsa woke from troubled dreams, ...
 
-    %charrnn_sample -m kafka.model -n 300 --temperature 0.8 -o text
+    %charrnn_sample -m kafka.msgpack -n 300 --temperature 0.8 --prime "Gregor " -o text
 
 The options are those of ``rnnpipe train`` and ``rnnpipe sample`` (one table,
 rnnpipe.options), plus a few that only make sense in a notebook: ``--name``
 keeps a model in memory without a file, ``--text VAR`` trains on a string the
-notebook already holds, ``-o VAR`` stores a result in the user's namespace.
+notebook already holds, ``-o VAR`` stores a result in the user's namespace
+(the text for sample, a TrainResult for train). The line is split as a POSIX
+shell splits it, so quotes and backslashes work as they do on the command line.
 
 Models stay in memory between cells, keyed by file or name; a model file that
 changed on disk since (another process trained it, say) is read again.
@@ -20,15 +23,22 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 
-from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, argument_group, magic_arguments, parse_argstring
-from IPython.display import Image, Pretty, display
+try:
+    from IPython.core.error import UsageError
+    from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+    from IPython.core.magic_arguments import argument, argument_group, magic_arguments
+    from IPython.display import Image, Pretty, display
+except ImportError as e:
+    # IPython is an extra: the core and the CLI install without it
+    raise ModuleNotFoundError(
+        f"rnnpipe_magic needs IPython ({e}); install it with: pip install 'rnnpipe[notebook]'", name="IPython"
+    ) from e
 
 from rnnpipe import options
 
@@ -49,6 +59,24 @@ def _options(title, table):
     return apply
 
 
+def _parse(magic, line):
+    """The magic's options from its line, split as a POSIX shell splits it.
+
+    IPython's parse_argstring keeps quotes in values ('--prime "KING HENRY:"'
+    would prime with the quotes), so a path or a prime with a space could not
+    be written at all."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as e:  # "No closing quotation", "No escaped character"
+        raise UsageError(f"{str(e).lower()} in the options: {line.strip()}") from None
+    return magic.parser.parse_args(argv)  # MagicArgumentParser turns errors into UsageError
+
+
+def _model_option(help):
+    flags, kwargs = options.MODEL
+    return argument(*flags, **{**kwargs, "help": help})
+
+
 def _name_option(func):
     return argument(
         "--name",
@@ -66,6 +94,49 @@ class _Entry:
     path: str | None = None
     stamp: tuple | None = None  # the file's (mtime, size, inode) when last read or written
     curve: list = field(default_factory=list)  # (iteration, smooth bits, held-out bits) over this session
+
+
+@dataclass(repr=False)
+class TrainResult:
+    """What `%%charrnn_train -o VAR` stores: one run of training.
+
+    model: the rnnpipe.Model, trained (the same object later cells go on with)
+    final: the last rnnpipe.Progress (kind "end"; .stopped says why)
+    history: every rnnpipe.Progress of the run, samples and held-out scores included
+    saved: the model file written, or None for a model kept in memory
+    """
+
+    model: object
+    final: object
+    history: list
+    saved: str | None = None
+
+    @property
+    def bits_per_char(self):
+        """The smoothed training loss at the end, in bits per character."""
+        return self.final.smooth_bits
+
+    @property
+    def heldout_bits(self):
+        """Bits per character on the held-out text (--valid-fraction), else None."""
+        return self.final.valid_bits
+
+    @property
+    def iterations(self):
+        return self.final.iteration
+
+    @property
+    def stopped(self):
+        return self.final.stopped
+
+    def __repr__(self):
+        f = self.final
+        held = "" if f.valid_bits is None else f", held out {f.valid_bits:.3f}"
+        where = f"saved to {self.saved}" if self.saved else "in memory"
+        return (
+            f"<TrainResult: {f.stopped} at iteration {f.iteration:,}; {self.bits_per_char:.3f} bits/char{held};"
+            f" {f.chars:,} chars in {f.elapsed:.1f} s; {len(self.history)} reports; {where}>"
+        )
 
 
 def _stamp(path):
@@ -105,16 +176,17 @@ class _Interrupt:
 def _status(p):
     """One line about a training run, from an rnnpipe.Progress."""
     parts = [f"iteration {p.iteration:,}"]
-    if p.total:
-        parts.append(f"{p.chars:,} of {p.total:,} chars ({100 * p.chars / p.total:.0f}%)")
-    else:
-        parts.append(f"{p.chars:,} chars")
+    parts.append(f"{p.chars:,} of {p.total:,} chars" if p.total else f"{p.chars:,} chars")
+    if p.epoch > 1:
+        parts.append(f"pass {p.epoch}")
+    if p.done is not None:  # toward whichever of the text's end and --max-time comes first
+        parts.append(f"{100 * p.done:.0f}%")
     parts.append(f"{p.chars_per_sec:,.0f} chars/s")
-    if not math.isnan(p.loss):
-        parts.append(f"loss {p.loss / math.log(2):.3f} bits/char (smooth {p.smooth_bits:.3f})")
+    if not math.isnan(p.loss_bits):  # NaN before the first update
+        parts.append(f"loss {p.loss_bits:.3f} bits/char (smooth {p.smooth_bits:.3f})")
     if p.valid_bits is not None:
         parts.append(f"held out {p.valid_bits:.3f}")
-    parts.append(f"{p.elapsed:.1f} s")
+    parts.append(f"{p.elapsed:.1f} of {p.max_time:g} s" if p.max_time else f"{p.elapsed:.1f} s")
     return " · ".join(parts)
 
 
@@ -230,7 +302,8 @@ class CharRNNMagics(Magics):
             entry = self.models.get(("name", name))
             if entry is None and not create:
                 raise UsageError(
-                    f"no model named {name!r} in this session; train one with %%charrnn_train --name {name}"
+                    f"no model named {name!r} in this session;"
+                    f" train one with %%charrnn_train --name {shlex.quote(name)}"
                 )
             return entry
         path = os.path.abspath(os.path.expanduser(args.model))
@@ -239,7 +312,9 @@ class CharRNNMagics(Magics):
         if stamp is None:  # the file is the truth: gone means start afresh
             self.models.pop(key, None)
             if not create:
-                raise UsageError(f"no model file {args.model}; train one with %%charrnn_train -m {args.model}")
+                raise UsageError(
+                    f"no model file {args.model}; train one with %%charrnn_train -m {shlex.quote(args.model)}"
+                )
             if not os.path.isdir(os.path.dirname(path)):
                 raise UsageError(f"cannot save {args.model}: no folder {os.path.dirname(path)}")
             return None
@@ -261,14 +336,20 @@ class CharRNNMagics(Magics):
     # -- training ----------------------------------------------------------
 
     @magic_arguments(name="%charrnn_train")
-    @argument("-m", "--model", metavar="MODEL", help="model file (msgpack): read if it exists, written after training")
+    @_model_option("model file (msgpack): read if it exists, written after training")
     @_name_option
     @argument(
         "--text",
         metavar="VAR",
         help="train on the string in the notebook variable VAR instead of the cell body",
     )
-    @argument("-o", dest="output", metavar="VAR", help="store this run's progress reports (rnnpipe.Progress) in VAR")
+    @argument(
+        "-o",
+        dest="output",
+        metavar="VAR",
+        help="store the run's TrainResult in VAR: .model, .bits_per_char, .heldout_bits, .final and .history "
+        "(every rnnpipe.Progress reported)",
+    )
     @_options("architecture (fixed once a model exists)", options.ARCHITECTURE)
     @_options("hyperparameters (may change from run to run)", options.HYPER)
     @_options("run", options.RUN)
@@ -283,10 +364,19 @@ class CharRNNMagics(Magics):
         Options not given keep the model's own values; a new model takes
         rnnpipe's defaults. Interrupt the kernel to stop early: training ends
         after the current iteration and the model is saved.
+
+        Without --epochs the text is read once, or, with --max-time, again
+        and again until the time is up.
+
+        -o VAR stores a TrainResult: VAR.model is the trained rnnpipe.Model,
+        VAR.bits_per_char the final smoothed training loss and
+        VAR.heldout_bits the held-out loss (with --valid-fraction), both in
+        bits per character; VAR.final is the last rnnpipe.Progress and
+        VAR.history every one reported, for a loss curve of your own.
         """
         from rnnpipe import Diverged, Model
 
-        args = parse_argstring(self.charrnn_train, line)
+        args = _parse(self.charrnn_train, line)
         self._check_output(args.output)
         if args.text is not None:
             if cell and cell.strip():
@@ -302,14 +392,7 @@ class CharRNNMagics(Magics):
             text = cell
         if len(text) < 2:
             raise UsageError("nothing to train on: put the text in the cell body, or name a str variable with --text")
-        if args.epochs < 1:
-            raise UsageError(f"--epochs must be at least 1, not {args.epochs}")
-        if args.sample_every < 0:
-            raise UsageError(f"--sample-every must be 0 or more, not {args.sample_every}")
-        if not 0 <= args.valid_fraction < 1:
-            raise UsageError(f"--valid-fraction must be in [0, 1), not {args.valid_fraction}")
-        if args.max_time is not None and args.max_time < 0:
-            raise UsageError(f"--max-time must be 0 or more, not {args.max_time}")
+        _check_train_options(args)
 
         changes = options.config_changes(args)
         entry = self._entry(args, create=True)
@@ -352,7 +435,7 @@ class CharRNNMagics(Magics):
         saved = self._save(entry)
         view.finish(final, saved)
         if args.output:
-            self.shell.user_ns[args.output] = view.reports
+            self.shell.user_ns[args.output] = TrainResult(entry.model, final, view.reports, saved)
 
     def _save(self, entry):
         if entry.path is None:
@@ -367,34 +450,55 @@ class CharRNNMagics(Magics):
     # -- sampling ----------------------------------------------------------
 
     @magic_arguments()
-    @argument(*options.MODEL[0], **options.MODEL[1])
+    @_model_option("model file to sample from")
     @_name_option
-    @argument("-o", dest="output", metavar="VAR", help="also store the printed text (prime included) in VAR")
+    @argument(
+        "-o",
+        dest="output",
+        metavar="VAR",
+        help="also store the printed text in VAR (the prime included, unless --no-echo-prime)",
+    )
     @_options("sampling", options.SAMPLE)
     @line_magic
     def charrnn_sample(self, line):
         """Print text generated by a model, one character at a time.
 
-        The prime, if any, is printed first, then the generated characters.
-        -n 0 generates until the kernel is interrupted.
+        The prime, if any, is printed first (not with --no-echo-prime), then
+        the generated characters. -n 0 generates until the kernel is
+        interrupted.
+
+        The line is split as a shell splits it: --prime "KING HENRY:" or
+        --prime 'KING HENRY:'. IPython expands $var and {expression} first,
+        so --prime "$who" primes with a variable's text; $$ is a plain $.
         """
-        args = parse_argstring(self.charrnn_sample, line)
+        args = _parse(self.charrnn_sample, line)
         self._check_output(args.output)
         if args.n < 0:
             raise UsageError(f"-n must be 0 or more, not {args.n}")
-        if args.temperature < 0:
-            raise UsageError(f"--temperature must be 0 or more, not {args.temperature}")
+        # inf is allowed: it samples uniformly, as the help says a huge one does
+        if not args.temperature >= 0:
+            raise UsageError(f"--temperature must be 0 or more, not {args.temperature:g}")
         if args.top_k is not None and args.top_k < 1:
             raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
+        if args.seed is not None and args.seed < 0:
+            raise UsageError(f"--seed must be 0 or more, not {args.seed}")
         model = self._entry(args, create=False).model
-        chars = model.stream(args.n, args.prime, args.temperature, args.top_k, args.seed)
-        out = [args.prime]
         try:
+            chars = model.stream(args.n, args.prime, args.temperature, args.top_k, args.seed, args.skip_unknown)
             first = next(chars, "")  # bad primes and untrained models fail here, before any output
         except ValueError as e:
             raise UsageError(str(e)) from None
-        out.append(first)
-        sys.stdout.write(args.prime + first)
+        if args.skip_unknown:
+            dropped = model.vocab.missing(args.prime)
+            if dropped:
+                # the command line's words: the prime is still printed as written
+                print(
+                    "warning: left out of the prime, never seen by the model: " + " ".join(repr(c) for c in dropped),
+                    file=sys.stderr,
+                )
+        prime = "" if args.no_echo_prime else args.prime
+        out = [prime, first]
+        sys.stdout.write(prime + first)
         last_flush = time.monotonic()
         try:
             for ch in chars:
@@ -409,6 +513,19 @@ class CharRNNMagics(Magics):
         sys.stdout.flush()
         if args.output:
             self.shell.user_ns[args.output] = "".join(out)
+
+
+def _check_train_options(args):
+    """The command line's checks (rnnpipe.cli), with its words."""
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, not {args.epochs}")
+    # `not x > 0` also refuses NaN
+    if args.max_time is not None and not args.max_time > 0:
+        raise UsageError(f"--max-time must be a positive number of seconds, not {args.max_time:g}")
+    if args.sample_every < 0:
+        raise UsageError(f"--sample-every must be 0 (never) or more, not {args.sample_every}")
+    if not 0 <= args.valid_fraction < 1:
+        raise UsageError(f"--valid-fraction must be at least 0 and below 1, not {args.valid_fraction:g}")
 
 
 def _describe(model):

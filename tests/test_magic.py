@@ -2,10 +2,12 @@
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 
+import IPython.lib.pretty
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
@@ -140,7 +142,7 @@ def test_model_file_and_memory(ip, tmp_path, monkeypatch):
 def test_text_variable_and_line_expansion(ip):
     ip.user_ns.update(kafka=TEXT, secs=5, start="Gre", how_many=30)
     with capture_output() as cap:
-        ip.run_cell(f"%charrnn_train --name v --text kafka --max-time $secs {TINY}").raise_error()
+        ip.run_cell(f"%charrnn_train --name v --text kafka --epochs 1 --max-time $secs {TINY}").raise_error()
     assert "new model v" in cap.stdout
     with capture_output() as cap:
         ip.run_cell("%charrnn_sample --name v --prime $start -n {how_many} --temperature 0 -o out").raise_error()
@@ -159,7 +161,7 @@ def test_progress_updates_in_place_and_samples(ip):
         start = time.monotonic()
         ip.run_cell_magic("charrnn_train", f"--name p {TINY} --epochs 3 --sample-every 50 -o log", big)
         took = time.monotonic() - start
-    log = ip.user_ns["log"]
+    log = ip.user_ns["log"].history
     assert isinstance(log[-1], rnnpipe.Progress) and log[-1].kind == "end"
     chunks = list(rnnpipe.train.batches(np.arange(len(big)), 10, 2))
     iterations = log[-1].iteration
@@ -251,6 +253,23 @@ def test_interrupt_stops_saves_and_says_where(ip, tmp_path):
         ("charrnn_sample", "--name u -n -1", "-n must be 0 or more, not -1"),
         ("charrnn_sample", "--name u --top-k 0", "--top-k must be at least 1, not 0"),
         ("charrnn_sample", "--name u --temperature hot", "argument --temperature: invalid float value: 'hot'"),
+        ("charrnn_sample", "--name u --temperature nan", "--temperature must be 0 or more, not nan"),
+        ("charrnn_sample", "--name u --temperature -1", "--temperature must be 0 or more, not -1"),
+        ("charrnn_sample", "--name u --seed -1", "--seed must be 0 or more, not -1"),
+        ("charrnn_train", "--name u --seed -1", "seed must be a non-negative integer, not -1"),
+        ("charrnn_train", "--name u --epochs 0", "--epochs must be at least 1, not 0"),
+        ("charrnn_train", "--name u --max-time 0", "--max-time must be a positive number of seconds, not 0"),
+        ("charrnn_train", "--name u --max-time nan", "--max-time must be a positive number of seconds, not nan"),
+        ("charrnn_train", "--name u --sample-every -1", "--sample-every must be 0 (never) or more, not -1"),
+        ("charrnn_train", "--name u --valid-fraction 1", "--valid-fraction must be at least 0 and below 1, not 1"),
+        # the core refuses dropout that would silently do nothing; the magic says so in one line
+        ("charrnn_train", f"--name d {TINY} --dropout 0.5", "dropout 0.5 would do nothing"),
+        ("charrnn_train", "--name u --dropout 0.5", "dropout 0.5 would do nothing"),
+        # quotes that a shell would refuse are refused the same way
+        ("charrnn_sample", '--name u --prime "KING', 'no closing quotation in the options: --name u --prime "KING'),
+        ("charrnn_sample", "--name u --prime 'KING", "no closing quotation in the options: --name u --prime 'KING"),
+        ("charrnn_sample", "--name u --prime KING\\", "no escaped character in the options: --name u --prime KING\\"),
+        ("charrnn_train", '-m "a b.msgpack', 'no closing quotation in the options: -m "a b.msgpack'),
     ],
 )
 def test_usage_errors(ip, magic, line, expected):
@@ -289,3 +308,189 @@ def test_help_text_lists_the_options(ip):
     # the options mean what they mean on the command line: the same help lines
     hidden = dict(rnnpipe.options.ARCHITECTURE[1:2])[("--hidden",)]["help"]
     assert " ".join(hidden.split()[:3]) in train_help
+
+
+# -- the line is split as a shell splits it (issue 9, item 3) -----------------
+
+QUOTED = TEXT + 'KING HENRY: He said "no" and it\'s a\\b, Zoe, for $5.\n'
+
+
+def test_quoted_model_paths_name_the_file_without_quotes(ip, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cap = train(ip, f'-m "my model.msgpack" {TINY}', QUOTED)
+    assert "new model my model.msgpack" in cap.stdout
+    train(ip, f"-m 'single quoted.msgpack' {TINY}", QUOTED)
+    train(ip, f"-m back\\ slash.msgpack {TINY}", QUOTED)
+    assert sorted(os.listdir(tmp_path)) == ["back slash.msgpack", "my model.msgpack", "single quoted.msgpack"]
+    # the same file again, however it is quoted: one model, continued
+    cap = train(ip, "-m my\\ model.msgpack", QUOTED)
+    assert "continuing my model.msgpack from iteration" in cap.stdout
+    with capture_output() as cap:
+        ip.run_cell("%charrnn_sample -m 'my model.msgpack' -n 5 --seed 1 -o five").raise_error()
+    assert len(ip.user_ns["five"]) == 5
+    # a message that suggests a command quotes the path so it can be pasted back
+    with pytest.raises(UsageError, match=r"^no model file gone away\.msgpack; .* -m 'gone away\.msgpack'$"):
+        ip.run_line_magic("charrnn_sample", '-m "gone away.msgpack"')
+
+
+@pytest.mark.parametrize(
+    "written, prime",
+    [
+        ('"KING HENRY:"', "KING HENRY:"),
+        ("'KING HENRY:'", "KING HENRY:"),
+        ("KING\\ HENRY:", "KING HENRY:"),
+        ('--prime="He said \\"no\\""', 'He said "no"'),
+        ('"and it\'s"', "and it's"),
+        ("'it'\"'\"'s a\\b'", "it's a\\b"),  # single quotes keep a backslash, as in a shell
+        ('"a\\\\b, Zoe"', "a\\b, Zoe"),  # double quotes take \\ as one backslash
+        ("'$'", "$"),  # IPython expands $name before the split; a lone $ is left alone
+    ],
+)
+def test_quoted_primes_are_printed_and_stored_without_quotes(ip, written, prime):
+    train(ip, f"--name q {TINY}", QUOTED)
+    option = written if written.startswith("--prime") else f"--prime {written}"
+    with capture_output() as cap:
+        ip.run_cell(f"%charrnn_sample --name q {option} -n 20 --seed 4 -o out").raise_error()
+    model = ip.find_cell_magic("charrnn_train").__self__.models["name", "q"].model
+    expected = prime + model.sample(20, prime=prime, seed=4)
+    assert ip.user_ns["out"] == expected
+    assert cap.stdout == expected + "\n"
+
+
+def test_a_quoted_variable_with_spaces_is_one_value(ip):
+    train(ip, f"--name qv {TINY}", QUOTED)
+    ip.user_ns["who"] = "KING HENRY:"
+    with capture_output():
+        ip.run_cell('%charrnn_sample --name qv --prime "$who" -n 10 -o out').raise_error()
+    assert ip.user_ns["out"].startswith("KING HENRY:") and len(ip.user_ns["out"]) == 11 + 10
+
+
+def test_unbalanced_quotes_are_one_line_not_a_traceback(ip):
+    train(ip, f"--name ub {TINY}", QUOTED)
+    with capture_output() as cap:
+        result = ip.run_cell('%charrnn_sample --name ub --prime "KING HENRY:')
+    assert isinstance(result.error_in_exec, UsageError)
+    assert cap.stderr.strip() == 'UsageError: no closing quotation in the options: --name ub --prime "KING HENRY:'
+    with capture_output() as cap:
+        result = ip.run_cell(f"%%charrnn_train --name ub2 {TINY} -m 'x.msgpack\n{TEXT}")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert len(cap.stderr.strip().splitlines()) == 1 and "no closing quotation" in cap.stderr
+
+
+# -- the command line's sampling options (item 4) ------------------------------
+
+
+def test_no_echo_prime_prints_and_stores_only_the_new_text(ip):
+    train(ip, f"--name ne {TINY}", QUOTED)
+    model = ip.find_cell_magic("charrnn_train").__self__.models["name", "ne"].model
+    with capture_output() as cap:
+        ip.run_cell(
+            '%charrnn_sample --name ne --prime "KING HENRY:" --no-echo-prime -n 30 --seed 2 -o out'
+        ).raise_error()
+    generated = model.sample(30, prime="KING HENRY:", seed=2)
+    assert ip.user_ns["out"] == generated
+    assert cap.stdout == generated + "\n"
+
+
+def test_skip_unknown_warns_naming_the_characters_then_samples(ip):
+    train(ip, f"--name sk {TINY}", QUOTED)
+    model = ip.find_cell_magic("charrnn_train").__self__.models["name", "sk"].model
+    assert {"ë", "1", "2"}.isdisjoint(model.vocab.chars)
+    with pytest.raises(UsageError, match="never seen: '1' '2' 'ë'"):  # refused unless asked
+        ip.run_line_magic("charrnn_sample", "--name sk --prime 'Zoë said: 1 2'")
+    with capture_output() as cap:
+        ip.run_cell(
+            "%charrnn_sample --name sk --prime 'Zoë said: 1 2' --skip-unknown -n 25 --seed 3 -o out"
+        ).raise_error()
+    assert cap.stderr.strip().splitlines() == ["warning: left out of the prime, never seen by the model: '1' '2' 'ë'"]
+    generated = model.sample(25, prime="Zo said:  ", seed=3)  # conditioned on the prime without them
+    assert ip.user_ns["out"] == "Zoë said: 1 2" + generated  # the prime is shown as it was written
+    assert cap.stdout == ip.user_ns["out"] + "\n"
+    # nothing to leave out: no warning
+    with capture_output() as cap:
+        ip.run_cell("%charrnn_sample --name sk --prime Zoe --skip-unknown -n 5").raise_error()
+    assert cap.stderr == ""
+
+
+def test_infinite_temperature_samples_uniformly(ip):
+    train(ip, f"--name inf {TINY}", QUOTED)
+    with capture_output():
+        ip.run_cell("%charrnn_sample --name inf --temperature inf -n 2000 --seed 1 -o out").raise_error()
+    model = ip.find_cell_magic("charrnn_train").__self__.models["name", "inf"].model
+    out = ip.user_ns["out"]
+    assert len(out) == 2000 and set(out) <= set(model.vocab.chars)
+    assert len(set(out)) > 0.9 * len(model.vocab.chars)  # even the rarest characters come up
+
+
+def test_help_shows_every_command_line_option(ip):
+    sample_help = ip.object_inspect_text("%charrnn_sample")
+    for option in ("--no-echo-prime", "--skip-unknown", "--seed", "--top-k"):
+        assert option in sample_help
+    assert "TrainResult" in ip.object_inspect_text("%charrnn_train")
+
+
+# -- train -o stores a result to use (item 5) ----------------------------------
+
+
+def test_train_output_is_a_result_with_the_model_and_losses(ip, tmp_path):
+    import rnnpipe_magic
+
+    path = tmp_path / "r.msgpack"
+    train(ip, f"-m {path} {TINY} --epochs 2 --valid-fraction 0.2 -o run")
+    run = ip.user_ns["run"]
+    assert isinstance(run, rnnpipe_magic.TrainResult)
+    entry = ip.find_cell_magic("charrnn_train").__self__.models["file", str(path)]
+    assert run.model is entry.model and isinstance(run.model, rnnpipe.Model)
+    assert run.final is run.history[-1] and run.final.kind == "end" and run.stopped == "end of input"
+    assert all(isinstance(p, rnnpipe.Progress) for p in run.history)
+    assert run.iterations == run.model.iterations == run.final.iteration
+    assert run.bits_per_char == run.final.smooth_bits and 0 < run.bits_per_char < 8
+    assert run.heldout_bits == run.final.valid_bits and 0 < run.heldout_bits < 8
+    assert run.saved == str(path)
+    assert run.model.sample(10, seed=1) == rnnpipe.Model.load(path).sample(10, seed=1)
+    # readable, in a notebook too: one line with what a user looks for
+    text = repr(run)
+    assert text.startswith(
+        f"<TrainResult: end of input at iteration {run.iterations:,}; {run.bits_per_char:.3f} bits/char"
+    )
+    assert f"held out {run.heldout_bits:.3f}" in text and f"saved to {path}" in text and "\n" not in text
+    assert IPython.lib.pretty.pretty(run) == text  # what a notebook shows for `run`
+
+    train(ip, f"--name mem {TINY} -o run")
+    run = ip.user_ns["run"]
+    assert run.saved is None and run.heldout_bits is None
+    assert "held out" not in repr(run) and repr(run).endswith("in memory>")
+
+
+# -- the core's rules, through the magic (item 6) ------------------------------
+
+
+def test_max_time_without_epochs_trains_for_that_time(ip):
+    start = time.monotonic()
+    train(ip, f"--name mt {TINY} --max-time 1.5 -o run")
+    took = time.monotonic() - start
+    run = ip.user_ns["run"]
+    assert run.stopped == "time limit" and run.final.elapsed >= 1.5 and took < 10
+    assert run.final.epoch > 1 and run.final.chars > 3 * len(TEXT)  # pass after pass, not one
+    train(ip, f"--name one {TINY} -o run")
+    assert ip.user_ns["run"].stopped == "end of input" and ip.user_ns["run"].final.chars == len(TEXT)
+
+
+# -- IPython is an extra (item 13) ---------------------------------------------
+
+
+def test_without_ipython_the_import_says_how_to_install_it():
+    code = (
+        "import sys\n"
+        "sys.modules['IPython'] = None  # as if IPython were not installed\n"
+        "try:\n"
+        "    import rnnpipe_magic\n"
+        "except ImportError as e:\n"
+        "    print(type(e).__name__, e.name, str(e), sep='|')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    kind, name, message = done.stdout.strip().split("|")
+    assert kind == "ModuleNotFoundError" and name == "IPython"
+    assert message.startswith("rnnpipe_magic needs IPython") and "pip install 'rnnpipe[notebook]'" in message
+    assert "\n" not in message
