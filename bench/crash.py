@@ -582,8 +582,8 @@ def text_cases(text):
     cjk = [chr(0x4E00 + i) for i in range(5000)]
     cjk_text = "".join(rng.choice(cjk) for _ in range(200_000)).encode()
     return [
-        ("binary (/bin/ls)", Path("/bin/ls").read_bytes(), []),
-        ("NUL bytes and CRLF", b"one\x00two\r\nthree\x00\r\n" * 2000, []),
+        ("binary (/bin/ls)", Path("/bin/ls").read_bytes(), ["--binary"]),
+        ("NUL bytes and CRLF", b"one\x00two\r\nthree\x00\r\n" * 2000, ["--binary"]),
         ("one 5 MB line", (text.replace("\n", " ").encode("ascii", "ignore") * 40)[:5_000_000], []),
         ("CJK, 5000 distinct characters, tiny model", cjk_text, ["--max-time", "10"]),
         (

@@ -25,7 +25,7 @@ from rnnpipe.reader import Source, TextReader
 
 @pytest.fixture(scope="module")
 def text(kafka):
-    return kafka  # conftest's: skips where shared/data is not beside the repo
+    return kafka  # conftest's: examples/kafka.txt, shipped with the repository
 
 
 @pytest.fixture(scope="module")

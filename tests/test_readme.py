@@ -1,0 +1,92 @@
+"""The README's examples do what it says they do. The longer promises about
+options (time-limited passes, stdin read once, binary input, the newline on
+a terminal) are kept by tests/test_first_hour.py."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+from cli_util import ENV, RNNPIPE, ROOT
+
+from rnnpipe import cli
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def blocks(language):
+    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+
+
+def commands(block):
+    return [line.strip() for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_the_first_command_trains_for_a_minute_of_passes_then_samples(tmp_path):
+    first, tests = commands(blocks("sh")[0])
+    assert tests.endswith("pip install '.[test]' && python -m pytest")
+    install, train, sample = first.split(" && ")[-3:]
+    assert install == "pip install ." and " --max-time 60 " in train and "--epochs" not in train
+    # the same two commands, on a model in tmp_path and with 3 s instead of 60
+    model = str(tmp_path / "shakespeare.msgpack")
+    rnnpipe = shlex.join(RNNPIPE)
+    train = train.replace("--max-time 60", "--max-time 3").replace("shakespeare.msgpack", model)
+    sample = sample.replace("shakespeare.msgpack", model)
+    r = subprocess.run(
+        ["bash", "-c", f"{train.replace('rnnpipe', rnnpipe, 1)} && {sample.replace('rnnpipe', rnnpipe, 1)}"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        env=ENV,
+    )
+    assert r.returncode == 0, r.stderr
+    assert re.search(rb"time limit: trained on .* \(\d+ passes\) in 3\.", r.stderr), r.stderr
+    assert len(r.stdout.decode()) == 300
+
+
+def test_every_command_line_example_parses():
+    parser = cli.build_parser()
+    seen = 0
+    for block in blocks("sh")[1:]:
+        for line in commands(block):
+            for pipeline in re.findall(r"rnnpipe (?:train|sample|eval|info)[^|#]*", line):
+                cli.parse(parser, shlex.split(pipeline)[1:])  # UsageError for an option that does not exist
+                seen += 1
+    assert seen >= 9
+
+
+def test_the_notebook_examples_parse_with_the_magics_options():
+    pytest.importorskip("IPython")
+    from rnnpipe_magic import CharRNNMagics
+
+    parsers = {
+        "charrnn_train": CharRNNMagics.charrnn_train.parser,
+        "charrnn_sample": CharRNNMagics.charrnn_sample.parser,
+    }
+    seen = set()
+    for block in blocks("python"):
+        for magic, line in re.findall(r"^%%?(charrnn_\w+) (.*)$", block, re.M):
+            args = parsers[magic].parse_args(shlex.split(line))
+            seen.add(magic)
+            if magic == "charrnn_sample":
+                assert args.prime == "Gregor "  # quoted as in a shell: the space is kept
+    assert seen == set(parsers)
+
+
+def test_the_python_example_runs(tmp_path):
+    (code,) = [b for b in blocks("python") if "from rnnpipe import" in b]
+    assert "max_time=60" in code
+    (tmp_path / "examples").mkdir()
+    shutil.copy(ROOT / "examples" / "shakespeare.txt", tmp_path / "examples")
+    code = code.replace("max_time=60", "max_time=2").replace("hidden=256", "hidden=32")
+    code = code.replace("Display(sys.stderr)", "Display(sys.stderr, interval=0.5)")  # a line every 5 s otherwise
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    sample, bits = r.stdout.rsplit("\n", 2)[0], float(r.stdout.split()[-1])
+    assert len(sample) >= 300 and 0 < bits < 8
+    assert "rnnpipe: iteration " in r.stderr  # Display's progress lines
+    assert (tmp_path / "shakespeare.msgpack").exists()
