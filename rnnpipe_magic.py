@@ -392,7 +392,10 @@ class CharRNNMagics(Magics):
             text = cell
         if len(text) < 2:
             raise UsageError("nothing to train on: put the text in the cell body, or name a str variable with --text")
-        _check_train_options(args)
+        try:
+            options.check_train(args)  # the command line's rules and words
+        except ValueError as e:
+            raise UsageError(str(e)) from None
 
         changes = options.config_changes(args)
         entry = self._entry(args, create=True)
@@ -473,15 +476,10 @@ class CharRNNMagics(Magics):
         """
         args = _parse(self.charrnn_sample, line)
         self._check_output(args.output)
-        if args.n < 0:
-            raise UsageError(f"-n must be 0 or more, not {args.n}")
-        # inf is allowed: it samples uniformly, as the help says a huge one does
-        if not args.temperature >= 0:
-            raise UsageError(f"--temperature must be 0 or more, not {args.temperature:g}")
-        if args.top_k is not None and args.top_k < 1:
-            raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
-        if args.seed is not None and args.seed < 0:
-            raise UsageError(f"--seed must be 0 or more, not {args.seed}")
+        try:
+            options.check_sample(args)  # the command line's rules and words
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         model = self._entry(args, create=False).model
         try:
             chars = model.stream(args.n, args.prime, args.temperature, args.top_k, args.seed, args.skip_unknown)
@@ -513,19 +511,6 @@ class CharRNNMagics(Magics):
         sys.stdout.flush()
         if args.output:
             self.shell.user_ns[args.output] = "".join(out)
-
-
-def _check_train_options(args):
-    """The command line's checks (rnnpipe.cli), with its words."""
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, not {args.epochs}")
-    # `not x > 0` also refuses NaN
-    if args.max_time is not None and not args.max_time > 0:
-        raise UsageError(f"--max-time must be a positive number of seconds, not {args.max_time:g}")
-    if args.sample_every < 0:
-        raise UsageError(f"--sample-every must be 0 (never) or more, not {args.sample_every}")
-    if not 0 <= args.valid_fraction < 1:
-        raise UsageError(f"--valid-fraction must be at least 0 and below 1, not {args.valid_fraction:g}")
 
 
 def _describe(model):

@@ -128,10 +128,10 @@ files .MODEL.*.tmp that a killed run left behind are removed by the next run.
 
 Progress goes to stderr: a bar on a terminal, a status line every few seconds
 otherwise, nothing with -q; the share done and the ETA count toward whichever
-limit ends the run first. While the text is typed on the terminal, progress
-waits for Ctrl-D, so it does not mix with the typing. Losses are smoothed bits
-per character of the training text; held-out bits per character are measured
-with --valid-fraction."""
+limit ends the run first. While text is typed on the terminal no progress is
+shown, so none mixes with the typing: only the summary at the end. Losses are
+smoothed bits per character of the training text; held-out bits per character
+are measured with --valid-fraction."""
 
 TRAIN_EPILOG = """\
 examples:
@@ -534,21 +534,11 @@ class Saver:
 # -- commands ----------------------------------------------------------------
 
 
-def _check_train_options(args):
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, not {args.epochs}")
-    if args.max_time is not None and not args.max_time > 0:
-        raise UsageError(f"--max-time must be a positive number of seconds, not {args.max_time:g}")
-    if args.save_every is not None and not args.save_every > 0:
-        raise UsageError(f"--save-every must be a positive number of seconds, not {args.save_every:g}")
-    if args.sample_every < 0:
-        raise UsageError(f"--sample-every must be 0 (never) or more, not {args.sample_every}")
-    if not 0 <= args.valid_fraction < 1:
-        raise UsageError(f"--valid-fraction must be at least 0 and below 1, not {args.valid_fraction:g}")
-
-
 def cmd_train(args, io):
-    _check_train_options(args)
+    try:
+        options.check_train(args)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     path = args.model
     check_writable(path)
     # opened before signals are only recorded: opening a FIFO waits for a
@@ -687,12 +677,10 @@ def _train(args, io, path, sources, interrupt):
 
 
 def cmd_sample(args, io):
-    from .sample import check
-
     try:
-        check(args.n, args.temperature, args.top_k, args.seed)  # the core's rules, before the model is read
+        options.check_sample(args)  # before the model is read
     except ValueError as e:
-        raise UsageError(_option_names(str(e))) from None
+        raise UsageError(str(e)) from None
     model = load_model(args.model)
     unknown = model.vocab.missing(args.prime) if len(model.vocab) else []
     chars = model.stream(args.n, args.prime, args.temperature, args.top_k, args.seed, args.skip_unknown)
@@ -739,14 +727,6 @@ def _end_line(out):
         with contextlib.suppress(OSError, ValueError):
             out.write("\n")
             out.flush()
-
-
-def _option_names(message):
-    """The core's ValueError about an argument, in the command line's words."""
-    for name, option in (("temperature", "--temperature"), ("top_k", "--top-k"), ("seed", "--seed"), ("n ", "-n ")):
-        if message.startswith(name):
-            return option + message[len(name) :]
-    return message
 
 
 def cmd_eval(args, io):

@@ -39,7 +39,11 @@ ARCHITECTURE = [
 HYPER = [
     (
         ("--dropout",),
-        dict(type=float, metavar="P", help=f"dropout between stacked layers, 0 to turn off (default {D.dropout})"),
+        dict(
+            type=float,
+            metavar="P",
+            help=f"dropout between stacked layers (so --layers 2 or more), 0 to turn off (default {D.dropout:g})",
+        ),
     ),
     (
         ("--seq-length",),
@@ -50,7 +54,10 @@ HYPER = [
         dict(type=int, metavar="N", help=f"parallel streams the text is cut into (default {D.batch_size})"),
     ),
     (("--lr",), dict(type=float, metavar="X", help=f"learning rate (default {D.lr:g}; the seed's Adagrad used 0.1)")),
-    (("--seed",), dict(type=int, metavar="N", help=f"seeds weight initialisation and dropout (default {D.seed})")),
+    (
+        ("--seed",),
+        dict(type=int, metavar="N", help=f"seeds a new model's weight initialisation and dropout (default {D.seed})"),
+    ),
 ]
 
 RUN = [
@@ -130,3 +137,34 @@ def config_changes(args):
     """The Config fields given on a command line (argparse namespace)."""
     names = [flags[-1].lstrip("-").replace("-", "_") for flags, _ in ARCHITECTURE + HYPER]
     return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+
+
+def check_train(args):
+    """Raise ValueError, in the command line's words, for run options that
+    mean nothing (both faces show it as a usage error)."""
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, not {args.epochs}")
+    # `not x > 0` refuses NaN too
+    if args.max_time is not None and not args.max_time > 0:
+        raise ValueError(f"--max-time must be a positive number of seconds, not {args.max_time:g}")
+    if getattr(args, "save_every", None) is not None and not args.save_every > 0:
+        raise ValueError(f"--save-every must be a positive number of seconds, not {args.save_every:g}")
+    if args.sample_every < 0:
+        raise ValueError(f"--sample-every must be 0 (never) or more, not {args.sample_every}")
+    if not 0 <= args.valid_fraction < 1:
+        raise ValueError(f"--valid-fraction must be at least 0 and below 1, not {args.valid_fraction:g}")
+
+
+def check_sample(args):
+    """The core's checks of sampling options (rnnpipe.sample.check), in the
+    command line's words."""
+    from .sample import check
+
+    try:
+        check(args.n, args.temperature, args.top_k, args.seed)
+    except ValueError as e:
+        message = str(e)
+        for name, option in (("temperature", "--temperature"), ("top_k", "--top-k"), ("seed", "--seed"), ("n", "-n")):
+            if message.startswith(name + " "):
+                raise ValueError(option + message[len(name) :]) from None
+        raise

@@ -218,7 +218,7 @@ def test_typing_text_to_train_on_draws_no_progress_bar(tmp_path):
     assert status == 0, shown
     assert "end it with Ctrl-D (no progress is shown while you type)" in shown
     assert "%|" not in shown and "it/s" not in shown and "char/s" not in shown
-    assert "end of input: trained on" in shown
+    assert "end of input: trained on" in shown  # the summary at the end
 
 
 # -- 10. binary input is refused, with a way through -------------------------------

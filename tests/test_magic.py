@@ -250,7 +250,7 @@ def test_interrupt_stops_saves_and_says_where(ip, tmp_path):
         ("charrnn_train", "-m /no/such/folder/x.model", "cannot save /no/such/folder/x.model: no folder"),
         ("charrnn_sample", "--name nobody", "no model named 'nobody' in this session"),
         ("charrnn_sample", "--name u --prime Gregür", "the prime has characters the model has never seen: 'ü'"),
-        ("charrnn_sample", "--name u -n -1", "-n must be 0 or more, not -1"),
+        ("charrnn_sample", "--name u -n -1", "-n must be 0 (no end) or more characters, not -1"),
         ("charrnn_sample", "--name u --top-k 0", "--top-k must be at least 1, not 0"),
         ("charrnn_sample", "--name u --temperature hot", "argument --temperature: invalid float value: 'hot'"),
         ("charrnn_sample", "--name u --temperature nan", "--temperature must be 0 or more, not nan"),
