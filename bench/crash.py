@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from cli_util import DATA, ENV, RNNPIPE, Feeder  # noqa: E402
 
 from rnnpipe import Config, Model, cli  # noqa: E402
-from rnnpipe.modelfile import stale_temp_files  # noqa: E402
+from rnnpipe.modelfile import VERSION, stale_temp_files  # noqa: E402
 
 TINY = ["--hidden", "16", "--seq-length", "10", "--batch-size", "4"]
 
@@ -417,7 +417,7 @@ def good_model_bytes():
 
 def _seal(body, **outer):
     data = body if isinstance(body, bytes) else msgpack.packb(body, use_bin_type=True)
-    doc = {"format": "rnnpipe-model", "version": 1, "sha256": hashlib.sha256(data).digest(), "model": data}
+    doc = {"format": "rnnpipe-model", "version": VERSION, "sha256": hashlib.sha256(data).digest(), "model": data}
     doc.update(outer)
     return msgpack.packb(doc, use_bin_type=True)
 
@@ -503,7 +503,7 @@ def mutate(good, rng):
         if rng.random() < 0.5:
             body["config"]["hidden"] = 2**40
         return kind, _seal(body)
-    return kind, _seal(outer["model"], version=rng.choice([0, 2, 99, -1, "1", None, 1.0]))
+    return kind, _seal(outer["model"], version=rng.choice([0, 3, 99, -1, "1", "2", None, 1.0, 2.0]))
 
 
 @contextlib.contextmanager

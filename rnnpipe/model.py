@@ -160,7 +160,8 @@ class Model:
 
     def grow(self, text):
         """Add text's new characters to the vocabulary: a new input column and
-        output row each, optimiser state zero, everything learned untouched."""
+        output row each, optimiser state zero (Adam counts their updates from
+        here, optim.py), everything learned untouched."""
         new = self.vocab.missing(text)
         if not new:
             return []
@@ -168,11 +169,11 @@ class Model:
         self.vocab = self.vocab.extended(new)
         if old == 0:
             self.params = net.init(self.config, len(self.vocab), self.rng)
-            self.opt_state = optim.init(self.config.optimizer, self.params)
+            self.opt_state = optim.init(self.config.optimizer, self.params, self.iterations)
             self.smooth_loss = math.log(len(self.vocab))
         else:
             self.params = net.grow(self.params, self.config, len(new), self.rng)
-            self.opt_state = optim.grow(self.opt_state, len(new))
+            self.opt_state = optim.grow(self.opt_state, len(new), self.iterations)
         return new
 
     def step(self, X, Y, state):

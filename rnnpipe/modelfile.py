@@ -11,6 +11,7 @@ import hashlib
 import math
 import os
 import re
+import sys
 import tempfile
 
 import msgpack
@@ -20,8 +21,10 @@ from . import net, optim
 from .config import Config
 
 FORMAT = "rnnpipe-model"
-VERSION = 1
+VERSION = 2  # what pack writes
+READS = (1, 2)  # what unpack reads; docs/model-format.md says how they differ
 DTYPES = {"float32": "<f4", "float64": "<f8"}  # config dtype -> stored dtype
+COUNTER_DTYPE = "<i8"  # the optimiser's integer arrays (optim.counters), whatever config.dtype
 
 
 class ModelFormatError(ValueError):
@@ -38,6 +41,10 @@ def pack_array(a):
 
 
 def pack(config, vocab, params, opt_state, state) -> bytes:
+    # a slot added at a later update count than the state's (a rollback past
+    # its growth) counts from the next update, as optim.step treats it, and
+    # as unpack requires: no count above state.iterations
+    opt_state = {k: np.minimum(v, state["iterations"]) if k in optim.COUNTERS else v for k, v in opt_state.items()}
     body = msgpack.packb(
         {
             "config": config.to_dict(),
@@ -58,6 +65,22 @@ def pack(config, vocab, params, opt_state, state) -> bytes:
 
 def _temp_prefix(path):
     return "." + os.path.basename(path) + "."
+
+
+def _sync(fd):
+    """fsync, made durable on macOS too: there fsync leaves the data in the
+    drive's cache, and F_FULLFSYNC asks the drive to write it out. A file
+    system that does not support it (some network mounts) gets fsync."""
+    if sys.platform == "darwin":
+        import fcntl
+
+        if hasattr(fcntl, "F_FULLFSYNC"):
+            try:
+                fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+                return
+            except OSError:
+                pass
+    os.fsync(fd)
 
 
 def save_bytes(path, data: bytes):
@@ -81,7 +104,7 @@ def save_bytes(path, data: bytes):
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            _sync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -90,9 +113,9 @@ def save_bytes(path, data: bytes):
             pass
         raise
     try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
+        dfd = os.open(folder, os.O_RDONLY)  # fails on Windows, which has no such step
         try:
-            os.fsync(dfd)
+            _sync(dfd)
         finally:
             os.close(dfd)
     except OSError:
@@ -151,11 +174,26 @@ def unpack_array(doc, what, shape, dtype):
     return a.astype(a.dtype.newbyteorder("="))  # a writable native-order copy
 
 
-def _unpack_state(doc):
+# `state`'s keys by file version: those a file must hold (checked in
+# _unpack_state), and those it may hold, each with the function that checks
+# its value. A field added in a later version goes here and in
+# docs/model-format.md; unpack returns a file's state as it was, so for an
+# older file the field is simply absent.
+_STATE_V1 = frozenset({"iterations", "chars_seen", "smooth_loss", "last_loss", "rng"})
+STATE_REQUIRED = {1: _STATE_V1, 2: _STATE_V1}
+STATE_OPTIONAL = {1: {}, 2: {}}
+
+
+def _unpack_state(doc, version):
     _check_type(doc, dict, "state")
-    want = {"iterations", "chars_seen", "smooth_loss", "last_loss", "rng"}
-    if set(doc) != want:
+    want, optional = set(STATE_REQUIRED[version]), STATE_OPTIONAL[version]
+    if not want <= set(doc) <= want | set(optional):
+        if optional:
+            _fail(f"state should have the keys {', '.join(sorted(want))} and optionally {', '.join(sorted(optional))}")
         _fail(f"state should have exactly the keys {', '.join(sorted(want))}")
+    for k, check in optional.items():
+        if k in doc:
+            check(doc[k])
     for k in ("iterations", "chars_seen"):
         if not isinstance(doc[k], int) or isinstance(doc[k], bool) or doc[k] < 0:
             _fail(f"state.{k} should be a non-negative integer")
@@ -222,8 +260,9 @@ def unpack(data: bytes):
         _fail(f"not an rnnpipe model file (no format marker {FORMAT!r})")
     version = outer.get("version")
     # an int, not merely equal to one: 1.0 and True are not version 1
-    if type(version) is not int or version != VERSION:
-        _fail(f"model file version {version!r} is not supported (this rnnpipe reads version {VERSION})")
+    if type(version) is not int or version not in READS:
+        reads = " and ".join(map(str, READS))
+        _fail(f"model file version {version!r} is not supported (this rnnpipe reads versions {reads})")
     if set(outer) != {"format", "version", "sha256", "model"}:
         _fail("model file should have exactly the keys format, version, sha256, model")
     body = _check_type(outer["model"], bytes, "model")
@@ -254,9 +293,19 @@ def unpack(data: bytes):
         _fail(f"params holds {len(params_doc)} arrays, too few for {config.layers} layers")
     dtype = DTYPES[config.dtype]
     shapes = net.shapes(config, len(vocab))
-    params = _unpack_arrays(doc["params"], "params", shapes, dtype)
-    opt = _unpack_arrays(doc["optimizer"], "optimizer", optim.shapes(config.optimizer, shapes), dtype)
-    state = _unpack_state(doc["state"])
+    params = _unpack_arrays(doc["params"], "params", {k: (s, dtype) for k, s in shapes.items()})
+    opt_specs = {k: (s, dtype) for k, s in optim.shapes(config.optimizer, shapes).items()}
+    counters = optim.counters(config.optimizer, len(vocab))
+    if version >= 2:  # Adam's per-character update counts (version 1 has none)
+        opt_specs.update({k: (s, COUNTER_DTYPE) for k, s in counters.items()})
+    opt = _unpack_arrays(doc["optimizer"], "optimizer", opt_specs)
+    state = _unpack_state(doc["state"], version)
+    if version < 2:
+        # every character counted as there from the start: version 1's behaviour
+        opt.update({k: np.zeros(s, np.int64) for k, s in counters.items()})
+    for k in counters:  # compared as Python ints: iterations may exceed int64
+        if opt[k].size and not (int(opt[k].min()) >= 0 and int(opt[k].max()) <= state["iterations"]):
+            _fail(f"optimizer.{k} should hold update counts between 0 and state.iterations")
     return config, vocab, params, opt, state
 
 
@@ -267,14 +316,15 @@ def _names(keys, limit=4):
     return ", ".join(keys[:limit]) + more
 
 
-def _unpack_arrays(doc, what, shapes, dtype):
+def _unpack_arrays(doc, what, specs):
+    """specs: name -> (shape, dtype), exactly the names doc must hold."""
     _check_type(doc, dict, what)
-    missing, extra = set(shapes) - set(doc), set(doc) - set(shapes)
+    missing, extra = set(specs) - set(doc), set(doc) - set(specs)
     if missing:
         _fail(f"{what} lacks {_names(missing)}")
     if extra:
         _fail(f"{what} has unexpected entries {_names(extra)}")
-    return {k: unpack_array(doc[k], f"{what}.{k}", s, dtype) for k, s in shapes.items()}
+    return {k: unpack_array(doc[k], f"{what}.{k}", s, dtype) for k, (s, dtype) in specs.items()}
 
 
 def read(path):

@@ -9,8 +9,18 @@ ten numpy calls whatever the number of parameters, instead of ten per
 parameter, which at the seed's sizes (5 small arrays) is most of an update's
 cost. A dict whose arrays are replaced (loading, growing the vocabulary) is
 simply packed again on its next step.
+
+Adam counts its updates per vocabulary slot. A character added to the
+vocabulary after training began starts with zero moments, so its slices (its
+column of "0.Wxh", its rows of "Why" and "by") get the bias correction of a
+fresh Adam at their own count, t - added_at[i], where added_at is the update
+count at which the slot was added (state "added_at", int64, one per slot).
+Without it their first updates would be about 3x, and later up to 6.6x, the
+step of a fresh Adam. While every slot has added_at 0 (a vocabulary that
+never grew after the first update) the update is exactly the plain one.
 """
 
+import math
 import weakref
 
 import numpy as np
@@ -19,14 +29,27 @@ SLOTS = {"adagrad": ("mem",), "adam": ("m", "v")}
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 ADAGRAD_EPS = 1e-8  # the seed's
+ADDED = "added_at"  # Adam: the update count at which each vocabulary slot was added
+COUNTERS = (ADDED,)  # the state's integer arrays, one entry per vocabulary slot
+# the parameters the vocabulary indexes, and the axis it indexes
+VOCAB_AXES = {"0.Wxh": 1, "Why": 0, "by": 0}
 
 
-def init(optimizer, params):
-    return {f"{slot}.{k}": np.zeros_like(v) for slot in SLOTS[optimizer] for k, v in params.items()}
+def init(optimizer, params, iterations=0):
+    """Zero state for params, made when iterations updates had been made."""
+    state = {f"{slot}.{k}": np.zeros_like(v) for slot in SLOTS[optimizer] for k, v in params.items()}
+    state.update({k: np.full(s, iterations, np.int64) for k, s in counters(optimizer, params["by"].shape[0]).items()})
+    return state
 
 
 def shapes(optimizer, param_shapes):
+    """The moment arrays' shapes, "<slot>.<param>" -> shape (the params' dtype)."""
     return {f"{slot}.{k}": s for slot in SLOTS[optimizer] for k, s in param_shapes.items()}
+
+
+def counters(optimizer, vocab_size):
+    """The per-vocabulary-slot integer arrays (int64): name -> shape."""
+    return {ADDED: (vocab_size,)} if optimizer == "adam" else {}
 
 
 def step(config, params, grads, state, t, seq_length):
@@ -41,8 +64,43 @@ def step(config, params, grads, state, t, seq_length):
     if config.optimizer == "adagrad":
         _adagrad(flat_params, g, flat_state["mem"], config.lr, config.clip)
     else:
-        _adam(flat_params, g, flat_state["m"], flat_state["v"], config.lr, config.clip, t, seq_length)
+        rows = _vocab_rows(params, state.get(ADDED), t, flat_params.dtype)
+        _adam(flat_params, g, flat_state["m"], flat_state["v"], config.lr, config.clip, t, seq_length, rows)
     return True
+
+
+def _vocab_rows(params, added, t, dtype):
+    """None while every vocabulary slot has Adam's global count t (the common
+    case: one cheap test); otherwise, for each parameter the vocabulary
+    indexes, (its offset in the flat buffers, its shape, the index of its
+    slices from the first slot with a count of its own, a factor for each of
+    those slots shaped to broadcast over them).
+
+    The plain update is step_size(t) m / (sqrt(v) + eps) with step_size(t) =
+    lr sqrt(1 - b2^t) / (1 - b1^t); a slot with its own count t_i gets
+    step_size(t_i) instead, the same update a fresh Adam of this form makes
+    at its t_i-th step: the step is multiplied by step_size(t_i) /
+    step_size(t), exactly 1 where t_i = t so those slots are untouched."""
+    if added is None or not added.any():
+        return None
+    # a slot added at a later count than this update's (a rollback past its
+    # growth rewound t) counts from this update, and is stored so, as the
+    # model file does (modelfile.pack), so that resuming stays exact
+    np.minimum(added, t - 1, out=added)
+    first = int(np.flatnonzero(added)[0])  # slots are appended: usually the grown tail
+    b1, b2 = ADAM_BETAS
+    own = (t - added[first:]).astype(np.float64)
+    size = np.sqrt(1 - b2**own) / (1 - b1**own)
+    factor = np.where(own == t, 1.0, size / (np.sqrt(1 - b2**t) / (1 - b1**t))).astype(dtype)
+    rows, start = [], 0
+    for k, p in params.items():  # the order _packed lays them out in
+        if k in VOCAB_AXES:
+            axis = VOCAB_AXES[k]
+            index, shape = [slice(None)] * p.ndim, [1] * p.ndim
+            index[axis], shape[axis] = slice(first, None), -1
+            rows.append((start, p.shape, tuple(index), factor.reshape(shape)))
+        start += p.size
+    return rows
 
 
 def _adagrad(p, g, mem, lr, clip):
@@ -57,7 +115,7 @@ def _adagrad(p, g, mem, lr, clip):
     p -= step
 
 
-def _adam(p, g, m, v, lr, clip, t, seq_length):
+def _adam(p, g, m, v, lr, clip, t, seq_length, rows=None):
     # Adam sees the per-character mean gradient so that lr and the clip norm
     # mean the same at any seq_length; the whole gradient is scaled down
     # together when its global norm exceeds clip.
@@ -78,6 +136,10 @@ def _adam(p, g, m, v, lr, clip, t, seq_length):
     np.sqrt(v, out=step)
     step += ADAM_EPS
     np.divide(m, step, out=step)
+    if rows is not None:  # vocabulary slots with their own count (_vocab_rows)
+        for start, shape, index, factor in rows:
+            view = step[start : start + math.prod(shape)].reshape(shape)[index]
+            view *= factor  # in place: `step[...][index] *= ` would copy it back again
     step *= step_size
     p -= step
 
@@ -125,10 +187,14 @@ def _pack(arrays, names):
     return flat
 
 
-def grow(state, n_new):
-    """Zero state for n_new new characters: columns of 0.Wxh, rows of the head."""
+def grow(state, n_new, iterations):
+    """Zero state for n_new new characters, added when iterations updates
+    had been made: columns of 0.Wxh, rows of the head."""
     out = {}
     for k, v in state.items():
+        if k == ADDED:
+            out[k] = np.concatenate([v, np.full(n_new, iterations, v.dtype)])
+            continue
         name = k.split(".", 1)[1]
         if name == "0.Wxh":
             v = np.concatenate([v, np.zeros((v.shape[0], n_new), v.dtype)], axis=1)

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnnpipe import Config, Model, ModelFormatError
+from rnnpipe.modelfile import VERSION
 
 # a small but complete model: every section of the format is present
 GOOD = Model.new(Config(cell="gru", hidden=3, layers=2, optimizer="adam", seq_length=4, batch_size=2), "ab\n")
@@ -33,7 +34,7 @@ def load_or_refuse(data):
 
 def seal(body, **outer):
     data = body if isinstance(body, bytes) else msgpack.packb(body, use_bin_type=True)
-    doc = {"format": "rnnpipe-model", "version": 1, "sha256": hashlib.sha256(data).digest(), "model": data}
+    doc = {"format": "rnnpipe-model", "version": VERSION, "sha256": hashlib.sha256(data).digest(), "model": data}
     doc.update(outer)
     return msgpack.packb(doc, use_bin_type=True)
 

@@ -31,7 +31,7 @@ import pytest
 from cli_util import ROOT, one_error_line, popen, run, wait_for
 
 from rnnpipe import Model, cli
-from rnnpipe.modelfile import stale_temp_files
+from rnnpipe.modelfile import VERSION, stale_temp_files
 
 _spec = importlib.util.spec_from_file_location("crash", ROOT / "bench" / "crash.py")
 crash = importlib.util.module_from_spec(_spec)
@@ -71,7 +71,7 @@ def no_failures(tally):
 
 def _seal(body, **outer):
     data = msgpack.packb(body, use_bin_type=True) if not isinstance(body, bytes) else body
-    doc = {"format": "rnnpipe-model", "version": 1, "sha256": hashlib.sha256(data).digest(), "model": data}
+    doc = {"format": "rnnpipe-model", "version": VERSION, "sha256": hashlib.sha256(data).digest(), "model": data}
     return msgpack.packb({**doc, **outer}, use_bin_type=True)
 
 
@@ -92,7 +92,7 @@ HOSTILE = {
     "random bytes": (lambda g: bytes(range(256)) * 3, "not valid msgpack"),
     "msgpack, not a map": (lambda g: msgpack.packb([1, 2, 3]), "not an rnnpipe model"),
     "wrong type": (lambda g: _edit(g, lambda b: b.update(vocab=5)), "vocab should be list"),
-    "unknown version": (lambda g: _seal(_body(g), version=2), "version 2 is not supported"),
+    "unknown version": (lambda g: _seal(_body(g), version=3), "version 3 is not supported"),
     "version 1.0": (lambda g: _seal(_body(g), version=1.0), "version 1.0 is not supported"),
     "NaN weight": (
         lambda g: _edit(g, lambda b: b["params"]["by"].update(data=b"\x00\x00\xc0\x7f" * (len(b["vocab"])))),
