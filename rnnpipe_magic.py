@@ -17,6 +17,10 @@ shell splits it, so quotes and backslashes work as they do on the command line.
 
 Models stay in memory between cells, keyed by file or name; a model file that
 changed on disk since (another process trained it, say) is read again.
+Training a model file goes through rnnpipe.session, as `rnnpipe train` does:
+the same lock (one trainer per file, whichever face), stale temp files
+removed under it, atomic saves (periodic with --save-every), and signals
+that only stop training between iterations.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ except ImportError as e:
         f"rnnpipe_magic needs IPython ({e}); install it with: pip install 'rnnpipe[notebook]'", name="IPython"
     ) from e
 
-from rnnpipe import options
+from rnnpipe import options, session
 
 DEFAULT_NAME = "default"
 UPDATES_PER_SEC = 4  # most in-place updates of the progress line per second
@@ -93,6 +97,7 @@ class _Entry:
     label: str  # how messages name it
     path: str | None = None
     stamp: tuple | None = None  # the file's (mtime, size, inode) when last read or written
+    saved_at: int | None = None  # the iteration the file holds, when it holds this model
     curve: list = field(default_factory=list)  # (iteration, smooth bits, held-out bits) over this session
 
 
@@ -145,32 +150,6 @@ def _stamp(path):
     except FileNotFoundError:
         return None
     return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-class _Interrupt:
-    """While active, Ctrl-C (a kernel interrupt) sets a flag that training
-    polls after each iteration, so an update is never left half applied."""
-
-    def __init__(self):
-        self.flag = False
-        self.previous = None
-
-    def __call__(self):
-        return self.flag
-
-    def _handler(self, signum, frame):
-        self.flag = True
-
-    def __enter__(self):
-        try:
-            self.previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread: leave interrupts alone
-            self.previous = None
-        return self
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
 
 
 def _status(p):
@@ -312,11 +291,16 @@ class CharRNNMagics(Magics):
         if stamp is None:  # the file is the truth: gone means start afresh
             self.models.pop(key, None)
             if not create:
+                holder = session.TrainLock(path).holder()
+                if holder is not None:
+                    raise UsageError(
+                        f"no model file {args.model} yet: {holder} is creating it and saves it when it ends"
+                        " (or every --save-every seconds)"
+                    )
                 raise UsageError(
                     f"no model file {args.model}; train one with %%charrnn_train -m {shlex.quote(args.model)}"
                 )
-            if not os.path.isdir(os.path.dirname(path)):
-                raise UsageError(f"cannot save {args.model}: no folder {os.path.dirname(path)}")
+            self._check_folder(args)
             return None
         if entry is None or entry.stamp != stamp:
             try:
@@ -325,8 +309,15 @@ class CharRNNMagics(Magics):
                 raise UsageError(f"{args.model}: {e}") from None
             except OSError as e:
                 raise UsageError(f"cannot read {args.model}: {e.strerror}") from None
-            entry = self.models[key] = _Entry(model, args.model, path, stamp)
+            entry = self.models[key] = _Entry(model, args.model, path, stamp, saved_at=model.iterations)
         return entry
+
+    @staticmethod
+    def _check_folder(args):
+        """A new model file must have a folder to be saved in: say so before any training."""
+        folder = os.path.dirname(os.path.abspath(os.path.expanduser(args.model)))
+        if not os.path.isdir(folder):
+            raise UsageError(f"cannot save {args.model}: no folder {folder}")
 
     @staticmethod
     def _check_output(var):
@@ -336,7 +327,7 @@ class CharRNNMagics(Magics):
     # -- training ----------------------------------------------------------
 
     @magic_arguments(name="%charrnn_train")
-    @_model_option("model file (msgpack): read if it exists, written after training")
+    @_model_option("model file (msgpack): read if it exists, written after training (and every --save-every)")
     @_name_option
     @argument(
         "--text",
@@ -373,9 +364,15 @@ class CharRNNMagics(Magics):
         VAR.heldout_bits the held-out loss (with --valid-fraction), both in
         bits per character; VAR.final is the last rnnpipe.Progress and
         VAR.history every one reported, for a loss curve of your own.
-        """
-        from rnnpipe import Diverged, Model
 
+        With -m the run holds the model's lock, the one `rnnpipe train` takes
+        (MODEL.lock beside it), from before the file is read to after the
+        last save: a second run on the same file, in a notebook or on the
+        command line, is refused at once, naming this one's pid, and this one
+        is refused while another runs. --save-every also saves during the
+        run, so a killed kernel loses at most that much. A kernel told to
+        terminate (SIGTERM) saves, then ends.
+        """
         args = _parse(self.charrnn_train, line)
         self._check_output(args.output)
         if args.text is not None:
@@ -397,6 +394,34 @@ class CharRNNMagics(Magics):
         except ValueError as e:
             raise UsageError(str(e)) from None
 
+        if args.model and args.name:
+            raise UsageError("give -m FILE or --name NAME, not both")
+        if args.save_every is not None and not args.model:
+            raise UsageError("--save-every saves to a model file: give -m FILE (a model kept with --name is not saved)")
+        if args.model:
+            self._check_folder(args)
+        interrupt = session.Interrupt()
+        # the lock `rnnpipe train` takes (rnnpipe.session), held from before the
+        # file is read to after the last save: one trainer per model, whichever face
+        lock = session.TrainLock(os.path.expanduser(args.model), session.NOTEBOOK) if args.model else None
+        try:
+            if lock is not None:
+                lock.acquire()
+                for tmp in session.remove_stale_temp_files(lock.model_path):
+                    print(f"removed {tmp}, left by an interrupted save", file=sys.stderr)
+            self._train(args, text, interrupt)
+        except session.SessionError as e:  # the lock is held elsewhere, a save failed
+            raise UsageError(str(e)) from None
+        finally:
+            if lock is not None:
+                lock.release()
+            # a kernel asked to end (SIGTERM) while training: the model is saved
+            # and the lock released, so now it ends as it was asked to
+            interrupt.pass_on(signal.SIGTERM)
+
+    def _train(self, args, text, interrupt):
+        from rnnpipe import Diverged, Model
+
         changes = options.config_changes(args)
         entry = self._entry(args, create=True)
         try:
@@ -413,42 +438,63 @@ class CharRNNMagics(Magics):
             print(f"new model {label}: {_describe(model)}")
         else:
             print(f"continuing {entry.label} from iteration {entry.model.iterations:,}: {_describe(entry.model)}")
+        saver = None
+        if entry.path is not None:
+            saver = session.Saver(
+                entry.model, entry.path, args.save_every, on_disk=entry.saved_at is not None, saved_at=entry.saved_at
+            )
+
+        def stop():
+            # polled after every iteration: the model is whole there
+            if interrupt():
+                return True
+            if saver is not None:
+                saver.maybe_save()  # --save-every
+            return False
 
         view = _View(entry)
         entry.curve.append((entry.model.iterations, entry.model.smooth_loss / math.log(2), None))
-        with _Interrupt() as interrupted:
+        # signals only set a flag from here to after the last save
+        with interrupt:
             try:
                 final = entry.model.train(
                     text,
                     epochs=args.epochs,
                     max_time=args.max_time,
                     callback=view,
-                    stop=interrupted,
+                    stop=stop,
                     report_every=REPORT_EVERY,
                     sample_every=args.sample_every,
                     valid_fraction=args.valid_fraction,
                 )
             except Diverged as e:
-                saved = self._save(entry)
+                saved = self._save(entry, saver)
                 where = f"; the model as it was before is saved to {saved}" if saved else ""
                 raise UsageError(f"{e}{where}") from None
             finally:
                 key = ("file", entry.path) if entry.path else ("name", entry.label)
                 self.models[key] = entry
-        saved = self._save(entry)
+                self._saved(entry, saver)
+            saved = self._save(entry, saver)
         view.finish(final, saved)
         if args.output:
             self.shell.user_ns[args.output] = TrainResult(entry.model, final, view.reports, saved)
 
-    def _save(self, entry):
-        if entry.path is None:
+    def _save(self, entry, saver):
+        """Save a model kept in a file (SIGINT and SIGTERM held back); its label, or None in memory."""
+        if saver is None:
             return None
         try:
-            entry.model.save(entry.path)
-        except OSError as e:
-            raise UsageError(f"cannot save {entry.label}: {e.strerror or e}") from None
-        entry.stamp = _stamp(entry.path)
+            saver.save()
+        finally:
+            self._saved(entry, saver)
         return entry.label
+
+    @staticmethod
+    def _saved(entry, saver):
+        """Remember what the file holds after this run's saves (periodic ones too)."""
+        if saver is not None and saver.on_disk:
+            entry.stamp, entry.saved_at = _stamp(entry.path), saver.clean_at
 
     # -- sampling ----------------------------------------------------------
 

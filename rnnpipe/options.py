@@ -55,6 +55,15 @@ HYPER = [
     ),
     (("--lr",), dict(type=float, metavar="X", help=f"learning rate (default {D.lr:g}; the seed's Adagrad used 0.1)")),
     (
+        ("--clip",),
+        dict(
+            type=float,
+            metavar="X",
+            help="gradient clipping: adagrad clips each gradient entry to [-X, X] (the seed's); adam scales the "
+            f"per-character gradient down when its global norm is above X (default {D.clip:g})",
+        ),
+    ),
+    (
         ("--seed",),
         dict(type=int, metavar="N", help=f"seeds a new model's weight initialisation and dropout (default {D.seed})"),
     ),
@@ -95,6 +104,14 @@ RUN = [
             metavar="F",
             help="hold out this fraction of the text, the tail of each block read, and report held-out bits per "
             "character (default 0)",
+        ),
+    ),
+    (
+        ("--save-every",),
+        dict(
+            type=float,
+            metavar="SECONDS",
+            help="also save the model this often while training (default: only at the end and on interruption)",
         ),
     ),
 ]

@@ -338,6 +338,7 @@ def test_save_failure_leaves_the_old_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["m.msgpack"]  # no temp file left
 
 
+@pytest.mark.posix("chmod modes")
 def test_save_keeps_the_files_permissions(tmp_path):
     path = tmp_path / "m.msgpack"
     model = Model.new(Config(hidden=4), "abc")

@@ -201,6 +201,7 @@ def test_plot_with_matplotlib(ip):
     assert png is not None
 
 
+@pytest.mark.posix("SIGINTs its own process, as a kernel interrupt does")
 def test_interrupt_stops_saves_and_says_where(ip, tmp_path):
     calls = []
 

@@ -14,7 +14,6 @@ from rnnpipe_magic import CharRNNMagics
 CLI_ONLY = {
     "train": {
         "FILE",  # the magic trains on the cell's text or on --text VAR, never on files
-        "--save-every",  # a cell's run is saved at its end; periodic saves guard long CLI runs against kills
         "-q",
         "--quiet",  # the notebook shows progress in one line updated in place; nothing to silence
         "--binary",  # a cell holds text already decoded; there are no bytes to judge
@@ -79,6 +78,13 @@ def test_shared_options_mean_the_same(command):
             if name in ("-m", "--model") and attr == "help":
                 continue
             assert getattr(a, attr) == getattr(b, attr), f"{name}: {attr} {getattr(a, attr)!r} != {getattr(b, attr)!r}"
+
+
+def test_save_every_and_clip_are_on_both_sides():
+    # the session layer (rnnpipe.session) serves both faces, so a notebook run saves every
+    # --save-every seconds as a command-line run does (issue 10, items 6 and 7)
+    for flag in ("--save-every", "--clip"):
+        assert flag in _by_name(_subcommands()["train"]) and flag in _by_name(_magic_parser("train"))
 
 
 def test_the_table_is_what_both_sides_are_built_from():

@@ -33,6 +33,9 @@ from cli_util import ROOT, one_error_line, popen, run, wait_for
 from rnnpipe import Model, cli
 from rnnpipe.modelfile import VERSION, stale_temp_files
 
+if os.name != "posix":  # bench/crash.py imports resource and sends real signals
+    pytest.skip("needs POSIX: bench/crash.py drives SIGKILL, SIGINT bursts and RLIMIT_FSIZE", allow_module_level=True)
+
 _spec = importlib.util.spec_from_file_location("crash", ROOT / "bench" / "crash.py")
 crash = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(crash)
