@@ -394,6 +394,18 @@ def test_a_terminated_kernel_saves_then_ends(tmp_path):
 # -- the magic's options and their errors -------------------------------------------
 
 
+def test_sampling_in_a_notebook_a_model_still_being_created_names_the_run(ip, tmp_path):
+    from IPython.core.error import UsageError
+
+    path = tmp_path / "c.rnn"
+    with session.TrainLock(path, session.CLI):  # as a `rnnpipe train` creating it holds it
+        with pytest.raises(UsageError) as e:
+            ip.run_line_magic("charrnn_sample", f"-m {path}")
+    assert str(e.value).startswith(f"no model file {path} yet: rnnpipe train (pid {os.getpid()}) is creating it")
+    with pytest.raises(UsageError, match="no model file .*; train one with"):
+        ip.run_line_magic("charrnn_sample", f"-m {path}")
+
+
 def test_the_magics_session_errors_are_one_line(ip, tmp_path):
     path = tmp_path / "e.rnn"
     cell(ip, f"-m {path} {' '.join(TINY)} --seed 3", TEXT)[0].raise_error()
