@@ -220,6 +220,9 @@ class _View:
 
     def __call__(self, p):
         self.reports.append(p)
+        if p.kind == "note":  # something to tell: a continued run, a rollback
+            print(p.note)
+            return
         if p.kind != "sample":
             held_out = p.valid_bits if p.kind in ("valid", "end") else None  # fresh measurements only
             self.entry.curve.append((p.iteration, p.smooth_bits, held_out))
@@ -421,6 +424,7 @@ class CharRNNMagics(Magics):
 
     def _train(self, args, text, interrupt):
         from rnnpipe import Diverged, Model
+        from rnnpipe.train import VocabularyFull
 
         changes = options.config_changes(args)
         entry = self._entry(args, create=True)
@@ -454,6 +458,7 @@ class CharRNNMagics(Magics):
 
         view = _View(entry)
         entry.curve.append((entry.model.iterations, entry.model.smooth_loss / math.log(2), None))
+        gave_up = False
         # signals only set a flag from here to after the last save
         with interrupt:
             try:
@@ -466,15 +471,23 @@ class CharRNNMagics(Magics):
                     report_every=REPORT_EVERY,
                     sample_every=args.sample_every,
                     valid_fraction=args.valid_fraction,
+                    restart=args.restart,
+                    max_vocab=args.max_vocab,
                 )
             except Diverged as e:
-                saved = self._save(entry, saver)
-                where = f"; the model as it was before is saved to {saved}" if saved else ""
-                raise UsageError(f"{e}{where}") from None
+                # as the command line does: the file stays as it was before the run
+                # (or its last periodic save), and the next cell reads it again
+                gave_up = True
+                where = f"; {entry.label} keeps its last saved state" if saver is not None else ""
+                raise UsageError(f"training diverged: {e}{where}") from None
+            except VocabularyFull as e:
+                raise UsageError(str(e)) from None
             finally:
                 key = ("file", entry.path) if entry.path else ("name", entry.label)
                 self.models[key] = entry
                 self._saved(entry, saver)
+                if gave_up:
+                    entry.stamp = None
             saved = self._save(entry, saver)
         view.finish(final, saved)
         if args.output:

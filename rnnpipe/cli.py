@@ -16,13 +16,11 @@ import contextlib
 import json
 import math
 import os
-import signal
 import stat
 import sys
-import threading
 import time
 
-from . import __version__, options
+from . import __version__, options, session
 
 EXIT_USAGE, EXIT_FAILURE = 2, 1
 
@@ -121,10 +119,11 @@ leaves an existing model untouched. If the loss becomes NaN or infinite, or a
 save fails (a full disk), training stops with an error and the file keeps its
 last saved state.
 
-One `rnnpipe train` at a time per model: a run holds a lock on MODEL.lock
-beside the model (removed at the end) while it trains, and a second run on
-the same model fails at once, naming the first one's process id. Temporary
-files .MODEL.*.tmp that a killed run left behind are removed by the next run.
+One trainer at a time per model, `rnnpipe train` or a notebook's
+%%charrnn_train: a run holds a lock on MODEL.lock beside the model (removed
+at the end) while it trains, and a second run on the same model fails at
+once, naming the first one's process id. Temporary files .MODEL.*.tmp that
+a killed run left behind are removed by the next run.
 
 Progress goes to stderr: a bar on a terminal, a status line every few seconds
 otherwise, nothing with -q; the share done and the ETA count toward whichever
@@ -217,13 +216,7 @@ def build_parser(streams=None):
     )
     options.add(t.add_argument_group("training (may change from run to run; saved with the model)"), options.HYPER)
     run = t.add_argument_group("this run")
-    options.add(run, options.RUN)
-    run.add_argument(
-        "--save-every",
-        type=float,
-        metavar="SECONDS",
-        help="also save the model this often while training (default: only at the end and on interruption)",
-    )
+    options.add(run, options.RUN)  # --save-every among them, as in the notebook
     run.add_argument(
         "--binary", action="store_true", help="train on input even when it looks like binary data, not text"
     )
@@ -268,7 +261,7 @@ def load_model(path):
         holder = TrainLock(path).holder()
         if holder is not None:
             raise Failure(
-                f"{path}: no model file yet: rnnpipe train{holder} is creating it and saves it when it ends "
+                f"{path}: no model file yet: {holder} is creating it and saves it when it ends "
                 "(or every --save-every seconds)"
             )
         raise Failure(f"{path}: no such model file (create one with: rnnpipe train -m {path} FILE)")
@@ -338,197 +331,9 @@ def reading_terminal(sources):
     return any(s.fd is not None and s.name == "<stdin>" and os.isatty(s.fd) for s in sources)
 
 
-class Interrupt:
-    """Signal handlers that only record the signal; training polls it, so
-    the model is never left half-updated."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, hold=False):
-        self.signum = None
-        self.hold = hold  # after a signal, hold further ones back until the process exits
-        self._old = {}
-
-    def __call__(self):
-        return self.signum is not None
-
-    def _handle(self, signum, frame):
-        if self.signum is None:
-            self.signum = signum
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for s in self.SIGNALS:
-                # a signal ignored on purpose (a background job's SIGINT, nohup) stays ignored
-                if signal.getsignal(s) is not signal.SIG_IGN:
-                    self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        if self.hold and self.signum is not None:
-            # interrupted, so exiting with 128 + signum: a second Ctrl-C from
-            # here on would turn into a KeyboardInterrupt (or a death by
-            # signal) on the way out; it is ignored instead
-            self._old.clear()
-            ignore_signals()
-        for s, old in self._old.items():
-            signal.signal(s, old)
-        self._old.clear()
-
-    @property
-    def exit_status(self):
-        return 128 + self.signum
-
-
-def ignore_signals():
-    """Ignore SIGINT and SIGTERM for the rest of the process's life. Not a
-    signal mask: that holds for one thread, and numpy's BLAS threads would
-    take the signal, which after Python's finalisation resets the handler
-    kills the process (exit -2 instead of 130)."""
-    if threading.current_thread() is threading.main_thread():
-        for s in Interrupt.SIGNALS:
-            signal.signal(s, signal.SIG_IGN)
-
-
-@contextlib.contextmanager
-def signals_blocked():
-    """Hold SIGINT and SIGTERM back (they are delivered afterwards)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, Interrupt.SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-class TrainLock:
-    """One `rnnpipe train` per model at a time: an exclusive flock on the
-    sidecar file MODEL.lock, held for the whole run.
-
-    Not on the model itself: saving renames a new file over it, so a lock on
-    the old file would not stop a second run that opens the new one. The
-    lock file holds the owner's pid for the message, and is removed by its
-    owner at the end; the kernel drops the lock when a process dies however
-    it dies, so a lock file left by a killed run is simply taken over."""
-
-    def __init__(self, model_path):
-        self.model_path = model_path
-        self.path = os.path.realpath(model_path) + ".lock"
-        self.fd = None
-
-    def acquire(self):
-        import fcntl
-
-        while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as e:
-                raise Failure(f"{self.model_path}: cannot create lock file {self.path}: {e.strerror}") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                owner = self._owner(fd)
-                os.close(fd)
-                raise Failure(
-                    f"{self.model_path}: another rnnpipe train{owner} is training this model; "
-                    f"wait for it to end or stop it (lock file {self.path})"
-                ) from None
-            except OSError as e:  # no locks on this file system (some network mounts)
-                os.close(fd)
-                raise Failure(f"{self.model_path}: cannot lock {self.path}: {e.strerror}") from None
-            # the owner before us may have removed the file between our open
-            # and our flock: then we hold a lock on a file nobody else sees
-            try:
-                current = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
-                current = False
-            if current:
-                break
-            os.close(fd)
-        self.fd = fd
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-
-    def holder(self):
-        """' (pid N)' (or '') when a run holds the lock now, else None."""
-        import fcntl
-
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return self._owner(fd)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        return None
-
-    @staticmethod
-    def _owner(fd):
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(os.pread(fd, 32, 0).decode("ascii").strip())
-            return f" (pid {pid})"
-        return ""
-
-    def release(self):
-        if self.fd is None:
-            return
-        # removed while still locked, so no one can lock it and then see it vanish
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        os.close(self.fd)
-        self.fd = None
-
-
-def remove_stale_temp_files(path, io, quiet):
-    """Temp files left by a run killed mid-save. Only with the lock held: no
-    other rnnpipe train is saving this model, so none is in use."""
-    from .modelfile import stale_temp_files
-
-    for tmp in stale_temp_files(path):
-        try:
-            os.unlink(tmp)
-        except OSError:
-            continue
-        if not quiet:
-            io.note(f"removed {tmp}, left by an interrupted save")
-
-
-class Saver:
-    """Saves the model atomically, with SIGINT and SIGTERM held back."""
-
-    def __init__(self, model, path, every=None, on_disk=False):
-        self.model, self.path, self.every = model, path, every
-        self.last = time.monotonic()
-        self.on_disk = on_disk  # whether path holds this model (as loaded, or as saved by this run)
-        self.clean_at = model.iterations  # the iteration that state is at
-
-    def save(self):
-        with signals_blocked():
-            try:
-                self.model.save(self.path)
-            except OSError as e:
-                # the temp file is gone and the file on disk is whatever it was (modelfile.save_bytes)
-                if self.on_disk:
-                    kept = f"the file keeps its last saved state (iteration {self.clean_at})"
-                else:
-                    kept = "no model file was created"
-                raise Failure(f"{self.path}: cannot save model: {e.strerror or e}; {kept}") from None
-        self.last = time.monotonic()
-        self.on_disk, self.clean_at = True, self.model.iterations
-
-    def maybe_save(self):
-        """Save if --save-every seconds have passed and there is something new.
-        Called between iterations and while waiting for input."""
-        if self.every and self.model.iterations != self.clean_at and time.monotonic() - self.last >= self.every:
-            self.save()
+# the session layer (lock, saver, stale temp files, signals) is shared with the notebook: rnnpipe.session
+Interrupt, Saver, TrainLock = session.Interrupt, session.Saver, session.TrainLock
+ignore_signals, signals_blocked = session.ignore_signals, session.signals_blocked
 
 
 # -- commands ----------------------------------------------------------------
@@ -550,13 +355,14 @@ def cmd_train(args, io):
         with Interrupt(hold=io.process) as interrupt:
             # held from before loading to after the last save, so a second run
             # can neither load a state this one is about to replace nor save over it
-            lock = TrainLock(path)
-            lock.acquire()
-            try:
-                remove_stale_temp_files(path, io, args.quiet)
+            # (the notebook's %%charrnn_train takes the same lock: rnnpipe.session)
+            with TrainLock(path, session.CLI):
+                for tmp in session.remove_stale_temp_files(path):
+                    if not args.quiet:
+                        io.note(f"removed {tmp}, left by an interrupted save")
                 return _train(args, io, path, sources, interrupt)
-            finally:
-                lock.release()
+    except session.SessionError as e:  # the lock is held, a save failed: one line, exit 1
+        raise Failure(str(e)) from None
     finally:
         for s in sources:
             s.close()
@@ -565,29 +371,36 @@ def cmd_train(args, io):
 def _train(args, io, path, sources, interrupt):
     import numpy as np
 
-    from .model import Diverged, Model
+    from .model import Model
     from .progress import Display, si
-    from .reader import InputError, TextReader, known_size
+    from .reader import InputError, TextReader
+    from .train import Diverged, VocabularyFull
 
     changes = options.config_changes(args)
     existed = os.path.exists(path)
+    quiet = args.quiet
     if existed:
         model = load_model(path)
+        before = model.config
         try:
             model.configure(**changes)
         except ValueError as e:
             raise UsageError(f"{path}: {e}") from None
+        changed = [f"{k} {getattr(before, k)!r} -> {v!r}" for k, v in changes.items() if getattr(before, k) != v]
+        if changed and not quiet:
+            io.note(f"changing {', '.join(changed)} (saved with the model for later runs too)")
     else:
         try:
             model = Model.new(**changes)
         except ValueError as e:
             raise UsageError(str(e)) from None
-    start_iteration = model.iterations
-    cfg = model.config
+    start_iteration, was_pending = model.iterations, model.resume is not None
     untouched = f"{path} left untouched" if existed else f"{path} not created"
-
     saver = Saver(model, path, args.save_every, on_disk=existed)
-    quiet = args.quiet
+    original = None  # the file's bytes, to put back if a run that saves as it goes gives up
+    if existed and args.save_every:
+        with open(path, "rb") as f:
+            original = f.read()
 
     def stop():
         # polled after every iteration, and every fraction of a second
@@ -597,27 +410,22 @@ def _train(args, io, path, sources, interrupt):
         saver.maybe_save()
         return False
 
-    reader = TextReader(
-        sources,
-        ready_chars=cfg.seq_length * cfg.batch_size + 1,
-        idle_chars=cfg.seq_length + 1,
-        stopped=stop,
-        binary_ok=args.binary,
-    )
-    # files are read again for each pass; stdin once (see TRAIN_DESCRIPTION)
-    text = reader.again if reader.rereadable else reader.blocks()
-    size = known_size(sources)
     epochs = args.epochs
-    if epochs is None and not (args.max_time is not None and reader.rereadable):
+    rereadable = all(s.rereadable for s in sources)
+    if epochs is None and not (args.max_time is not None and rereadable):
         epochs = 1
-    total = None if size is None or epochs is None else size * epochs
+    # files are read again for each pass; stdin is read once, and spooled to
+    # a temporary file when more passes need it (see TRAIN_DESCRIPTION)
+    spool = not rereadable and epochs is not None and epochs > 1
+    reader = TextReader(sources, stopped=stop, binary_ok=args.binary, spool=spool)
+    text = reader.again if rereadable or spool else reader.blocks()
     typed = reading_terminal(sources)
     if typed and not quiet:
         io.note("reading text to train on from the terminal; end it with Ctrl-D (no progress is shown while you type)")
     # a bar or status lines would land in the middle of what is being typed
     display = Display(io.stderr, quiet=quiet, tty=_isatty(io.stderr) and not typed, interval=math.inf if typed else 5.0)
     try:
-        # overflow on the way to a NaN loss is reported as Diverged, not as numpy warnings
+        # overflow on the way to a NaN loss is handled by the divergence guard, not shown as numpy warnings
         with np.errstate(all="ignore"):
             result = model.train(
                 text,
@@ -628,16 +436,14 @@ def _train(args, io, path, sources, interrupt):
                 report_every=display.report_every,
                 sample_every=args.sample_every,
                 valid_fraction=args.valid_fraction,
-                total=total,
+                inputs=[s.describe() for s in sources],
+                restart=args.restart,
+                max_vocab=args.max_vocab,
             )
     except Diverged as e:
         display.close()
-        if saver.on_disk:
-            kept = f"{path} keeps its last saved state (iteration {saver.clean_at})"
-        else:
-            kept = f"{path} not created"
-        raise Failure(f"training diverged: {e}; {kept}") from None
-    except InputError as e:
+        raise Failure(f"training diverged: {e}; {_undo(saver, original, existed)}") from None
+    except (InputError, VocabularyFull) as e:
         display.close()
         if model.iterations > start_iteration:
             saver.save()
@@ -649,7 +455,7 @@ def _train(args, io, path, sources, interrupt):
     if reader.replaced and not quiet:
         io.note(f"warning: {reader.replaced} invalid UTF-8 byte(s) in the input were replaced by U+FFFD")
     trained = model.iterations - start_iteration
-    if trained == 0:
+    if trained == 0 and not (was_pending and model.resume is None):
         if interrupt():
             if not quiet:
                 io.note(f"interrupted before any training; {untouched}")
@@ -668,12 +474,33 @@ def _train(args, io, path, sources, interrupt):
         why = "interrupted" if interrupt() else result.stopped
         held = f", held-out {result.valid_bits:.3f} bits/char" if result.valid_bits is not None else ""
         passes = f" ({result.epoch} passes)" if result.epoch > 1 else ""
+        pending = ""
+        if model.resume is not None:
+            pending = "; run the same command again to continue where it stopped"
         io.note(
             f"{why}: trained on {si(result.chars)} chars{passes} in {result.elapsed:.1f} s "
             f"({si(result.chars_per_sec)} chars/s), iterations {start_iteration + 1}-{model.iterations}, "
-            f"loss {result.smooth_bits:.3f} bits/char{held}; saved {path}"
+            f"loss {result.smooth_bits:.3f} bits/char{held}; saved {path}{pending}"
         )
     return interrupt.exit_status if interrupt() else 0
+
+
+def _undo(saver, original, existed):
+    """After training gave up: the model file as it was before the run (a
+    periodic save may have written a state from this run), in words."""
+    if not existed:
+        if saver.on_disk:
+            with contextlib.suppress(OSError):
+                os.unlink(saver.path)
+        return f"{saver.path} not created"
+    if original is not None:
+        with open(saver.path, "rb") as f:
+            if f.read() != original:
+                from .modelfile import save_bytes
+
+                save_bytes(saver.path, original)
+                return f"{saver.path} put back as it was before this run"
+    return f"{saver.path} left as it was"
 
 
 def cmd_sample(args, io):

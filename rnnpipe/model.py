@@ -3,6 +3,8 @@ state together, as one object and one file."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import os
 
@@ -12,12 +14,8 @@ from . import modelfile, net, optim
 from .config import ARCHITECTURE, Config
 from .evaluate import evaluate
 from .sample import check, generate
-from .train import Run
+from .train import MAX_VOCAB, Diverged, Position, Run
 from .vocab import Vocab
-
-
-class Diverged(FloatingPointError):
-    """The loss or a gradient became NaN or infinite; the update was not applied."""
 
 
 def _check_dropout(config):
@@ -63,6 +61,7 @@ class Model:
         self.chars_seen = chars_seen  # characters predicted in training so far
         self.smooth_loss = math.log(max(len(vocab), 1)) if smooth_loss is None else smooth_loss
         self.last_loss = last_loss  # nats per character of the latest chunk
+        self.resume = None  # a train.Position where a run stopped early, or None
 
     def __repr__(self):
         c = self.config
@@ -99,7 +98,7 @@ class Model:
             "has_uint32": int(r["has_uint32"]),
             "uinteger": int(r["uinteger"]),
         }
-        return cls(
+        model = cls(
             config,
             Vocab(vocab),
             params,
@@ -110,6 +109,9 @@ class Model:
             state["smooth_loss"],
             state["last_loss"],
         )
+        if state.get("resume") is not None:  # version 1 files have none
+            model.resume = Position(**state["resume"])
+        return model
 
     def save(self, path):
         """Write the model to path atomically: the old file stays whole until
@@ -128,6 +130,7 @@ class Model:
             "chars_seen": self.chars_seen,
             "smooth_loss": float(self.smooth_loss),
             "last_loss": None if self.last_loss is None else float(self.last_loss),
+            "resume": None if self.resume is None else modelfile.pack_resume(dataclasses.asdict(self.resume)),
             # 128-bit integers do not fit msgpack's ints, so they travel as text
             "rng": {
                 "bit_generator": "PCG64",
@@ -146,12 +149,20 @@ class Model:
 
     def configure(self, **changes):
         """Change training hyperparameters (seq_length, batch_size, lr, clip,
-        dropout, seed); architecture fields are fixed once a model exists."""
+        dropout); architecture fields are fixed once a model exists, and so
+        is the seed: it seeds a new model's weights and dropout, and training
+        goes on from the random state saved with the model (ValueError for a
+        seed other than the model's, not silently stored and ignored)."""
         fixed = [k for k in changes if k in ARCHITECTURE and changes[k] != getattr(self.config, k)]
         if fixed:
             have = ", ".join(f"{k}={getattr(self.config, k)!r}" for k in fixed)
             raise ValueError(f"cannot change {', '.join(fixed)} of an existing model (it has {have})")
         config = self.config.replace(**changes)
+        if config.seed != self.config.seed:
+            raise ValueError(
+                f"seed {config.seed} seeds a new model only; this one was created with seed {self.config.seed}"
+                " and goes on from the random state saved with it"
+            )
         if "dropout" in changes:
             _check_dropout(config)
         self.config = config
@@ -208,31 +219,55 @@ class Model:
         valid_fraction=0.0,
         valid_every=10.0,
         total=None,
+        inputs=None,
+        restart=False,
+        max_vocab=MAX_VOCAB,
     ):
         """Train on text and return the final train.Progress.
 
         text: a str; or a function returning a fresh iterable of str blocks
           for each pass (a file read again); or any iterable of str blocks,
-          streamed, which can be read only once.
+          streamed, which can be read only once. None among the blocks says
+          the input paused: what has arrived is trained on without waiting.
         epochs: passes over the text. None (the default) means one pass, or,
           when max_time is given and the text can be read again (a str or a
           function), pass after pass until the time is up.
-        max_time: seconds after which training stops cleanly.
+        max_time: seconds after which training stops cleanly; the clock
+          starts when the first text arrives.
         callback: called with a train.Progress every report_every seconds,
           with a sample every sample_every iterations, with held-out bits
-          every valid_every seconds, and at the end; it may raise train.Stop.
-          rnnpipe.progress.Display(sys.stderr) prints progress as the command
-          line does.
+          every valid_every seconds, with a note (kind "note") when there is
+          something to tell, and at the end; it may raise train.Stop.
+          rnnpipe.Display(sys.stderr) prints progress as the command line does.
         stop: a function polled after every iteration; True ends training.
         valid_fraction: the tail of each block held out and scored.
         total: characters the run will train on, for progress, when known.
+        inputs: what the text is, as a list of plain values (the command line
+          gives each file's name, size and fingerprint); a str describes
+          itself. A run that stops early leaves its position in self.resume,
+          and the next train() on the same inputs, with the same batch size,
+          sequence length and valid_fraction, continues from there exactly
+          (a stream that cannot be read again continues with the counters
+          and hidden state on whatever it brings). restart=True starts a new
+          pass instead.
+        max_vocab: the most distinct characters the model may grow to
+          (train.VocabularyFull beyond).
+
+        The divergence guard: when the loss climbs far above its best in this
+        run (or becomes NaN), the weights and optimiser state go back to the
+        last good snapshot and the learning rate is divided by 4, with a note;
+        after 4 such rollbacks train.Diverged is raised.
         """
         if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
             raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
         if max_time is not None and not (isinstance(max_time, (int, float)) and max_time > 0):
             raise ValueError(f"max_time must be a positive number of seconds, not {max_time!r}")
+        pass_chars = None
         if isinstance(text, str):
-            passes, again = (lambda: [text]), True
+            passes, again, pass_chars = (lambda: [text]), True, len(text)
+            if inputs is None:
+                digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+                inputs = [{"name": "<text>", "size": len(text), "fingerprint": digest}]
         elif callable(text):
             passes, again = text, True
         elif epochs is not None and epochs > 1:
@@ -240,23 +275,45 @@ class Model:
             passes, again = (lambda: blocks), True
         else:
             passes, again = (lambda: text), False
+        inputs = [{"name": "<stream>"}] if inputs is None else inputs
+        if pass_chars is None:
+            sizes = [i.get("size") for i in inputs if isinstance(i, dict)]
+            pass_chars = sum(sizes) if sizes and None not in sizes and len(sizes) == len(inputs) else None
         if epochs is None and not (max_time is not None and again):
             epochs = 1
-        if total is None and isinstance(text, str) and epochs is not None:
-            total = len(text) * epochs
-        run = Run(
-            self,
-            callback,
-            stop,
-            max_time,
-            report_every,
-            sample_every,
-            sample_length,
-            valid_fraction,
-            valid_every,
-            total,
-        )
+        resume, note = self._resumable(inputs, epochs, valid_fraction, again, restart)
+        if total is None and pass_chars is not None and epochs is not None:
+            total = pass_chars * epochs
+            if resume is not None and again:
+                total -= (resume.epoch - 1) * pass_chars + resume.offset
+        run = Run(self, callback, stop, max_time, report_every, sample_every, sample_length, valid_fraction,
+                  valid_every, total, inputs, again, resume, max_vocab)  # fmt: skip
+        run.pass_chars = pass_chars
+        if note:
+            run.report("note", note=note)
         return run.finish(run.fit(passes, epochs))
+
+    def _resumable(self, inputs, epochs, valid_fraction, again, restart):
+        """(the position to continue from or None, a note for the user or None)."""
+        r, self.resume = self.resume, None
+        if r is None:
+            return None, None
+        if restart:
+            return None, "--restart: starting a new pass, not the interrupted one"
+        if r.inputs != inputs:
+            return None, "the input is not the one the interrupted run read: starting a new pass"
+        if not r.fits(self.config, valid_fraction):
+            return None, (
+                "--batch-size, --seq-length or --valid-fraction differ from the interrupted run's: starting a new pass"
+            )
+        if epochs is not None and r.epoch > epochs:
+            return None, f"the interrupted run was in pass {r.epoch}, past --epochs {epochs}: starting a new pass"
+        self.resume = r  # until the run moves on
+        if not again:
+            return r, f"continuing pass {r.epoch} with the interrupted run's hidden state, on the text arriving now"
+        of = "" if epochs is None else f" of {epochs}"
+        at = "" if r.fraction is None else f" at {r.fraction:.0%}"
+        return r, f"continuing epoch {r.epoch}{of}{at}"
 
     # -- using -------------------------------------------------------------
 

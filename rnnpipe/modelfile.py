@@ -181,7 +181,7 @@ def unpack_array(doc, what, shape, dtype):
 # older file the field is simply absent.
 _STATE_V1 = frozenset({"iterations", "chars_seen", "smooth_loss", "last_loss", "rng"})
 STATE_REQUIRED = {1: _STATE_V1, 2: _STATE_V1}
-STATE_OPTIONAL = {1: {}, 2: {}}
+STATE_OPTIONAL = {1: {}, 2: {"resume": lambda doc: None}}  # resume is checked in unpack, knowing the config
 
 
 def _unpack_state(doc, version):
@@ -306,7 +306,66 @@ def unpack(data: bytes):
     for k in counters:  # compared as Python ints: iterations may exceed int64
         if opt[k].size and not (int(opt[k].min()) >= 0 and int(opt[k].max()) <= state["iterations"]):
             _fail(f"optimizer.{k} should hold update counts between 0 and state.iterations")
+    if state.get("resume") is not None:
+        state["resume"] = _unpack_resume(state["resume"], config)
     return config, vocab, params, opt, state
+
+
+RESUME_KEYS = {
+    "inputs", "epoch", "epochs", "offset", "chunk", "batch_size", "seq_length", "valid_fraction", "chars", "state"
+}  # fmt: skip
+
+
+def pack_resume(resume):
+    """state.resume of the file, from a train.Position's fields (a dict)."""
+    doc = {k: resume[k] for k in RESUME_KEYS - {"state"}}
+    doc["state"] = [[pack_array(a) for a in layer] for layer in resume["state"]]
+    return doc
+
+
+def _unpack_resume(doc, config):
+    """state.resume, checked: where an interrupted run stopped."""
+    _check_type(doc, dict, "state.resume")
+    if set(doc) != RESUME_KEYS:
+        _fail(f"state.resume should have exactly the keys {', '.join(sorted(RESUME_KEYS))}")
+
+    def count(k, low, nil=False):
+        v = doc[k]
+        if v is None and nil:
+            return
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            _fail(f"state.resume.{k} should be an integer of at least {low}" + (" or nil" if nil else ""))
+
+    for k, low in (("epoch", 1), ("offset", 0), ("chunk", 0), ("batch_size", 1), ("seq_length", 1)):
+        count(k, low)
+    count("epochs", 1, nil=True)
+    count("chars", 0, nil=True)
+    vf = doc["valid_fraction"]
+    if not isinstance(vf, float) or not 0 <= vf < 1:
+        _fail("state.resume.valid_fraction should be a float in [0, 1)")
+    inputs = _check_type(doc["inputs"], list, "state.resume.inputs")
+    for i in inputs:
+        if not isinstance(i, dict) or not set(i) <= {"name", "size", "fingerprint"} or "name" not in i:
+            _fail("state.resume.inputs should be maps with a name, and a size and fingerprint for files")
+        if not isinstance(i["name"], str) or not isinstance(i.get("size", 0), int) or isinstance(i.get("size"), bool):
+            _fail("state.resume.inputs should have a string name and an integer size")
+        if not isinstance(i.get("fingerprint", ""), str):
+            _fail("state.resume.inputs should have a string fingerprint")
+    layers = _check_type(doc["state"], list, "state.resume.state")
+    per_layer = 2 if config.cell == "lstm" else 1
+    if len(layers) != config.layers or any(not isinstance(layer, list) or len(layer) != per_layer for layer in layers):
+        _fail(f"state.resume.state should hold {per_layer} array(s) for each of {config.layers} layer(s)")
+    first = _check_type(layers[0][0], dict, "state.resume.state[0][0]").get("shape")
+    streams = first[0] if isinstance(first, list) and first and isinstance(first[0], int) else 0
+    if not 1 <= streams <= doc["batch_size"]:
+        _fail("state.resume.state should have between 1 and batch_size streams")
+    doc["state"] = [
+        tuple(
+            unpack_array(a, f"state.resume.state[{i}]", (streams, config.hidden), DTYPES[config.dtype]) for a in layer
+        )
+        for i, layer in enumerate(layers)
+    ]
+    return doc
 
 
 def _names(keys, limit=4):

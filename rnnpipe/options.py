@@ -8,6 +8,8 @@ given"): a new model fills them from Config, an existing one keeps its own.
 
 from .config import CELLS, DTYPES, OPTIMIZERS, Config
 
+MAX_VOCAB = 20_000  # rnnpipe.train.MAX_VOCAB, repeated so the command line starts without numpy
+
 D = Config()
 
 
@@ -85,6 +87,24 @@ RUN = [
             metavar="SECONDS",
             help="stop cleanly after this long and save; without --epochs, pass over the text again and again "
             "until then (text read from stdin is read once)",
+        ),
+    ),
+    (
+        ("--restart",),
+        dict(
+            action="store_true",
+            help="start a new pass over the text even if the last run on it stopped early (by default it continues "
+            "where that run stopped)",
+        ),
+    ),
+    (
+        ("--max-vocab",),
+        dict(
+            type=int,
+            default=MAX_VOCAB,
+            metavar="N",
+            help=f"refuse text with more distinct characters than this: the output layer grows with each "
+            f"(default {MAX_VOCAB:,})",
         ),
     ),
     (
@@ -168,6 +188,8 @@ def check_train(args):
         raise ValueError(f"--save-every must be a positive number of seconds, not {args.save_every:g}")
     if args.sample_every < 0:
         raise ValueError(f"--sample-every must be 0 (never) or more, not {args.sample_every}")
+    if args.max_vocab < 1:
+        raise ValueError(f"--max-vocab must be at least 1, not {args.max_vocab}")
     if not 0 <= args.valid_fraction < 1:
         raise ValueError(f"--valid-fraction must be at least 0 and below 1, not {args.valid_fraction:g}")
 

@@ -93,6 +93,9 @@ class Display:
         if p.kind == "sample":
             self.write(f"----- sample at iteration {p.iteration}\n{p.sample}\n-----")
             return
+        if p.kind == "note":
+            self.write(f"rnnpipe: {p.note}")
+            return
         if self.tty:
             if self.bar is None:
                 self._open_bar(p)

@@ -1,28 +1,31 @@
 """Reading text input as it arrives: bytes from file descriptors, decoded as
-UTF-8 piece by piece, handed over in blocks of bounded size.
+UTF-8 piece by piece, handed over as read, in pieces of bounded size.
 
-Memory is bounded by the block size, not by the input: a block is handed over
-as soon as it holds `ready_chars` characters and no more input is waiting, when
-the input has been idle for `idle` seconds with at least `idle_chars`
-characters buffered (so `tail -f log | rnnpipe train` learns as lines come),
-when it reaches `block_chars`, and at the end of the input.
+Memory is bounded by the piece size, not by the input. How the reads fall
+does not matter to training (train.py cuts blocks by character position);
+what does is a pause: after `idle` seconds without input that follow some
+text, the reader says so (a None among the pieces), so that
+`tail -f log | rnnpipe train` learns from lines as they come. Files are read
+again for each pass; stdin can be spooled to a temporary file for them.
 
 This module imports no numpy, so the command line starts fast.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import select
 import stat
+import tempfile
 import time
 
 from .vocab import Decoder
 
 READ_BYTES = 1 << 20  # the most one os.read asks for
-BLOCK_CHARS = 1 << 20  # the largest block handed over (about 1 MB of ASCII)
-IDLE = 0.5  # seconds of silence after which a short buffer is handed over
+BLOCK_CHARS = 1 << 20  # the largest piece handed over (about 1 MB of ASCII)
+IDLE = 1.0  # seconds of silence after which a pause is reported
 POLL = 0.2  # seconds between checks of `stopped` while waiting for input
 
 
@@ -30,6 +33,7 @@ class InputError(Exception):
     """An input cannot be opened or read; the message names it."""
 
 
+FINGERPRINT_BYTES = 1 << 20  # bytes at each end of a file that its fingerprint covers
 BINARY_SNIFF = 1 << 16  # bytes of each input looked at to tell binary data from text
 BINARY_INVALID = 0.1  # the share of invalid UTF-8 among them that makes an input binary
 
@@ -53,10 +57,40 @@ class Source:
     def rewind(self):
         os.lseek(self.fd, self.start, os.SEEK_SET)
 
+    def describe(self):
+        """What this input is, for telling whether a later run reads the same:
+        its name, and for a file its size and a fingerprint of its content
+        (SHA-256 of the size, the first and the last MiB: cheap for any size,
+        and changed by any edit that changes the size or touches either end)."""
+        if not self.rereadable:
+            return {"name": self.name}
+        here = os.lseek(self.fd, 0, os.SEEK_CUR)
+        try:
+            h = hashlib.sha256(str(self.size).encode())
+            head = min(self.size, FINGERPRINT_BYTES)
+            h.update(_read_at(self.fd, self.start, head))
+            tail = max(head, self.size - FINGERPRINT_BYTES)
+            h.update(_read_at(self.fd, self.start + tail, self.size - tail))
+        finally:
+            os.lseek(self.fd, here, os.SEEK_SET)
+        return {"name": self.name, "size": self.size, "fingerprint": h.hexdigest()}
+
     def close(self):
         if self._close and self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def _read_at(fd, offset, n):
+    os.lseek(fd, offset, os.SEEK_SET)
+    parts = []
+    while n > 0:
+        data = os.read(fd, min(n, READ_BYTES))
+        if not data:
+            break
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
 
 
 def _remaining(fd):
@@ -89,7 +123,7 @@ def open_inputs(paths, stdin):
                 sources.append(_stdin_source(stdin))
                 continue
             try:
-                fd = os.open(path, os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))  # Windows: no newline translation
             except OSError as e:
                 raise InputError(f"cannot read {path}: {e.strerror}") from None
             sources.append(Source(path, fd=fd, size=_remaining(fd), close=True))
@@ -109,30 +143,23 @@ def known_size(sources):
 
 
 class TextReader:
-    """Iterate over `blocks()` to get the inputs' text in blocks (str)."""
+    """Iterate over `blocks()` to get the inputs' text as it arrives, in
+    pieces of at most `block_chars` characters; None among them means the
+    input has been silent for `idle` seconds after some text (so training can
+    learn from what has arrived: `tail -f log | rnnpipe train`)."""
 
-    def __init__(
-        self,
-        sources,
-        *,
-        ready_chars=2,
-        idle_chars=2,
-        block_chars=BLOCK_CHARS,
-        idle=IDLE,
-        stopped=None,
-        binary_ok=True,
-    ):
+    def __init__(self, sources, *, block_chars=BLOCK_CHARS, idle=IDLE, stopped=None, binary_ok=True, spool=False):
         self.sources = sources
         self.binary_ok = binary_ok  # False: refuse input that is evidently not text
-        self.ready_chars = max(ready_chars, 1)  # hand over as soon as this much is here and nothing waits
-        self.idle_chars = max(idle_chars, 1)  # hand over this much after `idle` seconds of silence
         self.block_chars = block_chars
-        self.idle = idle  # None: never hand over early (wait for block_chars or the end)
+        self.idle = idle  # None: never report a pause
         self.stopped = stopped or (lambda: False)
-        self.chars = 0  # characters read so far
-        self.bytes = 0  # bytes read so far
-        self.replaced = 0  # invalid UTF-8 bytes turned into U+FFFD
-        self._buffered = 0  # characters read but not handed over yet
+        self.chars = 0  # characters read so far, over all passes
+        self.bytes = 0  # bytes read in the first pass
+        self.replaced = 0  # invalid UTF-8 bytes turned into U+FFFD, in the first pass
+        self.passes = 0
+        # stdin read once, kept in an unnamed temporary file for the later passes
+        self._spool = tempfile.TemporaryFile() if spool else None
 
     @property
     def rereadable(self):
@@ -141,31 +168,38 @@ class TextReader:
 
     def again(self):
         """The inputs' blocks once more, from where they started: another
-        pass over files read from disk, not kept in memory."""
-        for source in self.sources:
-            source.rewind()
+        pass over files read from disk, or over the spooled copy of stdin,
+        not kept in memory."""
+        if not self.passes:  # the first pass: nothing read yet
+            return self.blocks()
+        if self._spool is not None:
+            self._spool.flush()
+            size = self._spool.seek(0, os.SEEK_END)
+            self._spool.seek(0)
+            self.sources = [Source(self.sources[0].name, fd=self._spool.fileno(), size=size)]
+            self._spooled, self._spool = self._spool, None  # complete: read it from now on, do not write it
+        else:
+            for source in self.sources:
+                source.rewind()
         return self.blocks()
 
     def blocks(self):
-        """The inputs' text in blocks. The caller closes the sources."""
-        buf, self._buffered = [], 0
+        """The inputs' text. The caller closes the sources."""
+        self.passes += 1
         for source in self.sources:
-            for piece, waiting in self._pieces(source):
-                if piece:
-                    buf.append(piece)
-                    self._buffered += len(piece)
-                    self.chars += len(piece)
-                if self._buffered and (self._buffered >= self.block_chars or not waiting):
-                    yield "".join(buf)
-                    buf, self._buffered = [], 0
+            for piece in self._pieces(source):
+                if piece is None:
+                    yield None
+                for start in range(0, len(piece or ""), self.block_chars):
+                    chunk = piece[start : start + self.block_chars]
+                    self.chars += len(chunk)
+                    yield chunk
                 if self.stopped():
                     return
-        if buf:
-            yield "".join(buf)
 
     def _pieces(self, source):
-        """Yield (text, waiting): text read from source (may be ""), and
-        whether the caller should keep buffering rather than hand over now."""
+        """Yield text read from source as it comes (may be ""), and None
+        after `idle` seconds of silence that follow some text."""
         decoder = Decoder()
         sniff = None if self.binary_ok else _Sniffer(source.name)
         try:
@@ -174,58 +208,60 @@ class TextReader:
                 if source.fd is None
                 else self._pieces_fd(source.fd, decoder)
             )
-            for text, waiting in pieces:
-                if sniff is not None and sniff(text, decoder.replaced):
+            for text in pieces:
+                if text is not None and sniff is not None and sniff(text, decoder.replaced):
                     sniff = None  # looked at enough of it: text
-                yield text, waiting
+                yield text
         finally:
-            self.replaced += decoder.replaced
+            if self.passes == 1:
+                self.replaced += decoder.replaced
 
     def _pieces_fileobj(self, f, decoder):
         while True:
             data = f.read(READ_BYTES)
             if not data:
-                text = decoder.decode(b"", final=True) if not isinstance(data, str) else ""
-                yield text, True
+                yield decoder.decode(b"", final=True) if not isinstance(data, str) else ""
                 return
             if isinstance(data, str):
-                self.bytes += len(data.encode("utf-8", "surrogatepass"))
-                yield data, True
+                self._count(data.encode("utf-8", "surrogatepass"))
+                yield data
             else:
-                self.bytes += len(data)
-                yield decoder.decode(data), True
+                self._count(data)
+                yield decoder.decode(data)
+
+    def _count(self, data):
+        if self.passes == 1:
+            self.bytes += len(data)
+            if self._spool is not None:
+                self._spool.write(data)
 
     def _pieces_fd(self, fd, decoder):
         pollable = True
+        fresh = False  # text has come since the last pause was reported
         last_data = time.monotonic()
         while True:
             if self.stopped():
                 return
             if pollable:
-                n = self._buffered
-                if self.idle is None or n < self.idle_chars:
-                    deadline = None  # wait for input, however long
-                elif n >= self.ready_chars:
-                    deadline = time.monotonic()  # enough is here: take only what is already waiting
-                else:
-                    deadline = last_data + self.idle  # a little is here: wait a while for more
+                deadline = last_data + self.idle if fresh and self.idle is not None else None
                 ready = self._wait(fd, deadline)
                 if ready is None:
                     pollable = False
                 elif not ready:
                     if deadline is not None and time.monotonic() >= deadline:
-                        yield "", False  # hand over what is buffered
+                        fresh = False
+                        yield None
                     continue
             try:
                 data = os.read(fd, READ_BYTES)
             except OSError as e:
                 raise InputError(f"cannot read input: {e.strerror}") from None
             if not data:
-                yield decoder.decode(b"", final=True), True
+                yield decoder.decode(b"", final=True)
                 return
-            last_data = time.monotonic()
-            self.bytes += len(data)
-            yield decoder.decode(data), True
+            last_data, fresh = time.monotonic(), True
+            self._count(data)
+            yield decoder.decode(data)
 
     @staticmethod
     def _wait(fd, deadline):

@@ -171,6 +171,7 @@ def version_1(model):
     the optimizer map holding only the m. and v. (or mem.) arrays."""
     doc = body(model.to_bytes())
     doc["optimizer"] = {k: a for k, a in doc["optimizer"].items() if "." in k}
+    del doc["state"]["resume"]  # version 2's too
     assert set(doc) == {"config", "vocab", "params", "optimizer", "state"}
     return seal(doc, 1)
 

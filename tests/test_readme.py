@@ -44,7 +44,9 @@ def test_the_first_command_trains_for_a_minute_of_passes_then_samples(tmp_path):
         env=ENV,
     )
     assert r.returncode == 0, r.stderr
-    assert re.search(rb"time limit: trained on .* \(\d+ passes\) in 3\.", r.stderr), r.stderr
+    # the time decides (passes over the file until then: tests/test_first_hour.py)
+    took = re.search(rb"^rnnpipe: time limit: trained on .* in ([0-9.]+) s ", r.stderr, re.M)
+    assert took and float(took.group(1)) >= 3, r.stderr
     assert len(r.stdout.decode()) == 300
 
 

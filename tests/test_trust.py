@@ -1,0 +1,168 @@
+"""Training you can trust (issue 10), in the core: an interrupted run that
+continues ends bit-identical to one never interrupted; how text is delivered
+never changes what is learned; a wild learning rate is rolled back."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+from cli_util import ROOT
+
+import rnnpipe.train
+from rnnpipe import Config, Model
+from rnnpipe.train import Diverged, Position, VocabularyFull, block_length, layout
+
+TEXT = (ROOT / "examples" / "shakespeare.txt").read_text()[:30000]
+SMALL = Config(hidden=16, seq_length=10, batch_size=4)
+
+
+def arrays_equal(a, b):
+    """Weights, optimiser state, counters and RNG, compared exactly."""
+    assert a.iterations == b.iterations and a.chars_seen == b.chars_seen
+    assert a.smooth_loss == b.smooth_loss and a.last_loss == b.last_loss
+    assert a.rng.bit_generator.state == b.rng.bit_generator.state
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+    for k in a.opt_state:
+        np.testing.assert_array_equal(a.opt_state[k], b.opt_state[k], err_msg=k)
+
+
+def uninterrupted(config, text, **kw):
+    model = Model.new(config)
+    model.train(text, **kw)
+    return model
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_interrupted_at_random_points_and_continued_through_the_file_is_bit_identical(cell):
+    config = SMALL.replace(cell=cell, layers=2, dropout=0.2)
+    whole = uninterrupted(config, TEXT, epochs=3)
+    rng = random.Random(cell)
+    model, runs = Model.new(config), 0
+    while True:
+        stop_at = model.iterations + rng.randint(1, 400)
+        final = model.train(TEXT, epochs=3, stop=lambda m=model, s=stop_at: m.iterations >= s)
+        runs += 1
+        model = Model.from_bytes(model.to_bytes())  # through the file, as a new process would
+        if final.stopped == "end of input":
+            break
+    assert runs >= 4 and model.resume is None  # finished: nothing pending
+    arrays_equal(model, whole)
+    assert model.to_bytes() == whole.to_bytes()
+    assert model.sample(200, seed=5) == whole.sample(200, seed=5)
+
+
+def test_the_position_is_in_the_file_and_a_finished_run_leaves_none():
+    model = Model.new(SMALL)
+    model.train(TEXT, epochs=2, stop=lambda: model.iterations >= 1000)  # a pass is 750 iterations
+    back = Model.from_bytes(model.to_bytes())
+    r = back.resume
+    assert isinstance(r, Position) and (r.epoch, r.epochs) == (2, 2)
+    assert r.chars == len(TEXT) and 0 < r.fraction < 1
+    assert [s.shape for layer in r.state for s in layer] == [(4, 16)]
+    back.train(TEXT, epochs=2)
+    assert back.resume is None and Model.from_bytes(back.to_bytes()).resume is None
+    again = back.iterations
+    back.train(TEXT)  # once finished, running again is one more pass
+    assert back.iterations > again
+
+
+def test_other_text_or_layout_or_restart_starts_a_new_pass():
+    notes = []
+
+    def note(p):
+        if p.kind == "note":
+            notes.append(p.note)
+
+    def interrupted():
+        model = Model.new(SMALL)
+        model.train(TEXT, epochs=3, stop=lambda: model.iterations >= 300)
+        return model
+
+    m = interrupted()
+    m.train(TEXT[:-1] + "!", epochs=3, callback=note, stop=lambda: True)
+    assert notes[-1] == "the input is not the one the interrupted run read: starting a new pass"
+    m = interrupted()
+    m.configure(batch_size=8)
+    m.train(TEXT, epochs=3, callback=note, stop=lambda: True)
+    assert "differ from the interrupted run's: starting a new pass" in notes[-1]
+    m = interrupted()
+    m.train(TEXT, epochs=3, callback=note, restart=True, stop=lambda: True)
+    assert notes[-1].startswith("--restart: starting a new pass")
+    m = interrupted()
+    m.train(TEXT, epochs=3, callback=note, stop=lambda: True)
+    assert notes[-1].startswith("continuing epoch 1 of 3 at ")
+
+
+def test_delivery_never_changes_what_is_learned(monkeypatch):
+    monkeypatch.setattr(rnnpipe.train, "BLOCK_CHARS", 4000)  # blocks of 4,000 characters: many boundaries
+    text = TEXT
+    assert len(text) > 5 * block_length(SMALL)
+    whole = Model.new(SMALL)
+    whole.train(text)
+    rng = random.Random(1)
+
+    def pieces():
+        i = 0
+        while i < len(text):
+            n = rng.choice([1, 2, 7, 100, 999, 4096, 10_000])
+            yield text[i : i + n]
+            i += n
+
+    piecewise = Model.new(SMALL)
+    piecewise.train(pieces())
+    assert piecewise.to_bytes() == whole.to_bytes()
+
+
+def test_a_pause_trains_on_what_has_arrived():
+    first, second = TEXT[:5000], TEXT[5000:9000]
+    B, L = layout(len(first), SMALL.seq_length, SMALL.batch_size)
+    for pause in (False, True):
+        model, seen = Model.new(SMALL), {}
+
+        def arriving(model=model, seen=seen, pause=pause):
+            yield first
+            seen["first read"] = model.iterations
+            if pause:
+                yield None  # what the reader says after a second of silence
+                seen["after the pause"] = model.iterations
+            yield second
+
+        model.train(arriving())
+        assert seen["first read"] == 0  # a block waits for more text
+        if pause:
+            assert seen["after the pause"] == math.ceil(L / SMALL.seq_length)  # all that had come: 4 streams
+
+
+def test_a_wild_learning_rate_is_rolled_back_and_lowered():
+    model = Model.new(Config(hidden=48), TEXT)
+    model.train(TEXT, epochs=6)
+    good = model.evaluate(TEXT[-3000:]).bits_per_char
+    notes = []
+    model.configure(lr=0.5)  # a hundred times the default: the loss climbs to tens of bits per character
+    model.train(TEXT, epochs=2, callback=lambda p: notes.append(p.note) if p.kind == "note" else None)
+    assert notes and notes[0].startswith("training diverged at iteration ") and "rolled back to iteration" in notes[0]
+    assert "lowered the learning rate to 0.125 (saved with the model)" in notes[0]
+    assert model.config.lr <= 0.125
+    assert model.evaluate(TEXT[-3000:]).bits_per_char < good + 0.5  # never ruined
+
+
+def test_a_hopeless_run_raises_diverged_with_the_model_at_its_last_good_state():
+    model = Model.new(SMALL, TEXT)
+    model.train(TEXT)
+    before = model.evaluate(TEXT[-3000:]).bits_per_char
+    model.configure(lr=1e30)
+    with pytest.raises(Diverged, match="after 4 rollbacks"):
+        model.train(TEXT, epochs=5)
+    assert model.evaluate(TEXT[-3000:]).bits_per_char == pytest.approx(before, abs=1e-9)
+    assert math.isfinite(model.smooth_loss)
+
+
+def test_vocabulary_is_capped():
+    model = Model.new(SMALL)
+    with pytest.raises(VocabularyFull, match="more than 50 distinct characters"):
+        model.train("".join(chr(0x4E00 + i) for i in range(200)) * 3, max_vocab=50)
+    assert len(model.vocab) == 0
