@@ -622,9 +622,24 @@ def _eval(args, io, model, sources):
 
 
 def cmd_info(args, io):
-    from .modelfile import FORMAT, VERSION
+    import msgpack
+
+    from .modelfile import FORMAT
 
     model = load_model(args.model)
+    with open(args.model, "rb") as f:  # loaded and checked above: the version the file has
+        version = msgpack.unpackb(f.read(), raw=False)["version"]
+    r = model.resume
+    resume = None
+    if r is not None:
+        resume = {
+            "epoch": r.epoch,
+            "epochs": r.epochs,
+            "fraction": r.fraction,
+            "inputs": [i["name"] for i in r.inputs],
+            "offset": r.offset,
+            "chunk": r.chunk,
+        }
     cfg = model.config
     log2 = math.log(2)
     last = None if model.last_loss is None else model.last_loss / log2
@@ -632,7 +647,7 @@ def cmd_info(args, io):
     data = {
         "model": args.model,
         "format": FORMAT,
-        "version": VERSION,
+        "version": version,
         "file_bytes": os.path.getsize(args.model),
         "config": cfg.to_dict(),
         "parameters": int(model.num_params),
@@ -642,6 +657,7 @@ def cmd_info(args, io):
         "chars_seen": model.chars_seen,
         "last_loss_bits": last,
         "smooth_loss_bits": smooth,
+        "resume": resume,
     }
     if args.json:
         print(json.dumps(data), file=io.stdout)
@@ -654,7 +670,7 @@ def cmd_info(args, io):
         loss = "none yet" if last is None else f"{last:.4f} bits/char (smoothed {smooth:.4f})"
         lines = [
             f"model         {args.model} ({data['file_bytes']} bytes)",
-            f"format        {FORMAT} version {VERSION}",
+            f"format        {FORMAT} version {version}",
             f"architecture  {arch}",
             f"parameters    {data['parameters']}",
             f"training      {training}",
@@ -662,10 +678,21 @@ def cmd_info(args, io):
             f"iterations    {model.iterations}",
             f"chars seen    {model.chars_seen}",
             f"last loss     {loss}",
+            f"pending       {_pending(r)}",
         ]
         print("\n".join(lines), file=io.stdout)
     io.stdout.flush()
     return 0
+
+
+def _pending(r):
+    """What an interrupted run left to do, in words."""
+    if r is None:
+        return "nothing (the last run finished)"
+    of = "" if r.epochs is None else f" of {r.epochs}"
+    at = "" if r.fraction is None else f" at {r.fraction:.0%}"
+    names = ", ".join(i["name"] for i in r.inputs) or "its text"
+    return f"epoch {r.epoch}{of}{at} of {names}: rnnpipe train on the same input continues it (--restart starts anew)"
 
 
 # -- entry point -------------------------------------------------------------
