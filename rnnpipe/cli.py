@@ -97,7 +97,10 @@ TRAIN_DESCRIPTION = """\
 Train MODEL on the text of the FILEs, or of stdin when there are none or a
 FILE is "-". MODEL is created when it does not exist (architecture options
 choose its shape); otherwise it is loaded and training continues where it
-stopped, with characters it has not seen before added to its vocabulary.
+stopped, with characters it has not seen before added to its vocabulary. A
+run that stopped early (Ctrl-C, --max-time) is continued exactly, from the
+same place in the same pass, when run again on the same unchanged input
+(`rnnpipe info` shows what is pending; --restart starts a new pass instead).
 
 Input is read as UTF-8 (invalid bytes become U+FFFD and are counted) and
 streamed: training starts as soon as one batch of text has arrived and memory
@@ -115,9 +118,11 @@ first 64 KiB invalid UTF-8) is refused, as grep would; --binary trains on it.
 The model is saved atomically at the end, every --save-every seconds, and
 on Ctrl-C (SIGINT, exit 130) or SIGTERM (exit 143): the file is always a
 whole, loadable model, even if the process is killed outright. Empty input
-leaves an existing model untouched. If the loss becomes NaN or infinite, or a
-save fails (a full disk), training stops with an error and the file keeps its
-last saved state.
+leaves an existing model untouched. If the loss climbs far above where it
+was or becomes NaN, training rolls back to its last good state and divides
+--lr by 4, saying so; after four tries it stops with an error and the file
+is as it was before the run. A failed save (a full disk) stops training with
+an error and the file keeps its last saved state.
 
 One trainer at a time per model, `rnnpipe train` or a notebook's
 %%charrnn_train: a run holds a lock on MODEL.lock beside the model (removed
