@@ -166,3 +166,33 @@ def test_vocabulary_is_capped():
     with pytest.raises(VocabularyFull, match="more than 50 distinct characters"):
         model.train("".join(chr(0x4E00 + i) for i in range(200)) * 3, max_vocab=50)
     assert len(model.vocab) == 0
+
+
+def test_hidden_state_crosses_a_block_boundary_only_where_the_text_goes_on(monkeypatch):
+    monkeypatch.setattr(rnnpipe.train, "BLOCK_CHARS", 4000)
+    model = Model.new(SMALL)
+    seen = []  # (state in, state out) of every update
+    step = Model.step
+
+    def recording(self, X, Y, state):
+        out = step(self, X, Y, state)
+        seen.append(([s.copy() for layer in state for s in layer], [s.copy() for layer in out for s in layer]))
+        return out
+
+    monkeypatch.setattr(Model, "step", recording)
+    model.train(TEXT[:20000])
+    per_block = block_length(SMALL) // (SMALL.batch_size * SMALL.seq_length)
+    starts = list(range(per_block, len(seen), per_block))
+    assert len(starts) >= 3
+    for k in starts:
+        (h_in,), (h_before,) = seen[k][0], seen[k - 1][1]
+        np.testing.assert_array_equal(h_in[0], h_before[-1])  # the last stream's text goes on in the first
+        assert not h_in[1:].any()  # the others start in the middle of text they have not seen: from zero
+
+
+def test_sampling_options_are_checked_in_the_core():
+    model = Model.new(SMALL, "abc")
+    for kwargs in ({"temperature": math.nan}, {"temperature": -1.0}, {"top_k": 0}, {"top_k": -2}, {"seed": -1}):
+        with pytest.raises(ValueError):
+            model.sample(5, **kwargs)
+    assert len(model.sample(5, temperature=math.inf, seed=1)) == 5
