@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from cli_util import RNNPIPE, TINY, Feeder, copy, info, one_error_line, popen, run, shell, wait_for
+from cli_util import RNNPIPE, TINY, Feeder, copy, info, one_error_line, popen, pty_run, run, shell, wait_for
 
 from rnnpipe import Model, cli
 from rnnpipe.modelfile import VERSION
@@ -164,29 +164,10 @@ def test_max_time_stops_and_saves(tmp_path, text):
 
 @pytest.mark.posix("a pseudo-terminal (pty, termios)")
 def test_progress_bar_on_a_terminal(tmp_path, text):
-    pty = pytest.importorskip("pty")
-    import fcntl
-    import struct
-    import termios
-
     source = tmp_path / "in.txt"
     source.write_text(text[:60000])
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 150, 0, 0))
-    p = popen("train", "-m", tmp_path / "m.rnn", *TINY, "--valid-fraction", "0.2", source, stderr=slave)
-    os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    assert p.wait(timeout=60) == 0
-    os.close(master)
-    bar = out.decode("utf-8", "replace")
+    status, bar = pty_run(["train", "-m", tmp_path / "m.rnn", *TINY, "--valid-fraction", "0.2", source])
+    assert status == 0
     assert "%|" in bar and "100%" in bar  # a bar in percent of the known total
     assert "chars/s" in bar and "bits/char" in bar and "held-out" in bar
 

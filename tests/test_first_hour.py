@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from cli_util import ROOT, TINY, info, one_error_line, popen, run, wait_for
+from cli_util import ROOT, TINY, info, one_error_line, popen, pty_run, run, wait_for
 
 from rnnpipe import Config, Display, Model, Progress, cli
 
@@ -28,37 +28,6 @@ def small(tmp_path_factory):
     r = run("train", "-m", path, *TINY, "-q", input=SHAKESPEARE.read_text()[:8000])
     assert r.returncode == 0, r.stderr
     return path
-
-
-def pty_run(args, stdin_text=None, timeout=60, cols=150):
-    """Run rnnpipe with stdout and stderr on a pseudo-terminal (and stdin too
-    when stdin_text is given, typed then ended with Ctrl-D); returns (exit
-    status, everything the terminal showed)."""
-    pty = pytest.importorskip("pty")
-    import fcntl
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
-    stdin = slave if stdin_text is not None else subprocess.DEVNULL
-    p = popen(*args, stdin=stdin, stdout=slave, stderr=slave)
-    os.close(slave)
-    if stdin_text is not None:
-        time.sleep(0.5)  # typed after the program has started, as a person types
-        os.write(master, stdin_text.encode() + b"\n\x04")
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    status = p.wait(timeout=timeout)
-    os.close(master)
-    return status, out.decode("utf-8", "replace")
 
 
 # -- 6. --max-time without --epochs trains for that time ------------------------------
