@@ -12,8 +12,10 @@ averaged over streams, as the seed's. The optimisers are rnnpipe's:
 - adam: the per-character mean gradient, scaled down together when its
   global norm exceeds clip, then Adam with betas (0.9, 0.999), eps 1e-8.
 
-Held-out text is scored as rnnpipe.evaluate scores it: 32 streams from a zero
-state, 256 characters a chunk, plus the few characters left over on one.
+Held-out text is scored as rnnpipe.evaluate scores it: as one continuous
+stream, each character predicted from all the text before it (torch runs the
+one stream 4096 characters a call, the state carried; rnnpipe gets the same
+figure, to about 1e-5 bits per character, from parallel segments).
 
 Only imported when torch is installed (pip install torch==2.13.0).
 """
@@ -56,24 +58,14 @@ def _detach(state):
 
 
 @torch.no_grad()
-def loss_sum(model, ix, streams=32, chunk=256):
-    n = len(ix) - 1
-    if n < 1:
-        return 0.0, 0
-    B = max(1, min(streams, n // chunk))
-    L = n // B
-    starts = np.arange(B) * L
+def loss_sum(model, ix, chunk=4096):
+    """Total nats of predicting ix[1:] from ix[:-1] in one stream, and how many."""
     total, state = 0.0, None
-    for p in range(0, L, chunk):
-        t = min(chunk, L - p)
-        pos = starts[None, :] + np.arange(p, p + t)[:, None]
-        logits, state = model(torch.from_numpy(ix[pos]), state)
-        total += float(F.cross_entropy(logits, torch.from_numpy(ix[pos + 1]).reshape(-1), reduction="sum"))
-    scored = B * L
-    if scored < n:
-        rest, k = loss_sum(model, ix[scored:], 1, chunk)
-        total, scored = total + rest, scored + k
-    return total, scored
+    for p in range(0, len(ix) - 1, chunk):
+        x = ix[p : min(p + chunk, len(ix) - 1)]
+        logits, state = model(torch.from_numpy(x[:, None]), state)
+        total += float(F.cross_entropy(logits, torch.from_numpy(ix[p + 1 : p + 1 + len(x)]), reduction="sum"))
+    return total, max(len(ix) - 1, 0)
 
 
 def run(train, held, cell, hidden, seq_length, batch_size, optimizer, lr, budget, clip=5.0, layers=1, seed=0):

@@ -169,9 +169,13 @@ examples:
 
 EVAL_DESCRIPTION = """\
 Score the text of the FILEs (or stdin) under MODEL without training it:
-cross-entropy in bits and nats per character, and perplexity. Characters the
-model has never seen cannot be scored; they are skipped and counted. Use text
-the model was not trained on to measure how well it generalises."""
+cross-entropy in bits and nats per character, and perplexity. The FILEs are
+one text, read as one continuous stream: each character is predicted from
+all the text before it, so the score does not depend on how the input is
+split, piped or paced. Characters the model has never seen cannot be scored:
+they are skipped (neither predicted nor context, as if they were not there)
+and counted as unknown. Use text the model was not trained on to measure how
+well it generalises."""
 
 EVAL_EPILOG = """\
 examples:
@@ -235,12 +239,21 @@ def build_parser(streams=None):
                 EVAL_EPILOG)  # fmt: skip
     _model_option(e, "model file to score with")
     e.add_argument("files", nargs="*", metavar="FILE", help="text to score; stdin when none or -")
-    e.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    e.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object instead of text: bits_per_char, nats_per_char, perplexity, chars (scored), "
+        "unknown (skipped), invalid_bytes",
+    )
 
     i = command("info", cmd_info, "architecture, vocabulary and training state of MODEL", INFO_DESCRIPTION,
                 INFO_EPILOG)  # fmt: skip
     _model_option(i, "model file to describe")
-    i.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    i.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object instead of text (resume: null, or the pending run's epoch, epochs and fraction)",
+    )
     parser.commands = sub.choices
     return parser
 
@@ -572,39 +585,33 @@ def cmd_eval(args, io):
 
 
 def _eval(args, io, model, sources):
+    from .evaluate import TextScorer
     from .reader import TextReader
 
     if reading_terminal(sources):
         io.note("reading text to score from the terminal; end it with Ctrl-D")
     reader = TextReader(sources, idle=None)
-    vocab = model.vocab
-    nats = 0.0
-    scored = unknown = 0
-    carry = ""  # the last known character of the previous block: context for the next
-    for block in reader.blocks():
-        try:
-            ev = model.evaluate(carry + block)
-            nats += ev.nats_per_char * ev.chars
-            scored += ev.chars
-            unknown += ev.unknown
-        except ValueError:  # fewer than two known characters
-            unknown += sum(c not in vocab for c in block)
-        known = [c for c in block[-1000:] if c in vocab]
-        if known:
-            carry = known[-1]
-    if scored == 0:
+    # the inputs are one text, scored as one stream whatever sizes the reads
+    # come in: the scorer cuts it by character position (see evaluate.py)
+    scorer = TextScorer(model.config, model.vocab, model.params)
+    for piece in reader.blocks():
+        if piece:
+            scorer.feed(piece)
+    try:
+        ev = scorer.result()
+    except ValueError:  # fewer than two known characters
         if reader.chars == 0:
-            raise Failure("empty input: nothing to score")
+            raise Failure("empty input: nothing to score") from None
         raise Failure(
-            f"nothing to score: {reader.chars} character(s), {unknown} unknown to the model; "
+            f"nothing to score: {reader.chars} character(s), {scorer.unknown} unknown to the model; "
             "scoring needs at least two characters the model knows"
-        )
-    per = nats / scored
+        ) from None
+    scored, unknown = ev.chars, ev.unknown
     result = {
         "model": args.model,
-        "bits_per_char": per / math.log(2),
-        "nats_per_char": per,
-        "perplexity": math.exp(per),
+        "bits_per_char": ev.bits_per_char,
+        "nats_per_char": ev.nats_per_char,
+        "perplexity": ev.perplexity,
         "chars": scored,
         "unknown": unknown,
         "invalid_bytes": reader.replaced,
@@ -617,7 +624,7 @@ def _eval(args, io, model, sources):
             f"nats/char     {result['nats_per_char']:.4f}",
             f"perplexity    {result['perplexity']:.4f}",
             f"scored        {scored} characters",
-            f"unknown       {unknown} characters (not in the model's vocabulary; skipped)",
+            f"unknown       {unknown} characters (not in the model's vocabulary: skipped, as if not there)",
         ]
         if reader.replaced:
             lines.append(f"invalid UTF-8 {reader.replaced} bytes (replaced by U+FFFD)")

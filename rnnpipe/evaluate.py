@@ -238,7 +238,8 @@ class TextScorer:
         if chars == 0:
             raise ValueError("nothing to score: the text needs at least two characters the model knows")
         per = nats / chars
-        return Evaluation(per / math.log(2), per, math.exp(per), chars, int(self.unknown))
+        perplexity = math.exp(per) if per < 700 else math.inf  # a ruined model: beyond a float
+        return Evaluation(per / math.log(2), per, perplexity, chars, int(self.unknown))
 
 
 def evaluate(config, vocab, params, text):

@@ -340,7 +340,7 @@ def test_nul_bytes_and_crlf_are_characters_like_any_other(tmp_path):
     m = Model.load(tmp_path / "m.rnn")
     assert "\x00" in m.vocab and "\r" in m.vocab and "\n" in m.vocab
     out = run("info", "-m", tmp_path / "m.rnn").stdout.decode()
-    assert "\\x00" in out and "\\r" in out and out.count("\n") == 9  # escaped, one line each
+    assert "\\x00" in out and "\\r" in out and out.count("\n") == 10  # escaped, one line each
     r = run("sample", "-m", tmp_path / "m.rnn", "-n", "200", "--seed", "1")
     assert r.returncode == 0 and len(r.stdout.decode()) == 200  # NUL and CR written as they are
 
