@@ -35,20 +35,29 @@ def whole(tmp_path_factory, corpus):
     return path
 
 
+@pytest.fixture(scope="module")
+def long_run(tmp_path_factory, corpus):
+    """A run never interrupted, long enough (8 passes) to be interrupted many times."""
+    path = tmp_path_factory.mktemp("long") / "long.msgpack"
+    r = run("train", "-m", path, *TINY, "--epochs", "8", "-q", corpus)
+    assert r.returncode == 0, r.stderr
+    return path
+
+
 @pytest.mark.posix("sends SIGINT, SIGTERM and SIGKILL to a trainer")
 @pytest.mark.parametrize("seed", [1, 2])
-def test_killed_at_random_moments_and_run_again_ends_bit_identical(tmp_path, corpus, whole, seed):
+def test_killed_at_random_moments_and_run_again_ends_bit_identical(tmp_path, corpus, long_run, seed):
     """SIGINT, SIGTERM and SIGKILL at random moments, saves every few
     milliseconds so that some kills land inside a save; each time the same
     command is run again, until one run finishes on its own."""
     rng = random.Random(seed)
     model = tmp_path / "m.msgpack"
-    command = ["train", "-m", model, *TINY, "--epochs", "3", "--save-every", "0.005", corpus]
+    command = ["train", "-m", model, *TINY, "--epochs", "8", "--save-every", "0.005", corpus]
     kills, said = 0, []
     while True:
         p = popen(*command, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         if kills < 8:
-            time.sleep(rng.uniform(0.3, 1.5))  # start-up included: some land before training
+            time.sleep(rng.uniform(0.2, 1.2))  # start-up included: some land before training
             p.send_signal(rng.choice([signal.SIGINT, signal.SIGTERM, signal.SIGKILL]))
         err = p.communicate(timeout=120)[1].decode()
         said.append(err)
@@ -58,7 +67,7 @@ def test_killed_at_random_moments_and_run_again_ends_bit_identical(tmp_path, cor
         assert p.returncode in (130, 143, -9), err
     assert kills >= 3
     assert any("rnnpipe: continuing epoch " in e for e in said)
-    assert Model.load(model).to_bytes() == Model.load(whole).to_bytes()
+    assert Model.load(model).to_bytes() == Model.load(long_run).to_bytes()
     assert info(model)["resume"] is None  # finished: nothing pending
 
 
