@@ -462,18 +462,19 @@ class CharRNNMagics(Magics):
         # signals only set a flag from here to after the last save
         with interrupt:
             try:
-                final = entry.model.train(
-                    text,
-                    epochs=args.epochs,
-                    max_time=args.max_time,
-                    callback=view,
-                    stop=stop,
-                    report_every=REPORT_EVERY,
-                    sample_every=args.sample_every,
-                    valid_fraction=args.valid_fraction,
-                    restart=args.restart,
-                    max_vocab=args.max_vocab,
-                )
+                with options.blas_threads(args.threads):
+                    final = entry.model.train(
+                        text,
+                        epochs=args.epochs,
+                        max_time=args.max_time,
+                        callback=view,
+                        stop=stop,
+                        report_every=REPORT_EVERY,
+                        sample_every=args.sample_every,
+                        valid_fraction=args.valid_fraction,
+                        restart=args.restart,
+                        max_vocab=args.max_vocab,
+                    )
             except Diverged as e:
                 # as the command line does: the file stays as it was before the run
                 # (or its last periodic save), and the next cell reads it again

@@ -239,6 +239,7 @@ def build_parser(streams=None):
                 EVAL_EPILOG)  # fmt: skip
     _model_option(e, "model file to score with")
     e.add_argument("files", nargs="*", metavar="FILE", help="text to score; stdin when none or -")
+    options.add(e, [options.THREADS])
     e.add_argument(
         "--json",
         action="store_true",
@@ -444,7 +445,7 @@ def _train(args, io, path, sources, interrupt):
     display = Display(io.stderr, quiet=quiet, tty=_isatty(io.stderr) and not typed, interval=math.inf if typed else 5.0)
     try:
         # overflow on the way to a NaN loss is handled by the divergence guard, not shown as numpy warnings
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), options.blas_threads(args.threads):
             result = model.train(
                 text,
                 epochs=epochs,
@@ -594,9 +595,10 @@ def _eval(args, io, model, sources):
     # the inputs are one text, scored as one stream whatever sizes the reads
     # come in: the scorer cuts it by character position (see evaluate.py)
     scorer = TextScorer(model.config, model.vocab, model.params)
-    for piece in reader.blocks():
-        if piece:
-            scorer.feed(piece)
+    with options.blas_threads(args.threads):
+        for piece in reader.blocks():
+            if piece:
+                scorer.feed(piece)
     try:
         ev = scorer.result()
     except ValueError:  # fewer than two known characters

@@ -71,7 +71,20 @@ HYPER = [
     ),
 ]
 
+THREADS = (
+    ("--threads",),
+    dict(
+        type=int,
+        default=1,
+        metavar="N",
+        help="threads numpy's BLAS may use (default 1: on 2 cores a second thread trained the default GRU 1.08x "
+        "faster when the machine was quiet, and 30 to 65x slower when another program kept a core busy; see "
+        "docs/benchmarks.md)",
+    ),
+)
+
 RUN = [
+    THREADS,
     (
         ("--epochs",),
         dict(
@@ -188,6 +201,8 @@ def check_train(args):
         raise ValueError(f"--save-every must be a positive number of seconds, not {args.save_every:g}")
     if args.sample_every < 0:
         raise ValueError(f"--sample-every must be 0 (never) or more, not {args.sample_every}")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, not {args.threads}")
     if args.max_vocab < 1:
         raise ValueError(f"--max-vocab must be at least 1, not {args.max_vocab}")
     if not 0 <= args.valid_fraction < 1:
@@ -207,3 +222,10 @@ def check_sample(args):
             if message.startswith(name + " "):
                 raise ValueError(option + message[len(name) :]) from None
         raise
+
+
+def blas_threads(n):
+    """A context that lets numpy's BLAS use n threads (numpy must be imported)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=n, user_api="blas")

@@ -284,3 +284,26 @@ def test_display_prints_training_progress_like_the_command_line():
     assert "bits/char" in lines[-1] and "% done, ETA" in lines[-1]
     assert final.loss_bits == pytest.approx(final.loss_nats / math.log(2))
     assert final.smooth_bits == pytest.approx(model.smooth_loss / math.log(2))
+
+
+# -- threads ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("given, want", [([], 1), (["--threads", "2"], 2)])
+def test_training_uses_the_blas_threads_asked_for(tmp_path, monkeypatch, given, want):
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    train = Model.train
+
+    def recording(self, *args, **kwargs):
+        seen.append({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        return train(self, *args, **kwargs)
+
+    monkeypatch.setattr(Model, "train", recording)
+    out = io.StringIO()
+    status = cli.main(["train", "-m", str(tmp_path / "m.msgpack"), *TINY, "-q", *given],
+                      stdin=io.StringIO("some text to learn " * 30), stdout=out, stderr=out)  # fmt: skip
+    assert status == 0, out.getvalue()
+    assert seen == [{want}]
+    assert "--threads must be at least 1" in one_error_line(run("train", "-m", tmp_path / "x", "--threads", "0"), 2)

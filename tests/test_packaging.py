@@ -1,4 +1,4 @@
-"""The core and the command line need numpy, msgpack and tqdm only; IPython is
+"""The core and the command line need numpy, msgpack, tqdm and threadpoolctl only; IPython is
 the `notebook` extra's, for the magics."""
 
 import re
@@ -17,8 +17,8 @@ def names(requirements):
     return {re.split(r"[\s<>=!~;\[(@]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
 
 
-def test_the_core_needs_numpy_msgpack_and_tqdm_only():
-    assert names(PROJECT["dependencies"]) == {"numpy", "msgpack", "tqdm"}
+def test_the_core_needs_numpy_msgpack_tqdm_and_threadpoolctl_only():
+    assert names(PROJECT["dependencies"]) == {"numpy", "msgpack", "tqdm", "threadpoolctl"}
 
 
 def test_ipython_is_the_notebook_extras():
