@@ -432,7 +432,11 @@ class CharRNNMagics(Magics):
             if entry is None:
                 model = Model.new(text=text, **changes)
             else:
+                before = entry.model.config
                 entry.model.configure(**changes)
+                note = options.changes_note(before, changes)
+                if note:
+                    print(note)
         except ValueError as e:
             raise UsageError(str(e)) from None
         if entry is None:

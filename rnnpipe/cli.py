@@ -405,9 +405,9 @@ def _train(args, io, path, sources, interrupt):
             model.configure(**changes)
         except ValueError as e:
             raise UsageError(f"{path}: {e}") from None
-        changed = [f"{k} {getattr(before, k)!r} -> {v!r}" for k, v in changes.items() if getattr(before, k) != v]
-        if changed and not quiet:
-            io.note(f"changing {', '.join(changed)} (saved with the model for later runs too)")
+        note = options.changes_note(before, changes)
+        if note and not quiet:
+            io.note(note)
     else:
         try:
             model = Model.new(**changes)

@@ -183,6 +183,13 @@ def add(parser, options):
         parser.add_argument(*flags, **kwargs)
 
 
+def changes_note(before, changes):
+    """The note both faces give when options change a saved model's
+    hyperparameters, or None when they change nothing."""
+    changed = [f"{k} {getattr(before, k)!r} -> {v!r}" for k, v in changes.items() if getattr(before, k) != v]
+    return f"changing {', '.join(changed)} (saved with the model for later runs too)" if changed else None
+
+
 def config_changes(args):
     """The Config fields given on a command line (argparse namespace)."""
     names = [flags[-1].lstrip("-").replace("-", "_") for flags, _ in ARCHITECTURE + HYPER]

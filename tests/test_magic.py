@@ -92,11 +92,13 @@ def test_train_then_sample_and_continue(ip):
     assert first == len(body) // (2 * 10) or first == len(body) // (2 * 10) + 1
 
     cap = train(ip, "--name g", body)
-    assert f"continuing g from iteration {first:,}" in cap.stdout
+    assert f"continuing g from iteration {first:,}" in cap.stdout and "changing" not in cap.stdout
     assert model.iterations == 2 * first  # the same object went on training
+    cap = train(ip, "--name g --lr 0.002 --epochs 1", body)
+    assert cap.stdout.count("changing lr 0.005 -> 0.002 (saved with the model for later runs too)") == 1
 
     with capture_output() as cap:
-        ip.run_line_magic("charrnn_sample", "--name g -n 40 --seed 5 -o s")
+        ip.run_line_magic("charrnn_sample", "--name g -n 40 --seed 5 -o s")  # after the third run
     s = ip.user_ns["s"]
     assert len(s) == 40 and set(s) <= set(model.vocab.chars)
     assert cap.stdout == s + "\n"
