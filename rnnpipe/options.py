@@ -77,9 +77,9 @@ THREADS = (
         type=int,
         default=1,
         metavar="N",
-        help="threads numpy's BLAS may use (default 1: on 2 cores a second thread trained the default GRU 1.08x "
-        "faster when the machine was quiet, and 30 to 65x slower when another program kept a core busy; see "
-        "docs/benchmarks.md)",
+        help="threads numpy's BLAS may use (default 1: on a 2-core machine a second thread trained the default GRU "
+        "0.96 to 1.22 times as fast when the machine was quiet, and 2.4 to 70 times slower beside another busy "
+        "program or a second trainer; docs/benchmarks.md)",
     ),
 )
 
