@@ -470,12 +470,15 @@ def _train(args, io, path, sources, interrupt):
         raise Failure(f"{e}; {untouched}") from None
     finally:
         display.close()
+    # a signal that comes after this (during the last save, say) stops nothing:
+    # the run finished, and says so
+    stopped_by_signal = interrupt()
 
     if reader.replaced and not quiet:
         io.note(f"warning: {reader.replaced} invalid UTF-8 byte(s) in the input were replaced by U+FFFD")
     trained = model.iterations - start_iteration
     if trained == 0 and not (was_pending and model.resume is None):
-        if interrupt():
+        if stopped_by_signal:
             if not quiet:
                 io.note(f"interrupted before any training; {untouched}")
             return interrupt.exit_status
@@ -490,7 +493,7 @@ def _train(args, io, path, sources, interrupt):
     saver.save()
 
     if not quiet:
-        why = "interrupted" if interrupt() else result.stopped
+        why = "interrupted" if stopped_by_signal else result.stopped
         held = f", held-out {result.valid_bits:.3f} bits/char" if result.valid_bits is not None else ""
         passes = f" ({result.epoch} passes)" if result.epoch > 1 else ""
         pending = ""
@@ -501,7 +504,7 @@ def _train(args, io, path, sources, interrupt):
             f"({si(result.chars_per_sec)} chars/s), iterations {start_iteration + 1}-{model.iterations}, "
             f"loss {result.smooth_bits:.3f} bits/char{held}; saved {path}{pending}"
         )
-    return interrupt.exit_status if interrupt() else 0
+    return interrupt.exit_status if stopped_by_signal else 0
 
 
 def _undo(saver, original, existed):

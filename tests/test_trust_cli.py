@@ -61,10 +61,11 @@ def test_killed_at_random_moments_and_run_again_ends_bit_identical(tmp_path, cor
             p.send_signal(rng.choice([signal.SIGINT, signal.SIGTERM, signal.SIGKILL]))
         err = p.communicate(timeout=120)[1].decode()
         said.append(err)
-        if p.returncode == 0:
+        # a signal in the last moments, after the final save and the handlers, ends a finished run
+        if p.returncode == 0 or "rnnpipe: end of input: " in err:
             break
         kills += 1
-        assert p.returncode in (130, 143, -9), err
+        assert p.returncode in (130, 143, -9, -2, -15), err
     assert kills >= 3
     assert any("rnnpipe: continuing epoch " in e for e in said)
     assert Model.load(model).to_bytes() == Model.load(long_run).to_bytes()
