@@ -26,22 +26,23 @@ def corpus(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def whole(tmp_path_factory, corpus):
-    """The model of a run never interrupted: 3 passes over the corpus."""
-    path = tmp_path_factory.mktemp("whole") / "whole.msgpack"
-    r = run("train", "-m", path, *TINY, "--epochs", "3", "-q", corpus)
+def uninterrupted(folder, corpus, epochs):
+    """The model of a run never interrupted: `epochs` passes over the corpus."""
+    path = folder / "whole.msgpack"
+    r = run("train", "-m", path, *TINY, "--epochs", str(epochs), "-q", corpus)
     assert r.returncode == 0, r.stderr
     return path
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory, corpus):
+    return uninterrupted(tmp_path_factory.mktemp("whole"), corpus, 3)
 
 
 @pytest.fixture(scope="module")
 def long_run(tmp_path_factory, corpus):
-    """A run never interrupted, long enough (8 passes) to be interrupted many times."""
-    path = tmp_path_factory.mktemp("long") / "long.msgpack"
-    r = run("train", "-m", path, *TINY, "--epochs", "8", "-q", corpus)
-    assert r.returncode == 0, r.stderr
-    return path
+    """Long enough (8 passes) to be interrupted many times."""
+    return uninterrupted(tmp_path_factory.mktemp("long"), corpus, 8)
 
 
 @pytest.mark.posix("sends SIGINT, SIGTERM and SIGKILL to a trainer")
