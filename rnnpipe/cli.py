@@ -103,8 +103,10 @@ same place in the same pass, when run again on the same unchanged input
 (`rnnpipe info` shows what is pending; --restart starts a new pass instead).
 
 Input is read as UTF-8 (invalid bytes become U+FFFD and are counted) and
-streamed: training starts as soon as one batch of text has arrived and memory
-does not grow with the input, so `tail -f LOG | rnnpipe train -m MODEL`
+streamed, so memory does not grow with the input. It is cut into blocks of
+about a million characters by position, so how a pipe delivers the text
+never changes what is learned; when the input pauses for a second, what has
+arrived is trained on at once, so `tail -f LOG | rnnpipe train -m MODEL`
 learns continuously.
 
 How long it trains: one pass over the text by default; --epochs N passes;
