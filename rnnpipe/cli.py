@@ -497,7 +497,12 @@ def _train(args, io, path, sources, interrupt):
     if not quiet:
         why = "interrupted" if stopped_by_signal else result.stopped
         held = f", held-out {result.valid_bits:.3f} bits/char" if result.valid_bits is not None else ""
-        passes = f" ({result.epoch} passes)" if result.epoch > 1 else ""
+        first, last = result.first_epoch, result.epoch
+        passes = ""
+        if first == 1 and last > 1:
+            passes = f" ({last} passes)"
+        elif first > 1:
+            passes = f" (passes {first}-{last})" if last > first else f" (in pass {last})"
         pending = ""
         if model.resume is not None:
             pending = "; run the same command again to continue where it stopped"

@@ -68,6 +68,7 @@ class Progress:
     stopped: str | None = None  # with kind "end": why training ended
     max_time: float | None = None  # the run's time limit in seconds, if it has one
     epoch: int = 1  # the pass over the text this run is in (1 = the first)
+    first_epoch: int = 1  # the pass it began in (more than 1 when it continued an interrupted run)
     note: str | None = None  # with kind "note": something the user should be told, one line
 
     @property
@@ -207,7 +208,7 @@ class Run:
         self.skipped = 0  # characters of this pass that a continued run had trained on before
         self.valid = ""  # held-out text: the tail of each block
         self.valid_bits = None
-        self.epoch = 1
+        self.epoch = self.first_epoch = 1
         self.epochs = None
         self.offset = 0  # characters of this pass before the current block
         self.carry = None  # the last stream's state at the end of the last block: the next block's first
@@ -234,6 +235,7 @@ class Run:
             valid_bits=self.valid_bits,
             max_time=self.max_time,
             epoch=self.epoch,
+            first_epoch=self.first_epoch,
             **extra,
         )
         if self.callback is not None:
@@ -257,7 +259,7 @@ class Run:
         self.epochs = epochs
         r = self.resume
         if r is not None:
-            self.epoch = r.epoch
+            self.epoch = self.first_epoch = r.epoch
             if not self.rereadable:  # what arrives now is taken to continue what came before
                 self.offset, self.carry, self.resume = r.offset, _last_stream(r.state), None
         self.take_snapshot()
@@ -322,6 +324,7 @@ class Run:
             return used
         if r is not None:  # the block the last run stopped in
             first, state, self.resume = r.chunk, [tuple(s.copy() for s in layer) for layer in r.state], None
+            self.skipped += min(first * cfg.seq_length, L) * B  # what its chunks so far read
         else:
             first, state = 0, net.zero_state(cfg, B)
             if self.carry is not None and self.valid_fraction == 0:

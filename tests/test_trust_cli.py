@@ -83,8 +83,10 @@ def test_continuing_says_where_and_info_shows_what_is_pending(tmp_path, corpus, 
     text = run("info", "-m", model).stdout.decode()
     assert f"pending       epoch {pending['epoch']} of 3 at " in text and "--restart starts anew" in text
     r = run("train", "-m", model, *TINY, "--epochs", "3", corpus)
-    first = r.stderr.decode().splitlines()[0]
+    first, *_, last = r.stderr.decode().splitlines()
     assert first == f"rnnpipe: continuing epoch {pending['epoch']} of 3 at {pending['fraction']:.0%}", first
+    e = pending["epoch"]
+    assert (f"(passes {e}-3)" if e < 3 else "(in pass 3)") in last, last  # the passes this run went through
     assert Model.load(model).to_bytes() == Model.load(whole).to_bytes()
     assert "pending       nothing (the last run finished)" in run("info", "-m", model).stdout.decode()
 
