@@ -279,7 +279,7 @@ def load_model(path):
     from .modelfile import ModelFormatError
 
     if not os.path.exists(path):
-        holder = TrainLock(path).holder()
+        holder = session.TrainLock(path).holder()
         if holder is not None:
             raise Failure(
                 f"{path}: no model file yet: {holder} is creating it and saves it when it ends "
@@ -340,21 +340,9 @@ def escape(chars):
     return "".join(out)
 
 
-def _isatty(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def reading_terminal(sources):
     """Whether one of the inputs is stdin on a terminal: text being typed."""
     return any(s.fd is not None and s.name == "<stdin>" and os.isatty(s.fd) for s in sources)
-
-
-# the session layer (lock, saver, stale temp files, signals) is shared with the notebook: rnnpipe.session
-Interrupt, Saver, TrainLock = session.Interrupt, session.Saver, session.TrainLock
-ignore_signals, signals_blocked = session.ignore_signals, session.signals_blocked
 
 
 # -- commands ----------------------------------------------------------------
@@ -373,11 +361,11 @@ def cmd_train(args, io):
     try:
         # signals are only recorded from here to the end, lock release
         # included: a burst of Ctrl-C cannot cut short a save or the cleanup
-        with Interrupt(hold=io.process) as interrupt:
+        with session.Interrupt(hold=io.process) as interrupt:
             # held from before loading to after the last save, so a second run
             # can neither load a state this one is about to replace nor save over it
             # (the notebook's %%charrnn_train takes the same lock: rnnpipe.session)
-            with TrainLock(path, session.CLI):
+            with session.TrainLock(path, session.CLI):
                 for tmp in session.remove_stale_temp_files(path):
                     if not args.quiet:
                         io.note(f"removed {tmp}, left by an interrupted save")
@@ -393,7 +381,7 @@ def _train(args, io, path, sources, interrupt):
     import numpy as np
 
     from .model import Model
-    from .progress import Display, si
+    from .progress import Display, isatty, si
     from .reader import InputError, TextReader
     from .train import Diverged, VocabularyFull
 
@@ -417,7 +405,7 @@ def _train(args, io, path, sources, interrupt):
             raise UsageError(str(e)) from None
     start_iteration, was_pending = model.iterations, model.resume is not None
     untouched = f"{path} left untouched" if existed else f"{path} not created"
-    saver = Saver(model, path, args.save_every, on_disk=existed)
+    saver = session.Saver(model, path, args.save_every, on_disk=existed)
     original = None  # the file's bytes, to put back if a run that saves as it goes gives up
     if existed and args.save_every:
         with open(path, "rb") as f:
@@ -444,7 +432,7 @@ def _train(args, io, path, sources, interrupt):
     if typed and not quiet:
         io.note("reading text to train on from the terminal; end it with Ctrl-D (no progress is shown while you type)")
     # a bar or status lines would land in the middle of what is being typed
-    display = Display(io.stderr, quiet=quiet, tty=_isatty(io.stderr) and not typed, interval=math.inf if typed else 5.0)
+    display = Display(io.stderr, quiet=quiet, tty=isatty(io.stderr) and not typed, interval=math.inf if typed else 5.0)
     try:
         # overflow on the way to a NaN loss is handled by the divergence guard, not shown as numpy warnings
         with np.errstate(all="ignore"), options.blas_threads(args.threads):
@@ -579,7 +567,9 @@ def cmd_sample(args, io):
 def _end_line(out):
     """On a terminal, end the text with a newline so the prompt starts a line
     of its own; into a pipe or file the bytes stay exactly the sample's."""
-    if _isatty(out):
+    from .progress import isatty
+
+    if isatty(out):
         with contextlib.suppress(OSError, ValueError):
             out.write("\n")
             out.flush()
@@ -764,7 +754,7 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
         return error(str(e), EXIT_FAILURE)
     except KeyboardInterrupt:
         if real:
-            ignore_signals()  # exiting with 130: a second Ctrl-C must not cut that short
+            session.ignore_signals()  # exiting with 130: a second Ctrl-C must not cut that short
         return 130
     except BrokenPipeError:
         if real:

@@ -51,7 +51,7 @@ class Display:
 
     def __init__(self, err, *, quiet=False, tty=None, interval=5.0):
         if tty is None:
-            tty = _isatty(err)
+            tty = isatty(err)
         self.err, self.quiet, self.tty, self.interval = err, quiet, tty, interval
         self.bar = None
         self.last_line = time.monotonic()
@@ -117,7 +117,8 @@ class Display:
             self.bar = None
 
 
-def _isatty(stream):
+def isatty(stream):
+    """Whether stream is a terminal (False for streams that cannot say)."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):

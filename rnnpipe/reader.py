@@ -136,12 +136,6 @@ def open_inputs(paths, stdin):
     return sources
 
 
-def known_size(sources):
-    """Total bytes of the inputs when every one has a known size, else None."""
-    sizes = [s.size for s in sources]
-    return None if any(n is None for n in sizes) else sum(sizes)
-
-
 class TextReader:
     """Iterate over `blocks()` to get the inputs' text as it arrives, in
     pieces of at most `block_chars` characters; None among them means the
