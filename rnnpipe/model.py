@@ -187,13 +187,14 @@ class Model:
             self.opt_state = optim.grow(self.opt_state, len(new), self.iterations)
         return new
 
-    def step(self, X, Y, state):
-        """One update on a chunk: X, Y are (time, streams) indices. Returns
-        the state after the chunk, for the next one."""
+    def step(self, X, Y, state, lr=None):
+        """One update on a chunk: X, Y are (time, streams) indices; lr, when
+        given, replaces config.lr for this update. Returns the state after
+        the chunk, for the next one."""
         loss, grads, state = net.loss(self.params, self.config, X, Y, state, self.rng)
         T = X.shape[0]
         if not math.isfinite(loss) or not optim.step(self.config, self.params, grads, self.opt_state,
-                                                     self.iterations + 1, T):  # fmt: skip
+                                                     self.iterations + 1, T, lr):  # fmt: skip
             raise Diverged(f"the loss became {loss} at iteration {self.iterations + 1}; try a lower --lr")
         self.iterations += 1
         self.chars_seen += X.size

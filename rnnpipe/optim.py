@@ -52,20 +52,22 @@ def counters(optimizer, vocab_size):
     return {ADDED: (vocab_size,)} if optimizer == "adam" else {}
 
 
-def step(config, params, grads, state, t, seq_length):
+def step(config, params, grads, state, t, seq_length, lr=None):
     """Update params in place from grads (of the seed's loss: summed over
-    time, averaged over streams). t is the update's number, from 1.
+    time, averaged over streams). t is the update's number, from 1; lr, when
+    given, replaces config.lr for this update (a schedule's rate).
     Returns False, changing nothing, if a gradient is NaN or infinite."""
+    lr = config.lr if lr is None else lr
     slots = SLOTS[config.optimizer]
     flat_params, flat_state = _packed(params, state, slots)
     g = np.concatenate([grads[k].reshape(-1) for k in params])
     if not np.isfinite(g).all():  # one check over the packed gradient
         return False
     if config.optimizer == "adagrad":
-        _adagrad(flat_params, g, flat_state["mem"], config.lr, config.clip)
+        _adagrad(flat_params, g, flat_state["mem"], lr, config.clip)
     else:
         rows = _vocab_rows(params, state.get(ADDED), t, flat_params.dtype)
-        _adam(flat_params, g, flat_state["m"], flat_state["v"], config.lr, config.clip, t, seq_length, rows)
+        _adam(flat_params, g, flat_state["m"], flat_state["v"], lr, config.clip, t, seq_length, rows)
     return True
 
 
