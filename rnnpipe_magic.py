@@ -478,6 +478,8 @@ class CharRNNMagics(Magics):
                         valid_fraction=args.valid_fraction,
                         restart=args.restart,
                         max_vocab=args.max_vocab,
+                        schedule=args.schedule,
+                        keep_best=args.keep_best,
                     )
             except Diverged as e:
                 # as the command line does: the file stays as it was before the run

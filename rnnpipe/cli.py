@@ -438,7 +438,7 @@ def _train(args, io, path, sources, interrupt):
         with np.errstate(all="ignore"), options.blas_threads(args.threads):
             result = model.train(
                 text,
-                epochs=epochs,
+                epochs=args.epochs,  # None: Model.train's own default, which only a given end schedules
                 max_time=args.max_time,
                 callback=display,
                 stop=stop,
@@ -448,6 +448,8 @@ def _train(args, io, path, sources, interrupt):
                 inputs=[s.describe() for s in sources],
                 restart=args.restart,
                 max_vocab=args.max_vocab,
+                schedule=args.schedule,
+                keep_best=args.keep_best,
             )
     except Diverged as e:
         display.close()

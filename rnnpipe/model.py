@@ -14,6 +14,7 @@ from . import modelfile, net, optim
 from .config import ARCHITECTURE, Config
 from .evaluate import evaluate
 from .sample import check, generate
+from .schedule import KINDS, Budget
 from .train import MAX_VOCAB, Diverged, Position, Run
 from .vocab import Vocab
 
@@ -112,6 +113,11 @@ class Model:
         if state.get("resume") is not None:  # version 1 files have none
             model.resume = Position(**state["resume"])
         return model
+
+    def become(self, data: bytes):
+        """Turn into the model saved in data (Model.to_bytes), in place, so
+        that whoever holds this object holds that model."""
+        vars(self).update(vars(Model.from_bytes(data)))
 
     def save(self, path):
         """Write the model to path atomically: the old file stays whole until
@@ -223,6 +229,8 @@ class Model:
         inputs=None,
         restart=False,
         max_vocab=MAX_VOCAB,
+        schedule="cosine",
+        keep_best=False,
     ):
         """Train on text and return the final train.Progress.
 
@@ -253,6 +261,18 @@ class Model:
           pass instead.
         max_vocab: the most distinct characters the model may grow to
           (train.VocabularyFull beyond).
+        schedule: the learning rate over a run whose end is given (max_time,
+          or epochs over text whose size is known): "cosine" (the default) or
+          "linear" rise over the first 2% of the run and fall to 5% of
+          config.lr by its end; "none" keeps config.lr throughout, as does a
+          run given neither (one pass at a constant rate, the seed's way). A
+          continued run follows its interrupted run's schedule (with the same
+          max_time, it trains for what was left of it).
+        keep_best: with valid_fraction, end with the model that scored best on
+          the held-out text (measured every valid_every seconds and at the
+          end) rather than the last one, with a note when they differ. The
+          comparison is among measurements on the same held-out text: while
+          the first pass is still adding to it, the best so far is forgotten.
 
         The divergence guard: when the loss climbs far above its best in this
         run (or becomes NaN), the weights and optimiser state go back to the
@@ -274,21 +294,35 @@ class Model:
         elif epochs is not None and epochs > 1:
             blocks = list(text)  # read once, kept for the later passes
             passes, again = (lambda: blocks), True
+            pass_chars = sum(len(b) for b in blocks if b is not None)
         else:
             passes, again = (lambda: text), False
         inputs = [{"name": "<stream>"}] if inputs is None else inputs
         if pass_chars is None:
             sizes = [i.get("size") for i in inputs if isinstance(i, dict)]
             pass_chars = sum(sizes) if sizes and None not in sizes and len(sizes) == len(inputs) else None
+        scheduled = schedule != "none" and (epochs is not None or max_time is not None)  # the run's end is given
         if epochs is None and not (max_time is not None and again):
             epochs = 1
+        if keep_best and not valid_fraction > 0:
+            raise ValueError("keep_best needs held-out text to judge by: give a valid_fraction")
+        if schedule not in KINDS:
+            raise ValueError(f"schedule must be one of {', '.join(KINDS)}, not {schedule!r}")
         resume, note = self._resumable(inputs, epochs, valid_fraction, again, restart)
         if total is None and pass_chars is not None and epochs is not None:
             total = pass_chars * epochs
             if resume is not None and again:
                 total -= (resume.epoch - 1) * pass_chars + resume.offset
+        saved = resume.schedule if resume is not None else None
+        if scheduled and saved is not None and saved["kind"] == schedule and saved["max_time"] == max_time:
+            budget = Budget(**saved)  # the interrupted run's curve, to its end
+            if max_time is not None:
+                max_time = max(max_time - budget.seconds, 1e-3)
+        else:
+            trained = None if total is None else int(total * (1 - valid_fraction))
+            budget = Budget(schedule, trained, max_time) if scheduled else None
         run = Run(self, callback, stop, max_time, report_every, sample_every, sample_length, valid_fraction,
-                  valid_every, total, inputs, again, resume, max_vocab)  # fmt: skip
+                  valid_every, total, inputs, again, resume, max_vocab, budget, keep_best)  # fmt: skip
         run.pass_chars = pass_chars
         if note:
             run.report("note", note=note)

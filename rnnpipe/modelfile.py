@@ -17,12 +17,12 @@ import tempfile
 import msgpack
 import numpy as np
 
-from . import net, optim
+from . import net, optim, schedule
 from .config import Config
 
 FORMAT = "rnnpipe-model"
-VERSION = 2  # what pack writes
-READS = (1, 2)  # what unpack reads; docs/model-format.md says how they differ
+VERSION = 3  # what pack writes
+READS = (1, 2, 3)  # what unpack reads; docs/model-format.md says how they differ
 DTYPES = {"float32": "<f4", "float64": "<f8"}  # config dtype -> stored dtype
 COUNTER_DTYPE = "<i8"  # the optimiser's integer arrays (optim.counters), whatever config.dtype
 
@@ -180,8 +180,9 @@ def unpack_array(doc, what, shape, dtype):
 # docs/model-format.md; unpack returns a file's state as it was, so for an
 # older file the field is simply absent.
 _STATE_V1 = frozenset({"iterations", "chars_seen", "smooth_loss", "last_loss", "rng"})
-STATE_REQUIRED = {1: _STATE_V1, 2: _STATE_V1}
-STATE_OPTIONAL = {1: {}, 2: {"resume": lambda doc: None}}  # resume is checked in unpack, knowing the config
+STATE_REQUIRED = {1: _STATE_V1, 2: _STATE_V1, 3: _STATE_V1}
+# resume is checked in unpack, knowing the config
+STATE_OPTIONAL = {1: {}, 2: {"resume": lambda doc: None}, 3: {"resume": lambda doc: None}}
 
 
 def _unpack_state(doc, version):
@@ -261,7 +262,7 @@ def unpack(data: bytes):
     version = outer.get("version")
     # an int, not merely equal to one: 1.0 and True are not version 1
     if type(version) is not int or version not in READS:
-        reads = " and ".join(map(str, READS))
+        reads = ", ".join(map(str, READS[:-1])) + f" and {READS[-1]}"
         _fail(f"model file version {version!r} is not supported (this rnnpipe reads versions {reads})")
     if set(outer) != {"format", "version", "sha256", "model"}:
         _fail("model file should have exactly the keys format, version, sha256, model")
@@ -307,7 +308,7 @@ def unpack(data: bytes):
         if opt[k].size and not (int(opt[k].min()) >= 0 and int(opt[k].max()) <= state["iterations"]):
             _fail(f"optimizer.{k} should hold update counts between 0 and state.iterations")
     if state.get("resume") is not None:
-        state["resume"] = _unpack_resume(state["resume"], config)
+        state["resume"] = _unpack_resume(state["resume"], config, version)
     return config, vocab, params, opt, state
 
 
@@ -316,18 +317,25 @@ RESUME_KEYS = {
 }  # fmt: skip
 
 
+SCHEDULE_KEYS = {"kind", "total", "max_time", "chars", "seconds"}  # schedule.Budget's fields
+
+
 def pack_resume(resume):
     """state.resume of the file, from a train.Position's fields (a dict)."""
     doc = {k: resume[k] for k in RESUME_KEYS - {"state"}}
+    if resume.get("schedule") is not None:  # version 3: the learning-rate schedule's budget
+        doc["schedule"] = dict(resume["schedule"])
     doc["state"] = [[pack_array(a) for a in layer] for layer in resume["state"]]
     return doc
 
 
-def _unpack_resume(doc, config):
+def _unpack_resume(doc, config, version):
     """state.resume, checked: where an interrupted run stopped."""
     _check_type(doc, dict, "state.resume")
-    if set(doc) != RESUME_KEYS:
-        _fail(f"state.resume should have exactly the keys {', '.join(sorted(RESUME_KEYS))}")
+    extra = {"schedule"} if version >= 3 else set()  # version 3 may save the schedule's budget
+    if not RESUME_KEYS <= set(doc) <= RESUME_KEYS | extra:
+        _fail(f"state.resume should have exactly the keys {', '.join(sorted(RESUME_KEYS | extra))}")
+    doc["schedule"] = _unpack_schedule(doc.get("schedule"))
 
     def count(k, low, nil=False):
         v = doc[k]
@@ -365,6 +373,28 @@ def _unpack_resume(doc, config):
         )
         for i, layer in enumerate(layers)
     ]
+    return doc
+
+
+def _unpack_schedule(doc):
+    """state.resume.schedule, checked (None where the run had none saved)."""
+    if doc is None:
+        return None
+    _check_type(doc, dict, "state.resume.schedule")
+    if set(doc) != SCHEDULE_KEYS:
+        _fail(f"state.resume.schedule should have exactly the keys {', '.join(sorted(SCHEDULE_KEYS))}")
+    if doc["kind"] not in schedule.KINDS:
+        _fail(f"state.resume.schedule.kind should be one of {', '.join(schedule.KINDS)}")
+    total, chars = doc["total"], doc["chars"]
+    if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total < 0):
+        _fail("state.resume.schedule.total should be a non-negative integer or nil")
+    if not isinstance(chars, int) or isinstance(chars, bool) or chars < 0:
+        _fail("state.resume.schedule.chars should be a non-negative integer")
+    max_time, seconds = doc["max_time"], doc["seconds"]
+    if max_time is not None and not (isinstance(max_time, (int, float)) and 0 < max_time < math.inf):
+        _fail("state.resume.schedule.max_time should be a positive number or nil")
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds < math.inf:
+        _fail("state.resume.schedule.seconds should be a non-negative number")
     return doc
 
 

@@ -103,6 +103,27 @@ RUN = [
         ),
     ),
     (
+        ("--schedule",),
+        dict(
+            choices=("cosine", "linear", "none"),
+            default="cosine",
+            help="the learning rate over a run whose end is known from --max-time or --epochs: cosine (the default) "
+            "or linear rise over the first 2%% of the run and fall to 5%% of --lr by its end; none keeps --lr "
+            "throughout, the seed's way. A run given neither option, or reading a pipe without --max-time, keeps "
+            "--lr. A run that continues an interrupted one with the same --schedule and --max-time follows its "
+            "schedule to the same end",
+        ),
+    ),
+    (
+        ("--keep-best",),
+        dict(
+            action="store_true",
+            help="with --valid-fraction: end with the model that scored best on the held-out text (measured every "
+            "10 seconds and at the end), not the last one, so a long run never ends worse than its best moment; "
+            "a note says when they differ",
+        ),
+    ),
+    (
         ("--restart",),
         dict(
             action="store_true",
@@ -214,6 +235,8 @@ def check_train(args):
         raise ValueError(f"--max-vocab must be at least 1, not {args.max_vocab}")
     if not 0 <= args.valid_fraction < 1:
         raise ValueError(f"--valid-fraction must be at least 0 and below 1, not {args.valid_fraction:g}")
+    if getattr(args, "keep_best", False) and not args.valid_fraction > 0:
+        raise ValueError("--keep-best needs held-out text to judge by: give --valid-fraction too (0.1, say)")
 
 
 def check_sample(args):

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import net
+from . import net, schedule
 from .evaluate import loss_sum
 from .sample import generate
 
@@ -70,6 +70,7 @@ class Progress:
     epoch: int = 1  # the pass over the text this run is in (1 = the first)
     first_epoch: int = 1  # the pass it began in (more than 1 when it continued an interrupted run)
     note: str | None = None  # with kind "note": something the user should be told, one line
+    lr: float | None = None  # the learning rate of the latest update (the schedule's)
 
     @property
     def chars_per_sec(self):
@@ -159,6 +160,7 @@ class Position:
     seq_length: int
     valid_fraction: float
     chars: int | None = None  # characters in one pass, when known (for "at 41%")
+    schedule: dict | None = None  # the learning-rate schedule's schedule.Budget, as a dict
 
     @property
     def fraction(self):
@@ -196,18 +198,25 @@ class Run:
         rereadable=True,
         resume=None,
         max_vocab=MAX_VOCAB,
+        budget=None,
+        keep_best=False,
     ):
         self.model, self.callback, self.stop, self.max_time = model, callback, stop, max_time
         self.report_every, self.sample_every, self.sample_length = report_every, sample_every, sample_length
         self.valid_fraction, self.valid_every, self.total = valid_fraction, valid_every, total
         self.inputs, self.rereadable, self.max_vocab = list(inputs), rereadable, max_vocab
         self.resume = resume  # a Position to continue from, or None
+        self.budget = budget or schedule.Budget("none", None, None)  # the learning-rate schedule's
+        self.trained = 0  # characters trained on in this run (what the schedule counts)
+        self.lr = None  # the latest update's learning rate
         self.start = self.last_report = self.last_valid = time.monotonic()
         self.started = False  # the clock restarts when the first block arrives
         self.chars = 0  # characters read and trained on (or held out) in this run
         self.skipped = 0  # characters of this pass that a continued run had trained on before
         self.valid = ""  # held-out text: the tail of each block
         self.valid_bits = None
+        self.keep_best = keep_best
+        self.best = None  # (held-out bits, the model's bytes, iteration): the best measurement on today's held-out text
         self.epoch = self.first_epoch = 1
         self.epochs = None
         self.offset = 0  # characters of this pass before the current block
@@ -236,6 +245,7 @@ class Run:
             max_time=self.max_time,
             epoch=self.epoch,
             first_epoch=self.first_epoch,
+            lr=self.lr,
             **extra,
         )
         if self.callback is not None:
@@ -248,6 +258,21 @@ class Run:
         nats, n = loss_sum(self.model.config, self.model.params, ix[ix >= 0])
         if n:
             self.valid_bits = nats / n / math.log(2)
+            if self.keep_best and (self.best is None or self.valid_bits < self.best[0]):
+                self.best = (self.valid_bits, self.model.to_bytes(), self.model.iterations)
+
+    def restore_best(self):
+        """--keep-best at the end: go back to the best measured model if the
+        final one does worse on the same held-out text."""
+        if not (self.keep_best and self.best and self.valid_bits is not None and self.valid_bits > self.best[0]):
+            return
+        bits, data, iteration = self.best
+        resume = self.model.resume  # where this run really ended: a continued run goes on from there
+        self.model.become(data)
+        self.model.resume = resume
+        self.report("note", note=f"kept the model of iteration {iteration}, the best on the held-out text "
+                                 f"({bits:.4f} bits/char, against {self.valid_bits:.4f} at the end)")  # fmt: skip
+        self.valid_bits = bits
 
     # -- the passes ------------------------------------------------------------
 
@@ -277,6 +302,10 @@ class Run:
                     read += len(piece)
                     while len(pending) > N:
                         pending = pending[self.block(pending[: N + 1]) :]
+                if self.stop is not None and self.stop():
+                    # the reader gave up at a stop signal: the pass is not over, and what
+                    # it had read is not the pass's last block
+                    raise Stop("stopped")
                 if len(pending) > 1:
                     self.block(pending)
                 # the pass has read it all, held-out text and the last few characters too
@@ -285,6 +314,9 @@ class Run:
                     break  # a pass that trains nothing would be repeated forever
                 if epochs is not None and self.epoch >= epochs:
                     break
+                if self.valid:  # the end of a pass is a moment worth judging (and --keep-best's, whatever the clock)
+                    self.measure()
+                    self.report("valid")
                 self.epoch += 1
                 self.offset, self.carry, self.resume = 0, None, None
             self.model.resume = None  # finished: nothing pending
@@ -313,8 +345,9 @@ class Run:
         trained = text
         if self.valid_fraction > 0:
             cut = len(text) - int(len(text) * self.valid_fraction)
-            if self.epoch == 1:  # later passes hold out the same text again
+            if self.epoch == self.first_epoch:  # later passes hold out the same text again
                 self.valid = (self.valid + text[cut:])[-VALID_CAP:]
+                self.best = None  # measured on other held-out text: not comparable
             trained = text[:cut]
         B, L = layout(len(trained), cfg.seq_length, cfg.batch_size)
         used = len(text) - 1 if self.valid_fraction > 0 else B * L  # held-out text is used up whole
@@ -345,8 +378,11 @@ class Run:
 
     def position(self, chunk, state):
         cfg = self.model.config
+        b = self.budget
+        seconds = b.seconds + time.monotonic() - self.start if b.max_time else 0.0  # no clock in a file that needs none
+        spent = schedule.Budget(b.kind, b.total, b.max_time, b.chars + self.trained, seconds)
         return Position(self.inputs, self.epoch, self.epochs, self.offset, chunk, state, cfg.batch_size,
-                        cfg.seq_length, self.valid_fraction, self.pass_chars)  # fmt: skip
+                        cfg.seq_length, self.valid_fraction, self.pass_chars, spent.to_dict())  # fmt: skip
 
     pass_chars = None  # characters in one pass, when the caller knows (set by Model.train)
 
@@ -354,8 +390,11 @@ class Run:
 
     def step(self, X, Y, state):
         m = self.model
+        done = self.budget.done(self.trained, time.monotonic() - self.start)
+        self.lr = m.config.lr * schedule.factor(self.budget.kind, done)
+        self.trained += X.size
         try:
-            new = m.step(X, Y, state)
+            new = m.step(X, Y, state, self.lr)
             loss = m.last_loss
         except FloatingPointError:  # a NaN or infinite loss or gradient: the update was not applied
             return self.roll_back(X.shape[1], math.inf)
@@ -482,6 +521,7 @@ class Run:
             self.roll_back(1, self.model.last_loss, lower=False)
         if self.valid:
             self.measure()
+            self.restore_best()
         return self.report("end", stopped=stopped)
 
 

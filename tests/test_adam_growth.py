@@ -171,7 +171,7 @@ def version_1(model):
     the optimizer map holding only the m. and v. (or mem.) arrays."""
     doc = body(model.to_bytes())
     doc["optimizer"] = {k: a for k, a in doc["optimizer"].items() if "." in k}
-    del doc["state"]["resume"]  # version 2's too
+    del doc["state"]["resume"]  # versions 2 and 3's too
     assert set(doc) == {"config", "vocab", "params", "optimizer", "state"}
     return seal(doc, 1)
 
@@ -200,8 +200,8 @@ def test_a_version_1_file_loads_and_trains_on_as_it_always_did(optimizer):
     if optimizer == "adam":
         model.opt_state["added_at"][:] = 0  # what a version 1 rnnpipe did
     old = Model.from_bytes(version_1(model))
-    assert old.to_bytes() == model.to_bytes()  # saved again as version 2, nothing lost
-    assert msgpack.unpackb(old.to_bytes(), raw=False)["version"] == VERSION == 2
+    assert old.to_bytes() == model.to_bytes()  # saved again as the current version, nothing lost
+    assert msgpack.unpackb(old.to_bytes(), raw=False)["version"] == VERSION == 3
     if optimizer == "adam":
         assert old.opt_state["added_at"].dtype == np.int64 and not old.opt_state["added_at"].any()
     old.train(NEW * 3)
@@ -287,8 +287,30 @@ def test_counts_up_to_the_iterations_are_accepted():
     assert Model.from_bytes(bad(change)).opt_state["added_at"].max() == 20
 
 
-@pytest.mark.parametrize("version", [0, 3, -1, 2.0, "2", True, None])
+@pytest.mark.parametrize("version", [0, 4, -1, 2.0, "2", True, None])
 def test_other_versions_are_refused(version):
     data = seal(body(Model.new(Config(hidden=4), "abc").to_bytes()), version)
-    with pytest.raises(ModelFormatError, match="reads versions 1 and 2"):
+    with pytest.raises(ModelFormatError, match="reads versions 1, 2 and 3"):
         Model.from_bytes(data)
+
+
+def interrupted_scheduled_run():
+    model = Model.new(Config(hidden=4, seq_length=4, batch_size=2), OLD)
+    model.train(OLD * 3, epochs=2, stop=lambda: model.iterations >= 2)
+    return model
+
+
+def test_a_version_2_file_loads_its_position_without_a_schedule():
+    """Version 2 is version 3 without state.resume.schedule: such a file's
+    interrupted run continues at a constant rate, as version 2 trained it."""
+    doc = body(interrupted_scheduled_run().to_bytes())
+    del doc["state"]["resume"]["schedule"]
+    old = Model.from_bytes(seal(doc, 2))
+    assert old.resume is not None and old.resume.schedule is None
+
+
+def test_a_schedule_in_a_version_2_file_is_refused():
+    doc = body(interrupted_scheduled_run().to_bytes())
+    assert doc["state"]["resume"]["schedule"]["kind"] == "cosine"
+    with pytest.raises(ModelFormatError, match="state.resume should have exactly the keys"):
+        Model.from_bytes(seal(doc, 2))

@@ -15,9 +15,12 @@ from hypothesis import strategies as st
 from rnnpipe import Config, Model, ModelFormatError
 from rnnpipe.modelfile import VERSION
 
-# a small but complete model: every section of the format is present
+# a small but complete model: every section of the format is present, an
+# interrupted run's position and its learning-rate schedule (version 3) too,
+# so that flipping the version to an older one is refused as well
 GOOD = Model.new(Config(cell="gru", hidden=3, layers=2, optimizer="adam", seq_length=4, batch_size=2), "ab\n")
-GOOD.train("ab\nba\n" * 4)
+GOOD.train("ab\nba\n" * 4, epochs=2, stop=lambda: GOOD.iterations >= 3)
+assert GOOD.resume is not None and GOOD.resume.schedule["kind"] == "cosine"
 GOOD_BYTES = GOOD.to_bytes()
 MUTATIONS = int(os.environ.get("RNNPIPE_FUZZ_MUTATIONS", "3000"))
 
@@ -128,6 +131,8 @@ def test_valid_msgpack_with_wrong_types_is_refused(path, value):
         # state or inc: hypothesis finds these now and then)
         changeable = {"dropout", "lr", "clip", "seed", "seq_length", "batch_size"}
         counters = {"smooth_loss", "last_loss", "iterations", "chars_seen"}
+        position = {"epoch", "epochs", "offset", "chunk", "batch_size", "seq_length", "valid_fraction", "chars"}
+        budget = {"kind", "total", "max_time", "chars", "seconds"}
         assert (
             path[0] == "vocab"
             and isinstance(value, str)
@@ -138,6 +143,10 @@ def test_valid_msgpack_with_wrong_types_is_refused(path, value):
             and path[1] in counters
             or path[:2] == ("state", "rng")
             and path[2] in {"has_uint32", "uinteger", "state", "inc"}
+            # an interrupted run's position and schedule: other counts, names and limits are positions too
+            or path[:2] == ("state", "resume")
+            and (path[2] in position or path[2:4] in (("schedule", k) for k in budget) or path[2] == "inputs")
+            and not isinstance(value, bool)
         ), (path, value)
         if path[:2] == ("state", "rng"):  # and it really is one: numpy takes it
             assert model.rng.random() >= 0

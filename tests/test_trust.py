@@ -174,8 +174,8 @@ def test_hidden_state_crosses_a_block_boundary_only_where_the_text_goes_on(monke
     seen = []  # (state in, state out) of every update
     step = Model.step
 
-    def recording(self, X, Y, state):
-        out = step(self, X, Y, state)
+    def recording(self, X, Y, state, lr=None):
+        out = step(self, X, Y, state, lr)
         seen.append(([s.copy() for layer in state for s in layer], [s.copy() for layer in out for s in layer]))
         return out
 
@@ -196,3 +196,27 @@ def test_sampling_options_are_checked_in_the_core():
         with pytest.raises(ValueError):
             model.sample(5, **kwargs)
     assert len(model.sample(5, temperature=math.inf, seed=1)) == 5
+
+
+def test_a_stop_while_the_input_is_read_leaves_the_pass_pending():
+    """The command line's reader stops reading at Ctrl-C; the pass it was
+    reading is not over, and must not be taken for finished (a pass that
+    trained nothing ends the run, leaving nothing pending)."""
+    model = Model.new(SMALL)
+    model.train(TEXT, epochs=3, stop=lambda: model.iterations >= 60)
+    pending = model.resume
+    stopping = []
+
+    def passes():  # as the reader does: once stopped, no more text
+        for piece in (TEXT[:5000], TEXT[5000:]):
+            if stopping:
+                return
+            yield piece
+
+    def stop():
+        stopping.append(True)  # the signal arrives while the first piece is read
+        return True
+
+    end = model.train(passes, epochs=3, stop=stop, inputs=pending.inputs)
+    assert end.stopped == "stopped"
+    assert model.iterations == 60 and model.resume == pending

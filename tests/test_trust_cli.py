@@ -26,17 +26,18 @@ def corpus(tmp_path_factory):
     return path
 
 
-def uninterrupted(folder, corpus, epochs):
+def uninterrupted(folder, corpus, epochs, *more):
     """The model of a run never interrupted: `epochs` passes over the corpus."""
     path = folder / "whole.msgpack"
-    r = run("train", "-m", path, *TINY, "--epochs", str(epochs), "-q", corpus)
+    r = run("train", "-m", path, *TINY, "--epochs", str(epochs), "-q", *more, corpus)
     assert r.returncode == 0, r.stderr
     return path
 
 
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory, corpus):
-    return uninterrupted(tmp_path_factory.mktemp("whole"), corpus, 3)
+    # at a constant rate: a run stopped by --max-time follows a schedule that ends then
+    return uninterrupted(tmp_path_factory.mktemp("whole"), corpus, 3, "--schedule", "none")
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +76,14 @@ def test_killed_at_random_moments_and_run_again_ends_bit_identical(tmp_path, cor
 
 def test_continuing_says_where_and_info_shows_what_is_pending(tmp_path, corpus, whole):
     model = tmp_path / "m.msgpack"
-    r = run("train", "-m", model, *TINY, "--epochs", "3", "--max-time", "0.5", corpus)
+    r = run("train", "-m", model, *TINY, "--epochs", "3", "--max-time", "0.5", "--schedule", "none", corpus)
     assert r.returncode == 0, r.stderr
     assert b"run the same command again to continue where it stopped" in r.stderr
     pending = info(model)["resume"]
     assert pending["epochs"] == 3 and pending["inputs"] == [str(corpus)] and 0 < pending["fraction"] <= 1
     text = run("info", "-m", model).stdout.decode()
     assert f"pending       epoch {pending['epoch']} of 3 at " in text and "--restart starts anew" in text
-    r = run("train", "-m", model, *TINY, "--epochs", "3", corpus)
+    r = run("train", "-m", model, *TINY, "--epochs", "3", "--schedule", "none", corpus)
     first, *_, last = r.stderr.decode().splitlines()
     assert first == f"rnnpipe: continuing epoch {pending['epoch']} of 3 at {pending['fraction']:.0%}", first
     e = pending["epoch"]

@@ -1,0 +1,67 @@
+"""The learning rate over a run whose length is known in advance.
+
+A run bounded by a time limit, a number of passes or the size of its files
+knows how far through it is. Adam at a constant rate stalls at the noise
+floor its step size allows; decaying the rate towards the end lets the last
+part of the run settle into a lower loss (docs/benchmarks.md measures it).
+The rate rises over the first WARMUP of the run (fresh Adam moments make the
+first steps the largest), then falls to FLOOR times --lr by the end. A run of
+unknown length (a pipe with no --max-time) keeps --lr throughout.
+
+The budget travels with an interrupted run's position in the model file, so
+the run that continues it follows the same curve to the same end.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+KINDS = ("cosine", "linear", "none")
+WARMUP = 0.02  # share of the run over which the rate rises (from WARMUP_START of --lr) to --lr
+WARMUP_START = 0.1
+FLOOR = 0.05  # the rate at the end of the run, as a share of --lr
+
+
+def factor(kind, done):
+    """The multiple of --lr to use when `done` (0 to 1) of the run is done;
+    done None means the run's length is unknown: --lr itself."""
+    if kind == "none" or done is None:
+        return 1.0
+    done = min(max(done, 0.0), 1.0)
+    if done < WARMUP:
+        return WARMUP_START + (1 - WARMUP_START) * done / WARMUP
+    t = (done - WARMUP) / (1 - WARMUP)
+    if kind == "cosine":
+        return FLOOR + (1 - FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
+    if kind == "linear":
+        return 1 - (1 - FLOOR) * t
+    raise ValueError(f"schedule must be one of {', '.join(KINDS)}, not {kind!r}")
+
+
+@dataclass
+class Budget:
+    """How long a scheduled run is and how much of it is spent. The counts
+    are integers and the clock the run's own, so that a run continued from
+    its saved position computes exactly the rates the uninterrupted run would
+    have (bit-identical models for a run bounded by passes)."""
+
+    kind: str  # one of KINDS
+    total: int | None  # characters the run trains on, when known
+    max_time: float | None  # seconds the run trains for, when bounded by time
+    chars: int = 0  # characters trained on so far
+    seconds: float = 0.0  # seconds trained so far, in earlier (interrupted) runs
+
+    def done(self, chars, seconds):
+        """The share of the run done after `chars` more characters and
+        `seconds` more seconds than this budget's counts: whichever limit
+        ends the run first, or None when it has neither."""
+        parts = []
+        if self.total:
+            parts.append((self.chars + chars) / self.total)
+        if self.max_time:
+            parts.append((self.seconds + seconds) / self.max_time)
+        return min(max(parts), 1.0) if parts else None
+
+    def to_dict(self):
+        return asdict(self)
