@@ -197,7 +197,8 @@ The page goes to stdout unless -o names a file."""
 SHOW_EPILOG = """\
 examples:
   rnnpipe show -m kafka.msgpack chapter.txt -o surprise.html
-  tail -n 40 notes.txt | rnnpipe show -m notes.msgpack > notes.html
+  tail -n 40 notes.txt | rnnpipe show -m notes.msgpack -o notes.html
+  rnnpipe show -m kafka.msgpack chapter.txt | gzip > surprise.html.gz      # the page on stdout
   rnnpipe show -m kafka.msgpack --neuron 17 chapter.txt -o unit17.html   # what unit 17 tracks"""
 
 NEURONS_DESCRIPTION = f"""\

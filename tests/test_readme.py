@@ -55,7 +55,7 @@ def test_every_command_line_example_parses():
     seen = 0
     for block in blocks("sh")[1:]:
         for line in commands(block):
-            for pipeline in re.findall(r"rnnpipe (?:train|sample|eval|info)[^|#]*", line):
+            for pipeline in re.findall(r"rnnpipe (?:train|sample|eval|info|show|neurons)[^|#]*", line):
                 cli.parse(parser, shlex.split(pipeline)[1:])  # UsageError for an option that does not exist
                 seen += 1
     assert seen >= 9
