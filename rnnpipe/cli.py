@@ -1,4 +1,4 @@
-"""The command line: `rnnpipe train | sample | eval | info`.
+"""The command line: `rnnpipe train | sample | eval | info | show | neurons`.
 
 A thin layer over rnnpipe.Model that behaves like a Unix filter: data on
 stdout, everything else on stderr, one-line errors (exit 2 for usage, 1 for
@@ -82,7 +82,9 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
 DESCRIPTION = """\
 A character-level recurrent network (RNN, LSTM or GRU) in pure numpy, as a
 Unix filter: train a model on any text you can pipe, then generate text from
-it, score text with it, or describe it. The model is one file (msgpack).
+it, score text with it, describe it, or see what it sees (an HTML page of a
+text coloured by its surprise or by one unit). The model is one file
+(msgpack).
 
 Run `rnnpipe COMMAND --help` for a command's options.
 Exit status: 0 success, 1 runtime error, 2 usage error, 130/143 when
@@ -91,7 +93,8 @@ training was interrupted by SIGINT/SIGTERM (after saving the model)."""
 EPILOG = """\
 example:
   cat *.txt | rnnpipe train -m shakespeare.msgpack
-  rnnpipe sample -m shakespeare.msgpack -n 500 --temperature 0.8 | less"""
+  rnnpipe sample -m shakespeare.msgpack -n 500 --temperature 0.8 | less
+  rnnpipe show -m shakespeare.msgpack act1.txt -o act1.html"""
 
 TRAIN_DESCRIPTION = """\
 Train MODEL on the text of the FILEs, or of stdin when there are none or a

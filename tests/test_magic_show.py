@@ -158,3 +158,14 @@ def test_invalid_utf8_prime_file_is_one_line(ip, tmp_path):
     (tmp_path / "bad.txt").write_bytes(b"One\xff")
     with pytest.raises(UsageError, match=r"not UTF-8 text \(byte 0xff at offset 3\)$"):
         ip.run_line_magic("charrnn_sample", f"--name u8 --prime-file {tmp_path / 'bad.txt'}")
+
+
+def test_a_long_text_is_cut_with_a_note(ip):
+    train(ip, f"--name long {TINY}")
+    ip.user_ns["long_text"] = (TEXT * 100)[: show.MAX_CHARS + 7]
+    with capture_output() as cap:
+        ip.run_line_magic("charrnn_show", "--name long --text long_text")
+    (page,) = html_outputs(cap)
+    assert Page(page).text == ip.user_ns["long_text"][: show.MAX_CHARS]
+    note = f"The text is longer than {show.MAX_CHARS:,} characters: this page shows its first {show.MAX_CHARS:,}."
+    assert cap.stderr == note + "\n" and note in page

@@ -250,6 +250,8 @@ def test_bad_input_is_one_line(small, tmp_path):
         assert str(corrupt) in one_error_line(run(command, "-m", corrupt, input="abc"), 1)
     assert "no such model" in one_error_line(run("show", "-m", tmp_path / "none.msgpack", input="abc"), 1)
     assert "nofile.txt" in one_error_line(run("show", "-m", small, tmp_path / "nofile.txt"), 1)
+    line = one_error_line(run("show", "-m", small, "-o", tmp_path / "no" / "page.html", input="abc"), 1)
+    assert "page.html: cannot write the page: No such file or directory" in line
     assert "--top must be at least 1" in one_error_line(run("neurons", "-m", small, "--top", "0", input="ab"), 2)
     # invalid UTF-8 is replaced and said, as eval does: one warning line, and the page
     r = run("show", "-m", small, input=b"To be \xff or not")
@@ -381,3 +383,16 @@ def test_one_stream_whatever_the_chunking():
         hs, state, _ = net.forward(model.params, model.config, np.array([[ix]]), state)
         logp = net.log_softmax(net.logits(model.params, hs))[0]
     assert tr.bits_per_char == pytest.approx(total / (len(text) - 1) / math.log(2), rel=1e-9)
+
+
+def test_neurons_lists_three_per_feature_by_default_and_cuts_long_text(small):
+    text = ('He said "so (they say) it is" and went.\n' + SHAKESPEARE.read_text() * 2)[: features.MAX_CHARS + 10]
+    r = run("neurons", "-m", small, input=text, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.decode().splitlines()[1:]]
+    named = [row[2] for row in rows]
+    assert {name: named.count(name) for name in set(named)} == {name: 3 for name in features.FEATURES}
+    assert r.stderr.decode() == (
+        f"rnnpipe: note: the text is longer than {features.MAX_CHARS:,} characters: ranking on its first "
+        f"{features.MAX_CHARS:,}\n"
+    )
