@@ -222,7 +222,7 @@ def fragment(trace, vocab, *, model_label, layer=None, unit=None, note=None, uid
         "</header>",
         _legend(neuron),
         f'<div class="t" role="group" aria-label="the text, one element per character">{_spans(trace, acts)}</div>',
-        '<div class="tip" role="tooltip" hidden></div>',
+        '<div class="tip" role="tooltip" aria-live="polite" hidden></div>',  # read out as the focus moves
         f'<script type="application/json" class="data">{_json_for_script(data)}</script>',
         f"<script>{SCRIPT.replace('ROOT_ID', root)}</script>",
         "</div>",

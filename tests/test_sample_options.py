@@ -118,6 +118,20 @@ def test_beam_as_wide_as_every_text_finds_the_likeliest_one():
     assert differs >= 3  # models where greedy decoding misses the likeliest text, and the beam finds it
 
 
+def test_a_dispute_held_too_long_is_settled_for_the_likeliest_beam(monkeypatch):
+    import rnnpipe.sample
+
+    model = tiny(7)
+    monkeypatch.setattr(rnnpipe.sample, "MAX_LAG", 1)
+    held = beam_search(model.config, model.vocab, model.params, 0, "a", width=9)  # endless: it must still stream
+    first = "".join(next(held) for _ in range(40))
+    assert len(first) == 40 and set(first) <= set("abc")
+    # with no lag at all, every character is the likeliest beam's at once: greedy decoding
+    monkeypatch.setattr(rnnpipe.sample, "MAX_LAG", 0)
+    settled = "".join(beam_search(model.config, model.vocab, model.params, 12, "a", width=9))
+    assert settled == model.sample(12, prime="a", temperature=0)
+
+
 def test_beam_one_is_greedy_decoding(small):
     greedy = sample(small, "-n", "300", "--temperature", "0", "--prime", "ROMEO:")
     assert sample(small, "-n", "300", "--beam", "1", "--prime", "ROMEO:") == greedy

@@ -124,6 +124,14 @@ def test_right_to_left_text_and_emoji_render(pages, browser):
         ".map(function (s) { return s.getBoundingClientRect().left; })"
     )
     assert xs == sorted(xs, reverse=True) and len(set(xs)) == 4  # each letter left of the one before
+    # a newline starts a new line; a tab is wider than a space
+    boxes = browser.evaluate(
+        "Array.prototype.map.call(document.querySelectorAll('.t > span'), function (s) {"
+        " var r = s.getBoundingClientRect(); return [r.top, r.width]; })"
+    )
+    newline, tab, space = TEXT.index("\n"), TEXT.index("\t"), TEXT.index(" ")
+    assert boxes[newline + 1][0] > boxes[newline - 1][0]
+    assert boxes[tab][1] > 2 * boxes[space][1]
     emoji = TEXT.index("🙂")
     width = browser.evaluate(f"document.querySelectorAll('.t > span')[{emoji}].getBoundingClientRect().width")
     assert width > 5
