@@ -200,6 +200,10 @@ def test_long_text_is_cut_at_the_documented_size_with_a_note(small):
     assert note in r.stdout.decode()
     assert r.stderr.decode() == f"rnnpipe: note: the text is {note}.\n"
     assert f"first {show.MAX_CHARS:,}" in _help("show")
+    # reading stops at the cut, so an endless pipe makes a page too
+    r = shell(f"set -o pipefail; yes 'To be or not' | rnnpipe show -m '{small}' | tail -c 8", timeout=60)
+    assert r.returncode == 141 or r.returncode == 0  # yes itself ends by SIGPIPE when show stops reading
+    assert r.stdout == b"</html>\n"
 
 
 def test_the_neuron_page_colours_by_the_units_activation(small):
