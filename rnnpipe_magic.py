@@ -1,4 +1,4 @@
-"""IPython magics for rnnpipe: ``%%charrnn_train`` and ``%charrnn_sample``.
+"""IPython magics for rnnpipe: ``%%charrnn_train``, ``%charrnn_sample`` and ``%%charrnn_show``.
 
 Load with ``%load_ext rnnpipe_magic`` (IPython comes with
 ``pip install 'rnnpipe[notebook]'``)::
@@ -8,7 +8,10 @@ Load with ``%load_ext rnnpipe_magic`` (IPython comes with
 
     %charrnn_sample -m kafka.msgpack -n 300 --temperature 0.8 --prime "Gregor " -o text
 
-The options are those of ``rnnpipe train`` and ``rnnpipe sample`` (one table,
+    %%charrnn_show -m kafka.msgpack --neuron 17
+    "Oh, God", he thought, "what a strenuous career it is that I've chosen!"
+
+The options are those of ``rnnpipe train``, ``rnnpipe sample`` and ``rnnpipe show`` (one table,
 rnnpipe.options), plus a few that only make sense in a notebook: ``--name``
 keeps a model in memory without a file, ``--text VAR`` trains on a string the
 notebook already holds, ``-o VAR`` stores a result in the user's namespace
@@ -269,6 +272,7 @@ class CharRNNMagics(Magics):
     def __init__(self, shell):
         super().__init__(shell)
         self.models = {}  # ("file", absolute path) or ("name", name) -> _Entry
+        self._shown = 0  # pages shown by %charrnn_show
 
     # -- finding models --------------------------------------------------
 
@@ -539,6 +543,8 @@ class CharRNNMagics(Magics):
         The line is split as a shell splits it: --prime "KING HENRY:" or
         --prime 'KING HENRY:'. IPython expands $var and {expression} first,
         so --prime "$who" primes with a variable's text; $$ is a plain $.
+        --prime-file reads a prime from a file (a notebook has no stdin, so
+        not -). --beam, --lines and --until work as on the command line.
         """
         args = _parse(self.charrnn_sample, line)
         self._check_output(args.output)
@@ -546,21 +552,30 @@ class CharRNNMagics(Magics):
             options.check_sample(args)  # the command line's rules and words
         except ValueError as e:
             raise UsageError(str(e)) from None
+        prime = args.prime
+        if args.prime_file == "-":
+            raise UsageError('--prime-file -: a notebook has no stdin to read; use --prime "$variable" or a file')
+        if args.prime_file is not None:
+            try:
+                prime = options.read_prime_file(os.path.expanduser(args.prime_file))
+            except ValueError as e:
+                raise UsageError(str(e)) from None
         model = self._entry(args, create=False).model
         try:
-            chars = model.stream(args.n, args.prime, args.temperature, args.top_k, args.seed, args.skip_unknown)
+            chars = model.stream(args.n, prime, args.temperature, args.top_k, args.seed, args.skip_unknown,
+                                 beam=args.beam, lines=args.lines, until=args.until)  # fmt: skip
             first = next(chars, "")  # bad primes and untrained models fail here, before any output
         except ValueError as e:
             raise UsageError(str(e)) from None
         if args.skip_unknown:
-            dropped = model.vocab.missing(args.prime)
+            dropped = model.vocab.missing(prime)
             if dropped:
                 # the command line's words: the prime is still printed as written
                 print(
                     "warning: left out of the prime, never seen by the model: " + " ".join(repr(c) for c in dropped),
                     file=sys.stderr,
                 )
-        prime = "" if args.no_echo_prime else args.prime
+        prime = "" if args.no_echo_prime else prime
         out = [prime, first]
         sys.stdout.write(prime + first)
         last_flush = time.monotonic()
@@ -577,6 +592,67 @@ class CharRNNMagics(Magics):
         sys.stdout.flush()
         if args.output:
             self.shell.user_ns[args.output] = "".join(out)
+
+    # -- pictures ------------------------------------------------------------
+
+    @magic_arguments(name="%charrnn_show")
+    @_model_option("model file to read the text with")
+    @_name_option
+    @argument("--text", metavar="VAR", help="show the string in the notebook variable VAR instead of the cell body")
+    @_options("colour", options.SHOW)
+    @line_cell_magic
+    def charrnn_show(self, line, cell=None):
+        """Show a text coloured by how surprised the model was at each
+        character (or, with --neuron K, by unit K's activation), inline, as
+        `rnnpipe show` draws it: hover over a character (or Tab to the text
+        and use the arrow keys) for its probability and the model's top five
+        guesses. As a cell magic, %%charrnn_show shows the cell's text; as a
+        line magic, the string named by --text.
+        """
+        from IPython.display import HTML
+
+        from rnnpipe import show
+        from rnnpipe.trace import check_unit, trace
+
+        args = _parse(self.charrnn_show, line)
+        if args.text is not None:
+            if cell and cell.strip():
+                raise UsageError("give the text in the cell body or with --text, not both")
+            if args.text not in self.shell.user_ns:
+                raise UsageError(f"--text: no variable {args.text!r} in the notebook")
+            text = self.shell.user_ns[args.text]
+            if not isinstance(text, str):
+                raise UsageError(f"--text: {args.text} is a {type(text).__name__}, not a str")
+        elif cell is None:
+            raise UsageError("%charrnn_show needs --text VAR; or put the text in the body of a %%charrnn_show cell")
+        else:
+            text = cell
+        if not text:
+            raise UsageError("nothing to show: the text is empty")
+        entry = self._entry(args, create=False)
+        model = entry.model
+        neuron = args.neuron is not None
+        try:
+            check_unit(model.config, args.layer, args.neuron)
+        except ValueError as e:
+            which = "--layer" if e.args[0].startswith("layer") else "--neuron"
+            raise UsageError(f"{which} {e.args[0].split(' ', 1)[1]}") from None
+        note = None
+        if len(text) > show.MAX_CHARS:
+            note = (
+                f"The text is longer than {show.MAX_CHARS:,} characters: this page shows its first {show.MAX_CHARS:,}."
+            )
+            print(note, file=sys.stderr)
+            text = text[: show.MAX_CHARS]
+        try:
+            tr = trace(model.config, model.vocab, model.params, text, layers=[args.layer] if neuron else [])
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        self._shown += 1  # two pages in one notebook need two ids
+        page = show.fragment(tr, model.vocab, model_label=show.model_label(model, entry.label),
+                             layer=args.layer if neuron else None, unit=args.neuron, note=note,
+                             uid=f"{os.getpid()}-{self._shown}")  # fmt: skip
+        display(HTML(page))
 
 
 def _describe(model):
@@ -596,4 +672,6 @@ def unload_ipython_extension(ipython):
     magics["cell"].pop("charrnn_train", None)
     magics["line"].pop("charrnn_train", None)
     magics["line"].pop("charrnn_sample", None)
+    magics["cell"].pop("charrnn_show", None)
+    magics["line"].pop("charrnn_show", None)
     ipython.magics_manager.registry.pop(CharRNNMagics.__name__, None)

@@ -1,4 +1,4 @@
-"""The command line: `rnnpipe train | sample | eval | info`.
+"""The command line: `rnnpipe train | sample | eval | info | show | neurons`.
 
 A thin layer over rnnpipe.Model that behaves like a Unix filter: data on
 stdout, everything else on stderr, one-line errors (exit 2 for usage, 1 for
@@ -82,7 +82,9 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
 DESCRIPTION = """\
 A character-level recurrent network (RNN, LSTM or GRU) in pure numpy, as a
 Unix filter: train a model on any text you can pipe, then generate text from
-it, score text with it, or describe it. The model is one file (msgpack).
+it, score text with it, describe it, or see what it sees (an HTML page of a
+text coloured by its surprise or by one unit). The model is one file
+(msgpack).
 
 Run `rnnpipe COMMAND --help` for a command's options.
 Exit status: 0 success, 1 runtime error, 2 usage error, 130/143 when
@@ -91,7 +93,8 @@ training was interrupted by SIGINT/SIGTERM (after saving the model)."""
 EPILOG = """\
 example:
   cat *.txt | rnnpipe train -m shakespeare.msgpack
-  rnnpipe sample -m shakespeare.msgpack -n 500 --temperature 0.8 | less"""
+  rnnpipe sample -m shakespeare.msgpack -n 500 --temperature 0.8 | less
+  rnnpipe show -m shakespeare.msgpack act1.txt -o act1.html"""
 
 TRAIN_DESCRIPTION = """\
 Train MODEL on the text of the FILEs, or of stdin when there are none or a
@@ -167,7 +170,56 @@ SAMPLE_EPILOG = """\
 examples:
   rnnpipe sample -m kafka.msgpack -n 1000
   rnnpipe sample -m kafka.msgpack -n 0 --temperature 0.7 | less     # until you quit less
-  rnnpipe sample -m kafka.msgpack --prime 'Gregor ' --seed 1 -n 200"""
+  rnnpipe sample -m kafka.msgpack --prime 'Gregor ' --seed 1 -n 200
+  rnnpipe sample -m kafka.msgpack --beam 8 --lines 3 --prime 'Gregor '   # the likeliest 3 lines
+  rnnpipe sample -m kafka.msgpack -n 2000 --until '.'                 # one sentence, at most 2000 characters
+  rnnpipe sample -m kafka.msgpack --prime-file opening.txt -n 500   # a long, multi-line prime
+  head -c 400 story.txt | rnnpipe sample -m kafka.msgpack --prime-file - --no-echo-prime"""
+
+SHOW_DESCRIPTION = f"""\
+Write one self-contained HTML page (CSS and JS inline, nothing loaded from the
+network: it opens from disk) showing the text of FILE (or stdin) with each
+character coloured by how surprised MODEL was to see it: -log2 of the
+probability it gave the character, in bits, white (0) through yellow and
+orange to dark red (8 bits or more). The header gives the text's bits per
+character and the model; hovering over a character, or focusing it (Tab to
+the text, then the arrow keys), shows the probability and the model's top
+five guesses for it. With --neuron K the colour is unit K's activation
+instead (see --neuron).
+
+The text is read as `rnnpipe eval` reads it, as one continuous stream, so the
+header's bits per character are eval's for the same text. Characters the
+model has never seen are shown grey and skipped (neither predicted nor
+context); the first character has nothing before it and is not predicted.
+Input is UTF-8 (invalid bytes become U+FFFD, with a warning). At most the
+first {20_000:,} characters are shown: a longer text is cut there, with a note
+on the page and on stderr.
+
+The page goes to stdout unless -o names a file."""
+
+SHOW_EPILOG = """\
+examples:
+  rnnpipe show -m kafka.msgpack chapter.txt -o surprise.html
+  tail -n 40 notes.txt | rnnpipe show -m notes.msgpack -o notes.html
+  rnnpipe show -m kafka.msgpack chapter.txt | gzip > surprise.html.gz      # the page on stdout
+  rnnpipe show -m kafka.msgpack --neuron 17 chapter.txt -o unit17.html   # what unit 17 tracks"""
+
+NEURONS_DESCRIPTION = f"""\
+Find units of MODEL that track simple features of the text of FILE (or stdin):
+inside double quotes, inside parentheses or brackets, the position in the
+line, the first character of a word, just after a newline. Each feature is
+computed from the text; each unit's activation after each character (LSTM:
+tanh of the cell state; GRU and RNN: the hidden state) is correlated with it
+(Pearson, over the characters the model knows), and the units with the
+largest |correlation| for each feature are printed as a table: unit, layer,
+feature, correlation. A feature the text does not vary (no quotes in it, say)
+is named on stderr and left out. At most the first {50_000:,} characters are
+read. --html DIR writes the `rnnpipe show --neuron` page of each unit listed."""
+
+NEURONS_EPILOG = """\
+examples:
+  rnnpipe neurons -m kafka.msgpack kafka.txt
+  rnnpipe neurons -m kafka.msgpack --top 1 --html pages kafka.txt   # the best unit per feature, and its page"""
 
 EVAL_DESCRIPTION = """\
 Score the text of the FILEs (or stdin) under MODEL without training it:
@@ -236,6 +288,25 @@ def build_parser(streams=None):
     s = command("sample", cmd_sample, "write generated text to stdout", SAMPLE_DESCRIPTION, SAMPLE_EPILOG)
     _model_option(s, "model file to sample from")
     options.add(s, options.SAMPLE)
+
+    w = command("show", cmd_show, "an HTML page of a text coloured by the model's surprise (or a unit)",
+                SHOW_DESCRIPTION, SHOW_EPILOG)  # fmt: skip
+    _model_option(w, "model file to read the text with")
+    w.add_argument("file", nargs="?", default="-", metavar="FILE", help="text to show; stdin when none or -")
+    w.add_argument("-o", "--output", metavar="PAGE", help="write the page to this file (default: stdout)")
+    options.add(w, options.SHOW)
+
+    u = command("neurons", cmd_neurons, "units that track quotes, brackets, the line's length...",
+                NEURONS_DESCRIPTION, NEURONS_EPILOG)  # fmt: skip
+    _model_option(u, "model file whose units to rank")
+    u.add_argument("file", nargs="?", default="-", metavar="FILE", help="text to read; stdin when none or -")
+    u.add_argument("--top", type=int, default=3, metavar="N", help="units listed per feature (default 3)")
+    u.add_argument(
+        "--html",
+        metavar="DIR",
+        help="also write the --neuron page of each unit listed into DIR (created if need be), named "
+        "FEATURE-layerL-unitK.html",
+    )
 
     e = command("eval", cmd_eval, "bits per character (and perplexity) of a text under MODEL", EVAL_DESCRIPTION,
                 EVAL_EPILOG)  # fmt: skip
@@ -528,8 +599,15 @@ def cmd_sample(args, io):
     except ValueError as e:
         raise UsageError(str(e)) from None
     model = load_model(args.model)
-    unknown = model.vocab.missing(args.prime) if len(model.vocab) else []
-    chars = model.stream(args.n, args.prime, args.temperature, args.top_k, args.seed, args.skip_unknown)
+    prime = args.prime
+    if args.prime_file is not None:
+        try:
+            prime = options.read_prime_file(args.prime_file, io.stdin)
+        except ValueError as e:
+            raise Failure(str(e)) from None
+    unknown = model.vocab.missing(prime) if len(model.vocab) else []
+    chars = model.stream(args.n, prime, args.temperature, args.top_k, args.seed, args.skip_unknown, beam=args.beam,
+                         lines=args.lines, until=args.until)  # fmt: skip
     try:
         first = next(chars, "")  # checks the prime before anything is written
     except ValueError as e:
@@ -545,8 +623,8 @@ def cmd_sample(args, io):
         pending.clear()
 
     try:
-        if args.prime and not args.no_echo_prime:
-            out.write(args.prime)
+        if prime and not args.no_echo_prime:
+            out.write(prime)
         pending.append(first)
         emit()
         last = time.monotonic()
@@ -575,6 +653,137 @@ def _end_line(out):
         with contextlib.suppress(OSError, ValueError):
             out.write("\n")
             out.flush()
+
+
+def read_text(path, stdin, limit, io):
+    """The text of one input (stdin for -), its first `limit` characters at
+    most; (text, whether it was cut). Stops reading at the limit, so an
+    endless pipe ends too. Invalid UTF-8 becomes U+FFFD, with a warning."""
+    from .reader import TextReader
+
+    sources = open_inputs([path], stdin)
+    try:
+        if reading_terminal(sources):
+            io.note("reading the text from the terminal; end it with Ctrl-D")
+        reader = TextReader(sources, idle=None)
+        pieces, have = [], 0
+        for piece in reader.blocks():
+            if piece:
+                pieces.append(piece)
+                have += len(piece)
+                if have > limit:
+                    break
+    finally:
+        for s in sources:
+            s.close()
+    if reader.replaced:
+        io.note(f"warning: {reader.replaced} invalid UTF-8 byte(s) in the input were replaced by U+FFFD")
+    text = "".join(pieces)
+    if not text:
+        raise Failure("empty input: nothing to show")
+    return text[:limit], len(text) > limit
+
+
+def _trace(model, text, layers, threads):
+    from .trace import trace
+
+    with options.blas_threads(threads):
+        try:
+            return trace(model.config, model.vocab, model.params, text, layers=layers)
+        except ValueError as e:  # a model that has seen no text
+            raise Failure(str(e)) from None
+
+
+def _check_unit(model, args):
+    from .trace import check_unit
+
+    try:
+        check_unit(model.config, args.layer, args.neuron)
+    except ValueError as e:
+        which = "--layer" if e.args[0].startswith("layer") else "--neuron"
+        raise UsageError(f"{which} {e.args[0].split(' ', 1)[1]}") from None
+
+
+def _write_page(path, page):
+    """Write a page whole or not at all: a reader never sees half of one."""
+    from .modelfile import save_bytes
+
+    try:
+        save_bytes(path, page.encode("utf-8"))
+    except OSError as e:
+        raise Failure(f"{path}: cannot write the page: {e.strerror}") from None
+
+
+def cmd_show(args, io):
+    from . import show
+
+    model = load_model(args.model)
+    if args.neuron is not None or args.layer != 0:
+        _check_unit(model, args)
+    text, cut = read_text(args.file, io.stdin, show.MAX_CHARS, io)
+    note = None
+    if cut:
+        note = f"The text is longer than {show.MAX_CHARS:,} characters: this page shows its first {show.MAX_CHARS:,}."
+        io.note(f"note: {note[0].lower()}{note[1:]}")
+    neuron = args.neuron is not None
+    tr = _trace(model, text, [args.layer] if neuron else [], 1)
+    label = show.model_label(model, os.path.basename(args.model))
+    page = show.page(tr, model.vocab, model_label=label, layer=args.layer if neuron else None, unit=args.neuron,
+                     note=note)  # fmt: skip
+    if args.output is None:
+        io.stdout.write(page)
+        io.stdout.flush()
+        return 0
+    _write_page(args.output, page)
+    bpc = f"{tr.bits_per_char:.3f} bits/char" if tr.chars else "nothing predicted"
+    io.note(f"wrote {args.output}: {len(text):,} characters, {bpc}")
+    return 0
+
+
+def cmd_neurons(args, io):
+    from . import features, show
+
+    if args.top < 1:
+        raise UsageError(f"--top must be at least 1, not {args.top}")
+    model = load_model(args.model)
+    text, cut = read_text(args.file, io.stdin, features.MAX_CHARS, io)
+    if cut:
+        io.note(f"note: the text is longer than {features.MAX_CHARS:,} characters: ranking on its first "
+                f"{features.MAX_CHARS:,}")  # fmt: skip
+    tr = _trace(model, text, list(range(model.config.layers)), 1)
+    rows, flat = features.rank(tr, args.top)
+    for name in flat:
+        io.note(f"feature {name} left out: {features.FEATURES[name]} does not vary in this text")
+    if not rows:
+        raise Failure("no feature varies in this text: nothing to rank (it needs at least two known characters)")
+    lines = [f"{'unit':>6}  {'layer':>5}  {'feature':<11}  {'correlation':>11}  meaning"]
+    for name, layer, unit, r in rows:
+        lines.append(f"{unit:>6}  {layer:>5}  {name:<11}  {r:>+11.3f}  {features.FEATURES[name]}")
+    io.stdout.write("\n".join(lines) + "\n")
+    io.stdout.flush()
+    if args.html:
+        try:
+            os.makedirs(args.html, exist_ok=True)
+        except OSError as e:
+            raise Failure(f"{args.html}: cannot make the folder: {e.strerror}") from None
+        label = show.model_label(model, os.path.basename(args.model))
+        for name, layer, unit, r in rows:
+            note = f"Ranked by rnnpipe neurons: correlation {r:+.3f} with {name}, {features.FEATURES[name]}."
+            path = os.path.join(args.html, f"{name}-layer{layer}-unit{unit}.html")
+            _write_page(path, show.page(_cut_trace(tr, show.MAX_CHARS), model.vocab, model_label=label, layer=layer,
+                                        unit=unit, note=note))  # fmt: skip
+        io.note(f"wrote {len(rows)} page(s) into {args.html}")
+    return 0
+
+
+def _cut_trace(tr, limit):
+    """The first `limit` characters of a trace: a page shows at most show.MAX_CHARS."""
+    from .trace import Trace
+
+    if len(tr.text) <= limit:
+        return tr
+    return Trace(tr.text[:limit], tr.known[:limit], tr.scored[:limit], tr.prob[:limit], tr.bits[:limit],
+                 tr.top[:limit], tr.top_prob[:limit], {k: v[:limit] for k, v in tr.units.items()})  # fmt: skip
 
 
 def cmd_eval(args, io):

@@ -74,6 +74,12 @@ def forward(p, xw, state, prepared=None, work=None):
     return hs[1:], (hs[T].copy(),), (hs, acts, hns)
 
 
+def units(cache):
+    """Each unit's activation at each step, (time, batch, hidden): the hidden
+    state, the GRU's only state (see lstm.units)."""
+    return cache[0][1:]
+
+
 def backward(p, dhs, cache, work=None):
     hs, acts, hns = cache
     T, B, H = dhs.shape

@@ -87,6 +87,13 @@ def forward(p, xw, state, prepared=None, work=None):
     return hs[1:], (hs[T].copy(), cs[T].copy()), (hs, cs, acts, tanh_cs)
 
 
+def units(cache):
+    """Each unit's activation at each step, (time, batch, hidden), for
+    pictures of what units track: tanh of the cell state, the long memory
+    that Karpathy et al. (2015) found quote and line-length cells in."""
+    return cache[3]
+
+
 def backward(p, dhs, cache, work=None):
     hs, cs, acts, tanh_cs = cache
     T, B, H = dhs.shape

@@ -13,7 +13,7 @@ import numpy as np
 from . import modelfile, net, optim
 from .config import ARCHITECTURE, Config
 from .evaluate import evaluate
-from .sample import check, generate
+from .sample import beam_search, check, generate, stop_after
 from .schedule import KINDS, Budget
 from .train import MAX_VOCAB, Diverged, Position, Run
 from .vocab import Vocab
@@ -352,21 +352,41 @@ class Model:
 
     # -- using -------------------------------------------------------------
 
-    def stream(self, n, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False):
+    def stream(self, n, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False, *, beam=None,
+               lines=None, until=None):  # fmt: skip
         """Yield generated characters one at a time; n=0 means forever.
 
         Options are checked at once (ValueError): n and top_k, seed must be
         whole numbers (n >= 0, top_k >= 1, seed >= 0), temperature 0 or more
         (0 takes the likeliest character, inf samples uniformly). A prime
         with characters the model has never seen raises ValueError on the
-        first character, or with skip_unknown is used without them."""
-        check(n, temperature, top_k, seed)
-        return generate(self.config, self.vocab, self.params, n, prime, temperature, top_k, seed,
-                        skip_unknown=skip_unknown)  # fmt: skip
+        first character, or with skip_unknown is used without them.
 
-    def sample(self, n=200, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False) -> str:
+        beam=K searches for the likeliest text instead of sampling
+        (sample.beam_search; no temperature or top_k with it). lines=N stops
+        right after the Nth newline generated, until=TEXT right after TEXT
+        first appears in the generated text; with n, whichever comes first."""
+        check(n, temperature, top_k, seed)
+        if lines is not None and (isinstance(lines, bool) or not isinstance(lines, int) or lines < 1):
+            raise ValueError(f"lines must be at least 1, not {lines!r}")
+        if until is not None and (not isinstance(until, str) or not until):
+            raise ValueError(f"until must be a non-empty str, not {until!r}")
+        if beam is not None:
+            if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
+                raise ValueError(f"beam must be at least 1, not {beam!r}")
+            if temperature != 1.0 or top_k is not None:
+                raise ValueError("beam search finds the likeliest text: it takes no temperature or top_k")
+            chars = beam_search(self.config, self.vocab, self.params, n, prime, beam, skip_unknown)
+        else:
+            chars = generate(self.config, self.vocab, self.params, n, prime, temperature, top_k, seed,
+                             skip_unknown=skip_unknown)  # fmt: skip
+        return stop_after(chars, lines, until) if lines is not None or until is not None else chars
+
+    def sample(self, n=200, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False, *, beam=None,
+               lines=None, until=None) -> str:  # fmt: skip
         """n characters following prime (not included in the result); see stream."""
-        return "".join(self.stream(n, prime, temperature, top_k, seed, skip_unknown))
+        return "".join(self.stream(n, prime, temperature, top_k, seed, skip_unknown, beam=beam, lines=lines,
+                                   until=until))  # fmt: skip
 
     def evaluate(self, text):
         """Held-out scores of text; see evaluate.Evaluation."""

@@ -196,6 +196,52 @@ SAMPLE = [
     ),
     (("--no-echo-prime",), dict(action="store_true", help="do not write the --prime text before the sample")),
     (("--seed",), dict(type=int, metavar="N", help="random seed: the same seed and model give the same text anywhere")),
+    (
+        ("--prime-file",),
+        dict(
+            metavar="PATH",
+            help="take the prime from a UTF-8 file, taken exactly (newlines included); - reads it from stdin; "
+            "instead of --prime",
+        ),
+    ),
+    (
+        ("--beam",),
+        dict(
+            type=int,
+            metavar="K",
+            help="beam search: keep the K likeliest texts at each character and write the likeliest, instead of "
+            "sampling; more conservative than sampling, like a lower --temperature (no --temperature or --top-k)",
+        ),
+    ),
+    (
+        ("--lines",),
+        dict(type=int, metavar="N", help="stop after N complete lines: right after the Nth newline generated"),
+    ),
+    (
+        ("--until",),
+        dict(
+            metavar="TEXT",
+            help="stop right after TEXT first appears in the generated text (the prime is not searched)",
+        ),
+    ),
+]
+
+# what `rnnpipe show` and %charrnn_show colour by
+SHOW = [
+    (
+        ("--neuron",),
+        dict(
+            type=int,
+            metavar="K",
+            help="colour each character by unit K's activation after reading it, blue (-1) through white to red "
+            "(+1), instead of by surprise; units count from 0 (LSTM: tanh of the cell state; GRU, RNN: the hidden "
+            "state)",
+        ),
+    ),
+    (
+        ("--layer",),
+        dict(type=int, default=0, metavar="L", help="the layer of --neuron's unit, from 0 (default 0, the first)"),
+    ),
 ]
 
 
@@ -252,6 +298,47 @@ def check_sample(args):
             if message.startswith(name + " "):
                 raise ValueError(option + message[len(name) :]) from None
         raise
+    check_sample_run(args)
+
+
+def check_sample_run(args):
+    """The sampling options check() does not know: their combinations and
+    the stopping rules; ValueError in the command line's words."""
+    if args.beam is not None and args.beam < 1:
+        raise ValueError(f"--beam must be at least 1, not {args.beam}")
+    if args.beam is not None and (args.temperature != 1.0 or args.top_k is not None):
+        raise ValueError("--beam searches for the likeliest text: it takes no --temperature or --top-k")
+    if args.lines is not None and args.lines < 1:
+        raise ValueError(f"--lines must be at least 1, not {args.lines}")
+    if args.until is not None and not args.until:
+        raise ValueError("--until needs a text to stop after, not an empty one")
+    if args.prime_file is not None and args.prime:
+        raise ValueError("give --prime or --prime-file, not both")
+
+
+def read_prime_file(path, stdin=None):
+    """The text of a --prime-file (stdin for -), or ValueError saying what is wrong with it."""
+    try:
+        if path == "-":
+            data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read()
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+    except FileNotFoundError:
+        raise ValueError(f"--prime-file {path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"--prime-file {path}: is a directory") from None
+    except OSError as e:
+        raise ValueError(f"--prime-file {path}: cannot read it: {e.strerror}") from None
+    if isinstance(data, str):  # a text stream (a test's StringIO): already decoded
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"--prime-file {'stdin' if path == '-' else path}: not UTF-8 text (byte 0x{data[e.start]:02x} at "
+            f"offset {e.start})"
+        ) from None
 
 
 def blas_threads(n):

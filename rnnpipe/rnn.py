@@ -63,6 +63,12 @@ def forward(p, xw, state, prepared=None, work=None):
     return hs[1:], (hs[T].copy(),), hs
 
 
+def units(cache):
+    """Each unit's activation at each step, (time, batch, hidden): the hidden
+    state (see lstm.units)."""
+    return cache[1:]
+
+
 def backward(p, dhs, hs, work=None):
     """Backpropagate through time. dhs is the loss gradient on each output h
     from above; returns the gradient on xw and on the recurrent weights."""

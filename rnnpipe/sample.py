@@ -44,6 +44,36 @@ def check(n, temperature, top_k, seed):
         raise ValueError(f"seed must be 0 or more, not {seed!r}")
 
 
+def _start(config, vocab, params, prime, skip_unknown, state):
+    """What sampling and beam search start from: the weights in float64,
+    the state after all of the prime but its last character, and that last
+    character's index (the next input)."""
+    if not len(vocab):
+        raise ValueError("the model has not seen any text yet")
+    unknown = vocab.missing(prime)
+    if unknown and skip_unknown:
+        prime = "".join(c for c in prime if c not in unknown)
+    elif unknown:
+        raise ValueError(
+            "the prime has characters the model has never seen: "
+            + " ".join(repr(c) for c in unknown)
+            + " (--skip-unknown leaves them out)"
+        )
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}
+    cfg = config.replace(dtype="float64")
+    if state is None:
+        state = net.zero_state(cfg, 1)
+    else:
+        state = [tuple(s.astype(np.float64) for s in layer) for layer in state]
+    # the weights rearranged for the recurrence once, not once per character
+    prepared = net.prepare(p64, cfg)
+    context = vocab.encode(prime or start_char(vocab))
+    # condition on all of the prime but its last character in one chunk
+    if len(context) > 1:
+        _, state, _ = net.forward(p64, cfg, context[:-1].reshape(-1, 1), state, prepared=prepared)
+    return p64, cfg, prepared, state, int(context[-1])
+
+
 def generate(
     config, vocab, params, n, prime="", temperature=1.0, top_k=None, seed=None, state=None, skip_unknown=False
 ):
@@ -58,36 +88,79 @@ def generate(
     overflow); an infinite one samples uniformly.
     """
     check(n, temperature, top_k, seed)
-    if not len(vocab):
-        raise ValueError("the model has not seen any text yet")
-    unknown = vocab.missing(prime)
-    if unknown and skip_unknown:
-        prime = "".join(c for c in prime if c not in unknown)
-    elif unknown:
-        raise ValueError(
-            "the prime has characters the model has never seen: "
-            + " ".join(repr(c) for c in unknown)
-            + " (--skip-unknown leaves them out)"
-        )
     if temperature < 1e-30:
         temperature = 0.0
     rng = np.random.default_rng(seed)
-    p64 = {k: v.astype(np.float64) for k, v in params.items()}
-    cfg = config.replace(dtype="float64")
-    if state is None:
-        state = net.zero_state(cfg, 1)
-    else:
-        state = [tuple(s.astype(np.float64) for s in layer) for layer in state]
-    # the weights rearranged for the recurrence once, not once per character
-    prepared = net.prepare(p64, cfg)
-    context = vocab.encode(prime or start_char(vocab))
-    # condition on all of the prime but its last character in one chunk
-    if len(context) > 1:
-        _, state, _ = net.forward(p64, cfg, context[:-1].reshape(-1, 1), state, prepared=prepared)
-    ix = int(context[-1])
+    p64, cfg, prepared, state, ix = _start(config, vocab, params, prime, skip_unknown, state)
     produced = 0
     while n == 0 or produced < n:
         hs, state, _ = net.forward(p64, cfg, np.array([[ix]]), state, prepared=prepared)
         ix = _pick(net.logits(p64, hs)[0], temperature, top_k, rng)
         produced += 1
         yield vocab.chars[ix]
+
+
+MAX_LAG = 256  # characters beam search may hold back before it commits to the likeliest beam's
+
+
+def beam_search(config, vocab, params, n, prime="", width=4, skip_unknown=False, state=None):
+    """Yield the likeliest n characters after prime that a beam search of
+    `width` finds (forever when n is 0): at each character every beam is
+    extended by every character of the vocabulary and the `width` likeliest
+    texts so far are kept. width 1 is greedy decoding (temperature 0).
+
+    Characters are yielded as soon as every beam agrees on them, so the text
+    streams; a character still in dispute MAX_LAG characters back is settled
+    for the likeliest beam, and the beams that disagree are dropped, so an
+    endless search (n = 0) never holds text back for long. The rest of the
+    likeliest beam is yielded at the end. Ties go to the earlier beam, then
+    to the earlier character of the vocabulary, so the result is the same
+    everywhere."""
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"beam must be at least 1, not {width!r}")
+    check(n, 1.0, None, None)
+    p64, cfg, prepared, state, ix = _start(config, vocab, params, prime, skip_unknown, state)
+    V = len(vocab)
+    scores = np.zeros(1)  # log probability of each beam's text, likeliest first
+    inputs = np.array([ix])
+    pending = [[]]  # each beam's characters not yet yielded (vocabulary indices)
+    produced = 0
+    while n == 0 or produced < n:
+        hs, state, _ = net.forward(p64, cfg, inputs[None, :], state, prepared=prepared)
+        total = (scores[:, None] + net.log_softmax(net.logits(p64, hs))).ravel()
+        order = np.argsort(-total, kind="stable")[:width]  # stable: ties keep beam, then character, order
+        parent, inputs = np.divmod(order, V)
+        scores = total[order]
+        state = [tuple(s[parent] for s in layer) for layer in state]
+        pending = [pending[p] + [int(c)] for p, c in zip(parent, inputs, strict=True)]
+        produced += 1
+        while pending[0] and all(len(p) and p[0] == pending[0][0] for p in pending):
+            c = pending[0][0]
+            pending = [p[1:] for p in pending]
+            yield vocab.chars[c]
+        if len(pending[0]) > MAX_LAG:
+            c = pending[0][0]
+            keep = np.array([i for i, p in enumerate(pending) if p[0] == c])
+            scores, inputs = scores[keep], inputs[keep]
+            state = [tuple(s[keep] for s in layer) for layer in state]
+            pending = [pending[i][1:] for i in keep]
+            yield vocab.chars[c]
+    for c in pending[0]:
+        yield vocab.chars[c]
+
+
+def stop_after(chars, lines=None, until=None):
+    """The characters of `chars` up to and including the lines-th newline
+    or the end of the first occurrence of `until` in them, whichever comes
+    first (all of them when neither comes)."""
+    newlines, tail = 0, ""
+    for c in chars:
+        yield c
+        if lines is not None and c == "\n":
+            newlines += 1
+            if newlines >= lines:
+                return
+        if until:
+            tail = (tail + c)[-len(until) :]
+            if tail == until:
+                return

@@ -382,7 +382,7 @@ def test_help_explains_every_option_without_numpy():
     code = (
         "import io, sys\n"
         "from rnnpipe.cli import main\n"
-        "for cmd in ([], ['train'], ['sample'], ['eval'], ['info']):\n"
+        "for cmd in ([], ['train'], ['sample'], ['eval'], ['info'], ['show'], ['neurons']):\n"
         "    out = io.StringIO()\n"
         "    assert main(cmd + ['--help'], stdout=out) == 0\n"
         "    print(out.getvalue())\n"
@@ -395,11 +395,13 @@ def test_help_explains_every_option_without_numpy():
     expected = {
         1: "--cell --hidden --layers --dropout --seq-length --batch-size --optimizer --lr --epochs --max-time "
         "--save-every --sample-every --valid-fraction --seed --dtype --binary --quiet",
-        2: "-n --temperature --top-k --prime --no-echo-prime --skip-unknown --seed",
+        2: "-n --temperature --top-k --prime --no-echo-prime --skip-unknown --seed --beam --lines --until --prime-file",
         3: "--json",
         4: "--json",
+        5: "--neuron --layer --output",
+        6: "--top --html",
     }
-    for i, page in enumerate(pages[:5]):
+    for i, page in enumerate(pages[:7]):
         assert "example" in page and "rnnpipe" in page
         for option in expected.get(i, "").split():
             assert option in page, (i, option)

@@ -234,7 +234,7 @@ def test_unknown_prime_characters_refused_or_skipped(small):
 
 def _help_pages():
     pages = {}
-    for command in ([], ["train"], ["sample"], ["eval"], ["info"]):
+    for command in ([], ["train"], ["sample"], ["eval"], ["info"], ["show"], ["neurons"]):
         out = io.StringIO()
         assert cli.main([*command, "--help"], stdout=out) == 0
         pages[" ".join(command) or "rnnpipe"] = out.getvalue()
@@ -247,12 +247,12 @@ def test_every_example_in_the_help_parses():
     for page in _help_pages().values():
         examples_part = page.split("example")[1].replace("\\\n", " ")  # continued lines joined
         for line in examples_part.splitlines():
-            for pipeline in re.findall(r"rnnpipe (?:train|sample|eval|info)[^|#]*", line):
+            for pipeline in re.findall(r"rnnpipe (?:train|sample|eval|info|show|neurons)[^|#]*", line):
                 words = shlex.split(pipeline.strip())[1:]
                 args = cli.parse(parser, words)  # raises UsageError for an option that does not exist
                 assert args.model.endswith(".msgpack"), pipeline
                 examples += 1
-    assert examples >= 12
+    assert examples >= 20
 
 
 def test_help_says_the_default_cell_and_names_no_other_file_kind():

@@ -21,6 +21,13 @@ CLI_ONLY = {
         "--help",  # `%%charrnn_train?` is IPython's help
     },
     "sample": {"-h", "--help"},
+    "show": {
+        "FILE",  # the magic shows the cell's text or --text VAR
+        "-o",
+        "--output",  # the page is shown inline, not written
+        "-h",
+        "--help",
+    },
 }
 MAGIC_ONLY = {
     "train": {
@@ -29,6 +36,7 @@ MAGIC_ONLY = {
         "-o",  # store the result in a notebook variable
     },
     "sample": {"--name", "-o"},
+    "show": {"--name", "--text"},
 }
 
 # What each option means. help is left out for -m alone, where each side says
@@ -44,7 +52,11 @@ def _subcommands():
 
 
 def _magic_parser(command):
-    return {"train": CharRNNMagics.charrnn_train, "sample": CharRNNMagics.charrnn_sample}[command].parser
+    return {
+        "train": CharRNNMagics.charrnn_train,
+        "sample": CharRNNMagics.charrnn_sample,
+        "show": CharRNNMagics.charrnn_show,
+    }[command].parser
 
 
 def _by_name(parser):
@@ -56,7 +68,7 @@ def _by_name(parser):
     return found
 
 
-@pytest.mark.parametrize("command", ["train", "sample"])
+@pytest.mark.parametrize("command", ["train", "sample", "show"])
 def test_the_magic_has_the_command_lines_options(command):
     cli = _by_name(_subcommands()[command])
     magic = _by_name(_magic_parser(command))
@@ -64,12 +76,12 @@ def test_the_magic_has_the_command_lines_options(command):
     assert set(magic) - set(cli) == MAGIC_ONLY[command]
 
 
-@pytest.mark.parametrize("command", ["train", "sample"])
+@pytest.mark.parametrize("command", ["train", "sample", "show"])
 def test_shared_options_mean_the_same(command):
     cli = _by_name(_subcommands()[command])
     magic = _by_name(_magic_parser(command))
     shared = sorted(set(cli) & set(magic))
-    assert {"-m", "--model", "--seed"} <= set(shared)
+    assert {"-m", "--model"} <= set(shared) and (command == "show" or "--seed" in shared)
     for name in shared:
         a, b = cli[name], magic[name]
         assert type(a) is type(b), name  # the action: store, store_true, ...
@@ -92,6 +104,7 @@ def test_the_table_is_what_both_sides_are_built_from():
     table = {
         "train": options.ARCHITECTURE + options.HYPER + options.RUN + [options.MODEL],
         "sample": options.SAMPLE + [options.MODEL],
+        "show": options.SHOW + [options.MODEL],
     }
     for command, rows in table.items():
         cli = _by_name(_subcommands()[command])
@@ -101,3 +114,11 @@ def test_the_table_is_what_both_sides_are_built_from():
                 assert flag in cli and flag in magic, (command, flag)
                 if flags != options.MODEL[0]:  # -m's help is each side's own (see MEANING)
                     assert cli[flag].help == magic[flag].help == kwargs["help"], (command, flag)
+
+
+def test_the_new_sampling_and_show_options_are_on_both_sides():
+    # issue 13: the notebook gets the same sampling options and %charrnn_show the command's
+    for flag in ("--beam", "--lines", "--until", "--prime-file"):
+        assert flag in _by_name(_subcommands()["sample"]) and flag in _by_name(_magic_parser("sample"))
+    for flag in ("--neuron", "--layer", "-m"):
+        assert flag in _by_name(_subcommands()["show"]) and flag in _by_name(_magic_parser("show"))

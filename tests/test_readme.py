@@ -55,7 +55,7 @@ def test_every_command_line_example_parses():
     seen = 0
     for block in blocks("sh")[1:]:
         for line in commands(block):
-            for pipeline in re.findall(r"rnnpipe (?:train|sample|eval|info)[^|#]*", line):
+            for pipeline in re.findall(r"rnnpipe (?:train|sample|eval|info|show|neurons)[^|#]*", line):
                 cli.parse(parser, shlex.split(pipeline)[1:])  # UsageError for an option that does not exist
                 seen += 1
     assert seen >= 9
@@ -68,6 +68,7 @@ def test_the_notebook_examples_parse_with_the_magics_options():
     parsers = {
         "charrnn_train": CharRNNMagics.charrnn_train.parser,
         "charrnn_sample": CharRNNMagics.charrnn_sample.parser,
+        "charrnn_show": CharRNNMagics.charrnn_show.parser,
     }
     seen = set()
     for block in blocks("python"):
@@ -92,3 +93,34 @@ def test_the_python_example_runs(tmp_path):
     assert len(sample) >= 300 and 0 < bits < 8
     assert "rnnpipe: iteration " in r.stderr  # Display's progress lines
     assert (tmp_path / "shakespeare.msgpack").exists()
+
+
+def test_the_pictures_section_says_what_the_code_does():
+    # the behaviours are tested in tests/test_show.py, test_show_browser.py and test_magic_show.py;
+    # here, that the README's numbers and colours are the code's
+    from rnnpipe import features, show
+
+    text = " ".join(README.split())
+    assert f"at most the first {show.MAX_CHARS:,} characters of a text" in text
+    assert f"to dark red at {show.SCALE_BITS:g} bits or more" in text
+    assert show.surprise_colour(0) == "#ffffff" and show.surprise_colour(show.SCALE_BITS) == show.SURPRISE_STOPS[-1]
+    assert show.luminance(show.SURPRISE_STOPS[-1]) < 0.1 and show.SURPRISE_STOPS[2] == "#fdba74"  # orange
+    assert "blue for -1 through white to red for +1" in text
+    assert [show.activation_colour(a) for a in (-1, 0, 1)] == show.ACTIVATION_STOPS
+    for words in ("inside quotes", "inside brackets", "the position in the line", "the first character of a word",
+                  "just after a newline"):  # fmt: skip
+        assert words in text
+    assert len(features.FEATURES) == 5
+
+
+def test_the_pictures_are_there_and_made_by_the_script():
+    from chromium import decode_png
+
+    script = (ROOT / "docs" / "screenshots.py").read_text()
+    assert "default=120" in script and '"--cell", "lstm"' in script and '"kafka.txt"' in script
+    assert 'default="any"' in script  # the unit rnnpipe neurons ranks highest
+    for name in ("show-surprise.png", "show-neuron.png"):
+        assert f"](docs/{name})" in README and f'"{name}"' in script
+        width, height, rows = decode_png((ROOT / "docs" / name).read_bytes())
+        assert (width, height) == (1000, 620)
+        assert len({p for row in rows[::4] for p in row[::4]}) > 100  # a picture, not a blank page
