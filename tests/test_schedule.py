@@ -209,3 +209,36 @@ def test_the_command_line_continues_an_interrupted_schedule(tmp_path, monkeypatc
     assert a.iterations == b.iterations
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
+
+
+def test_without_a_known_end_the_command_line_keeps_lr(tmp_path):
+    """README: a run given neither --max-time nor --epochs, and text piped in
+    without --max-time, keep --lr: each ends as --schedule none does; a file
+    with --epochs follows the schedule and ends elsewhere."""
+    (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
+    small = ["--hidden", "16", "--seq-length", "10", "--batch-size", "4", "-q"]
+
+    def model(name, *args, input=None):
+        r = run("train", "-m", name, *small, *args, input=input, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        return Model.load(tmp_path / name).to_bytes()
+
+    assert model("a", "t.txt") == model("b", "--schedule", "none", "t.txt")
+    assert model("c", "--epochs", "2", input=TEXT) == model("d", "--epochs", "2", "--schedule", "none", input=TEXT)
+    assert model("e", "--epochs", "2", "t.txt") != model("f", "--epochs", "2", "--schedule", "none", "t.txt")
+
+
+def test_the_readme_states_the_schedule_the_code_follows():
+    from texts import ROOT
+
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert (
+        f"rises over the first {schedule.WARMUP:.0%} of the run and falls to {schedule.FLOOR:.0%} of `--lr`" in readme
+    )
+    assert "(`--schedule cosine`, the default, or `linear`)" in readme
+    from rnnpipe import options
+
+    (help_text,) = [kw["help"] for flags, kw in options.RUN if flags == ("--schedule",)]
+    said = f"rise over the first {schedule.WARMUP:.0%} of the run and fall to {schedule.FLOOR:.0%} of --lr"
+    said = said.replace("%", "%%")  # as argparse's help strings escape it
+    assert said in " ".join(help_text.split())

@@ -1,0 +1,293 @@
+"""Time to quality: held-out bits per character after a wall-clock budget,
+rnnpipe against PyTorch, side by side on three kinds of text.
+
+    .venv/bin/python bench/quality.py                                 # 60 and 180 s, three corpora
+    .venv/bin/python bench/quality.py --budgets 60 180 600 --corpora prose
+    .venv/bin/python bench/quality.py --budgets 60 --no-torch \\
+        --rnnpipe default 'lr=0.01' 'cell=lstm,hidden=256,lr=0.008'  # a sweep of configurations
+    .venv/bin/python bench/quality.py --plot docs/quality.png         # and the picture
+
+Corpora, each cut to its first --chars characters, the first 90% trained on
+and the last 10% held out, scored as one continuous stream by both:
+- prose: tinyshakespeare (../shared/data, see its README);
+- code: the Python standard library's own .py files (not its tests), in
+  sorted path order, concatenated;
+- cyrillic: Debian's fortunes-ru (`apt-get install fortunes-ru`), Russian
+  quotations, three quarters of the characters outside ASCII.
+
+Contestants: rnnpipe configurations given as Config fields over the default
+("default" alone is rnnpipe's default), each trained once per budget with
+`Model.train(text, max_time=budget)` (so its learning-rate schedule knows the
+budget); and PyTorch at the best configuration found by bench/run.py's sweep
+(lstm 256, batch 32, seq 50, Adam 4e-3, one-hot input) and with a learned
+nn.Embedding input, each trained once for the longest budget and scored at
+every budget on the way with its clock stopped while it is scored. Each runs
+in its own process, one after another, rnnpipe with its default one BLAS
+thread and torch with its own default threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT.parent / "shared" / "data"
+FORTUNES_RU = Path("/usr/share/games/fortunes/ru")
+TORCH_BEST = dict(cell="lstm", hidden=256, seq_length=50, batch_size=32, lr=4e-3)
+
+
+def corpus(name, chars):
+    """The text of a corpus, its first `chars` characters."""
+    if name == "prose":
+        text = (SHARED / "tinyshakespeare.txt").read_text(encoding="utf-8")
+    elif name == "code":
+        lib = Path(sysconfig.get_paths()["stdlib"])
+        parts = []
+        for path in sorted(lib.rglob("*.py")):
+            rel = path.relative_to(lib).parts
+            if rel[0] in ("test", "site-packages", "idlelib", "lib2to3") or "tests" in rel:
+                continue
+            try:
+                parts.append(path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, OSError):
+                continue
+            if sum(map(len, parts)) > chars:
+                break
+        text = "".join(parts)
+    elif name == "cyrillic":
+        if not FORTUNES_RU.is_dir():
+            raise SystemExit("the cyrillic corpus is Debian's fortunes-ru: apt-get install fortunes-ru")
+        files = sorted(p for p in FORTUNES_RU.iterdir() if p.is_file() and not p.suffix and not p.is_symlink())
+        text = "".join(p.read_text(encoding="utf-8") for p in files)
+    else:
+        raise SystemExit(f"unknown corpus {name!r}")
+    return text[:chars]
+
+
+def split(text):
+    cut = int(len(text) * 0.9)
+    return text[:cut], text[cut:]
+
+
+def parse_config(spec):
+    """'default' or 'cell=lstm,hidden=256,lr=0.008' -> dict of Config fields."""
+    if spec == "default":
+        return {}
+    out = {}
+    for item in spec.split(","):
+        k, v = item.split("=", 1)
+        for cast in (int, float):
+            try:
+                v = cast(v)
+                break
+            except ValueError:
+                continue
+        out[k.strip().replace("-", "_")] = v
+    return out
+
+
+# -- the contestants, each in a child process -----------------------------------
+
+
+def child_rnnpipe(spec):
+    from threadpoolctl import threadpool_limits
+
+    import rnnpipe
+
+    train, held = split(corpus(spec["corpus"], spec["chars"]))
+    config = rnnpipe.Config(**spec["config"])
+    model = rnnpipe.Model.new(config, train)
+    with threadpool_limits(spec.get("threads", 1)):
+        progress = model.train(train, max_time=spec["budget"], schedule=spec.get("schedule", "cosine"))
+        ev = model.evaluate(held)
+    return {"bits": ev.bits_per_char, "chars_per_sec": progress.chars_per_sec, "iterations": model.iterations,
+            "seconds": progress.elapsed, "epochs": progress.epoch}  # fmt: skip
+
+
+def child_torch(spec):
+    import numpy as np
+    import torch
+    import torch_rnn
+    from torch import nn
+    from torch.nn import functional as F
+
+    from rnnpipe.train import batches
+
+    torch.manual_seed(0)
+    train, held = split(corpus(spec["corpus"], spec["chars"]))
+    chars = sorted(set(train))
+    lookup = {c: i for i, c in enumerate(chars)}
+    train_ix = np.array([lookup[c] for c in train], np.int64)
+    held_ix = np.array([lookup[c] for c in held if c in lookup], np.int64)
+    c = spec["config"]
+    if spec["input"] == "embedding":
+        model = Embedded(c["cell"], len(chars), c["hidden"])
+    else:
+        model = torch_rnn.CharRNN(c["cell"], len(chars), c["hidden"])
+    opt = torch.optim.Adam(model.parameters(), lr=c["lr"], betas=(0.9, 0.999), eps=1e-8)
+    budgets = sorted(spec["budgets"])
+    out, trained, n_chars, scoring = [], 0.0, 0, 0.0
+    start = time.monotonic()
+    while budgets:
+        state = None
+        for X, Y in batches(train_ix, c["seq_length"], c["batch_size"]):
+            T, B = X.shape
+            logits, state = model(torch.from_numpy(X), state)
+            loss = F.cross_entropy(logits, torch.from_numpy(Y).reshape(-1), reduction="sum") / (B * T)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            state = torch_rnn._detach(state)
+            n_chars += X.size
+            trained = time.monotonic() - start - scoring
+            if trained >= budgets[0]:
+                paused = time.monotonic()
+                model.eval()
+                nats, scored = torch_rnn.loss_sum(model, held_ix)
+                model.train()
+                out.append({"budget": budgets.pop(0), "bits": nats / scored / math.log(2),
+                            "chars_per_sec": n_chars / trained})  # fmt: skip
+                scoring += time.monotonic() - paused
+                if not budgets:
+                    break
+    return {"points": out, "threads": torch.get_num_threads()}
+
+
+def _embedded_class():
+    import torch_rnn
+    from torch import nn
+
+    class Embedded(nn.Module):
+        """The same network with a learned nn.Embedding as its input layer
+        (width = hidden), as practitioners often write it."""
+
+        def __init__(self, cell, vocab_size, hidden):
+            super().__init__()
+            self.embed = nn.Embedding(vocab_size, hidden)
+            self.rnn = torch_rnn.CELLS[cell](hidden, hidden)
+            self.head = nn.Linear(hidden, vocab_size)
+
+        def forward(self, X, state):
+            hs, state = self.rnn(self.embed(X), state)
+            return self.head(hs.reshape(-1, hs.shape[-1])), state
+
+    return Embedded
+
+
+def Embedded(*args):  # noqa: N802 (a class, built on first use so importing this file needs no torch)
+    return _embedded_class()(*args)
+
+
+def run_child(spec, timeout):
+    env = dict(os.environ)
+    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        env.pop(k, None)
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
+                          env=env, timeout=timeout)  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"{spec['kind']} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- the run ---------------------------------------------------------------------
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    corpora = list(dict.fromkeys(r["corpus"] for r in results))
+    fig, axes = plt.subplots(1, len(corpora), figsize=(5 * len(corpora), 4), squeeze=False)
+    for ax, name in zip(axes[0], corpora, strict=True):
+        rows = [r for r in results if r["corpus"] == name]
+        for label in dict.fromkeys(r["label"] for r in rows):
+            pts = sorted((r["budget"], r["bits"]) for r in rows if r["label"] == label)
+            style = "o-" if label.startswith("rnnpipe") else "s--"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
+        ax.set_title(name)
+        ax.set_xlabel("wall-clock seconds of training")
+        ax.set_ylabel("held-out bits per character")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--budgets", type=float, nargs="+", default=[60, 180], help="seconds (default 60 180)")
+    parser.add_argument("--corpora", nargs="+", default=["prose", "code", "cyrillic"])
+    parser.add_argument("--chars", type=int, default=1_115_394, help="characters of each corpus (tinyshakespeare's)")
+    parser.add_argument("--rnnpipe", nargs="+", default=["default"], metavar="CONFIG",
+                        help="rnnpipe configurations: 'default' or Config fields: 'cell=lstm,lr=0.008'")  # fmt: skip
+    parser.add_argument("--schedule", default="cosine", help="rnnpipe's --schedule (default cosine)")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--torch-inputs", nargs="+", default=["one-hot", "embedding"])
+    parser.add_argument("--json", metavar="FILE", help="also write every result to FILE")
+    parser.add_argument("--plot", metavar="PNG", help="draw held-out bits/char against seconds to PNG")
+    args = parser.parse_args()
+    if args.child:
+        spec = json.loads(args.child)
+        result = child_rnnpipe(spec) if spec["kind"] == "rnnpipe" else child_torch(spec)
+        print(json.dumps(result))
+        return
+
+    results = []
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    for name in args.corpora:
+        text = corpus(name, args.chars)
+        print(f"\n{name}: {len(text):,} characters, {len(set(text))} distinct", flush=True)
+        for cfg in args.rnnpipe:
+            label = "rnnpipe " + cfg
+            for budget in args.budgets:
+                spec = {"kind": "rnnpipe", "corpus": name, "chars": args.chars, "config": parse_config(cfg),
+                        "budget": budget, "schedule": args.schedule}  # fmt: skip
+                r = run_child(spec, timeout=budget * 3 + 600)
+                results.append({"corpus": name, "label": label, "budget": budget, **r})
+                print(f"  {label:40s} {budget:5.0f} s  {r['bits']:.3f} bits/char  {r['chars_per_sec']:8.0f} chars/s "
+                      f"{r['epochs']} pass(es)", flush=True)  # fmt: skip
+        if not args.no_torch:
+            for kind in args.torch_inputs:
+                label = f"torch lstm 256 {kind}"
+                spec = {"kind": "torch", "input": kind, "corpus": name, "chars": args.chars, "config": TORCH_BEST,
+                        "budgets": args.budgets}  # fmt: skip
+                r = run_child(spec, timeout=max(args.budgets) * 3 + 600)
+                for p in r["points"]:
+                    results.append({"corpus": name, "label": label, "threads": r["threads"], **p})
+                    print(f"  {label:40s} {p['budget']:5.0f} s  {p['bits']:.3f} bits/char  "
+                          f"{p['chars_per_sec']:8.0f} chars/s ({r['threads']} threads)", flush=True)  # fmt: skip
+    print(f"\nload average at end: {os.getloadavg()}")
+    # the issue's comparison: rnnpipe's default against the best torch figure at each budget
+    for name in args.corpora:
+        for budget in args.budgets:
+            ours = [r["bits"] for r in results if r["corpus"] == name and r["budget"] == budget
+                    and r["label"] == "rnnpipe default"]  # fmt: skip
+            theirs = [r["bits"] for r in results if r["corpus"] == name and r["budget"] == budget
+                      and r["label"].startswith("torch")]  # fmt: skip
+            if ours and theirs:
+                print(f"{name:9s} {budget:5.0f} s: rnnpipe default {ours[0]:.3f}, best torch {min(theirs):.3f}: "
+                      f"rnnpipe better by {min(theirs) - ours[0]:+.3f} bits/char")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    if args.plot:
+        plot(results, args.plot)
+
+
+if __name__ == "__main__":
+    main()
