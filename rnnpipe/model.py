@@ -264,8 +264,8 @@ class Model:
         schedule: the learning rate over a run whose end is given (max_time,
           or epochs over text whose size is known): "cosine" (the default) or
           "linear" rise over the first 2% of the run and fall to 5% of
-          config.lr by its end; "none" keeps config.lr throughout, as does a
-          run given neither (one pass at a constant rate, the seed's way). A
+          config.lr by its end; a run given neither trains at half config.lr
+          throughout; "none" keeps config.lr throughout, the seed's way. A
           continued run follows its interrupted run's schedule (with the same
           max_time, it trains for what was left of it).
         keep_best: with valid_fraction, end with the model that scored best on
@@ -320,7 +320,7 @@ class Model:
                 max_time = max(max_time - budget.seconds, 1e-3)
         else:
             trained = None if total is None else int(total * (1 - valid_fraction))
-            budget = Budget(schedule, trained, max_time) if scheduled else None
+            budget = Budget(schedule, trained, max_time) if scheduled else Budget(schedule, None, None)
         run = Run(self, callback, stop, max_time, report_every, sample_every, sample_length, valid_fraction,
                   valid_every, total, inputs, again, resume, max_vocab, budget, keep_best)  # fmt: skip
         run.pass_chars = pass_chars

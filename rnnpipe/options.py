@@ -109,9 +109,9 @@ RUN = [
             default="cosine",
             help="the learning rate over a run whose end is known from --max-time or --epochs: cosine (the default) "
             "or linear rise over the first 2%% of the run and fall to 5%% of --lr by its end; none keeps --lr "
-            "throughout, the seed's way. A run given neither option, or reading a pipe without --max-time, keeps "
-            "--lr. A run that continues an interrupted one with the same --schedule and --max-time follows its "
-            "schedule to the same end",
+            "throughout, the seed's way. A run given neither option, or reading a pipe without --max-time, trains "
+            "at half --lr throughout (cosine or linear) or at --lr (none). A run that continues an interrupted "
+            "one with the same --schedule and --max-time follows its schedule to the same end",
         ),
     ),
     (

@@ -127,7 +127,7 @@ def test_diverging_training_keeps_the_last_good_model(trained, tmp_path, text):
     r = run("train", "-m", model, "--lr", "1e38", input=text[:5000])
     assert r.returncode == 1 and r.stdout == b""
     *notes, line = r.stderr.decode().splitlines()
-    assert notes[0] == "rnnpipe: changing lr 0.005 -> 1e+38 (saved with the model for later runs too)"
+    assert notes[0] == "rnnpipe: changing lr 0.01 -> 1e+38 (saved with the model for later runs too)"
     assert len(notes) == 5 and all("rolled back to iteration" in n for n in notes[1:])  # four tries, each lower
     assert line.startswith("rnnpipe: error: training diverged: ") and line.endswith(f"{model} left as it was")
     assert model.read_bytes() == data

@@ -95,7 +95,7 @@ def test_train_then_sample_and_continue(ip):
     assert f"continuing g from iteration {first:,}" in cap.stdout and "changing" not in cap.stdout
     assert model.iterations == 2 * first  # the same object went on training
     cap = train(ip, "--name g --lr 0.002 --epochs 1", body)
-    assert cap.stdout.count("changing lr 0.005 -> 0.002 (saved with the model for later runs too)") == 1
+    assert cap.stdout.count("changing lr 0.01 -> 0.002 (saved with the model for later runs too)") == 1
 
     with capture_output() as cap:
         ip.run_line_magic("charrnn_sample", "--name g -n 40 --seed 5 -o s")  # after the third run

@@ -47,7 +47,8 @@ def test_the_curve_warms_up_then_falls_to_the_floor():
     assert schedule.factor("linear", mid) == pytest.approx((1 + schedule.FLOOR) / 2)
     assert schedule.factor("linear", 0.25) < schedule.factor("cosine", 0.25)  # cosine stays high longer
     assert schedule.factor("linear", 0.75) > schedule.factor("cosine", 0.75)  # and settles lower sooner
-    assert schedule.factor("none", 0.5) == schedule.factor("cosine", None) == 1.0
+    assert schedule.factor("none", 0.5) == schedule.factor("none", None) == 1.0
+    assert schedule.factor("cosine", None) == schedule.factor("linear", None) == schedule.UNKNOWN_END == 0.5
     assert schedule.factor("cosine", 7.0) == pytest.approx(schedule.FLOOR)  # past the end: the floor
 
 
@@ -63,11 +64,15 @@ def test_a_run_of_given_passes_follows_the_curve_by_characters(monkeypatch):
     assert seen[-1] < 0.1 * CFG.lr  # near the floor by the end
 
 
-@pytest.mark.parametrize("how", [dict(), dict(epochs=2, schedule="none")])
-def test_without_a_given_end_or_with_none_the_rate_is_constant(monkeypatch, how):
+@pytest.mark.parametrize(
+    "how, factor",
+    [(dict(), schedule.UNKNOWN_END), (dict(schedule="linear"), schedule.UNKNOWN_END),
+     (dict(epochs=2, schedule="none"), 1.0), (dict(schedule="none"), 1.0)],
+)  # fmt: skip
+def test_without_a_given_end_or_with_none_the_rate_is_constant(monkeypatch, how, factor):
     seen = rates(monkeypatch)
     Model.new(CFG, TEXT).train(TEXT, **how)
-    assert seen and set(seen) == {CFG.lr}
+    assert seen and set(seen) == {CFG.lr * factor}
 
 
 def test_an_interrupted_run_continues_the_same_curve_through_the_file(monkeypatch):
@@ -213,19 +218,24 @@ def test_the_command_line_continues_an_interrupted_schedule(tmp_path, monkeypatc
 
 def test_without_a_known_end_the_command_line_keeps_lr(tmp_path):
     """README: a run given neither --max-time nor --epochs, and text piped in
-    without --max-time, keep --lr: each ends as --schedule none does; a file
-    with --epochs follows the schedule and ends elsewhere."""
+    without --max-time, train at half --lr: each ends as --schedule none at
+    half the rate does; a file with --epochs follows the schedule and ends
+    elsewhere."""
     (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
     small = ["--hidden", "16", "--seq-length", "10", "--batch-size", "4", "-q"]
 
     def model(name, *args, input=None):
         r = run("train", "-m", name, *small, *args, input=input, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
-        return Model.load(tmp_path / name).to_bytes()
+        return Model.load(tmp_path / name).params
 
-    assert model("a", "t.txt") == model("b", "--schedule", "none", "t.txt")
-    assert model("c", "--epochs", "2", input=TEXT) == model("d", "--epochs", "2", "--schedule", "none", input=TEXT)
-    assert model("e", "--epochs", "2", "t.txt") != model("f", "--epochs", "2", "--schedule", "none", "t.txt")
+    def same(a, b):
+        return all(np.array_equal(a[k], b[k]) for k in a)
+
+    half = ["--schedule", "none", "--lr", str(Config().lr * schedule.UNKNOWN_END)]
+    assert same(model("a", "t.txt"), model("b", *half, "t.txt"))
+    assert same(model("c", "--epochs", "2", input=TEXT), model("d", "--epochs", "2", *half, input=TEXT))
+    assert not same(model("e", "--epochs", "2", "t.txt"), model("f", "--epochs", "2", *half, "t.txt"))
 
 
 def test_the_readme_states_the_schedule_the_code_follows():
@@ -236,9 +246,11 @@ def test_the_readme_states_the_schedule_the_code_follows():
         f"rises over the first {schedule.WARMUP:.0%} of the run and falls to {schedule.FLOOR:.0%} of `--lr`" in readme
     )
     assert "(`--schedule cosine`, the default, or `linear`)" in readme
+    assert "text piped in without `--max-time`, train at half `--lr` throughout" in readme
     from rnnpipe import options
 
     (help_text,) = [kw["help"] for flags, kw in options.RUN if flags == ("--schedule",)]
     said = f"rise over the first {schedule.WARMUP:.0%} of the run and fall to {schedule.FLOOR:.0%} of --lr"
     said = said.replace("%", "%%")  # as argparse's help strings escape it
     assert said in " ".join(help_text.split())
+    assert "trains at half --lr throughout (cosine or linear) or at --lr (none)" in " ".join(help_text.split())

@@ -151,7 +151,7 @@ def test_a_wild_learning_rate_is_rolled_back_said_once_and_lowered(tmp_path):
     r = run("train", "-m", good, "--lr", "0.5", "--epochs", "2", input=text)
     assert r.returncode == 0, r.stderr
     lines = r.stderr.decode().splitlines()
-    assert lines[0] == "rnnpipe: changing lr 0.005 -> 0.5 (saved with the model for later runs too)"
+    assert lines[0] == "rnnpipe: changing lr 0.01 -> 0.5 (saved with the model for later runs too)"
     assert sum("changing lr" in line for line in lines) == 1
     assert any(line.startswith("rnnpipe: training diverged at iteration ") for line in lines)
     assert info(good)["config"]["lr"] <= 0.125
