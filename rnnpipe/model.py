@@ -62,6 +62,9 @@ class Model:
         self.smooth_loss = math.log(max(len(vocab), 1)) if smooth_loss is None else smooth_loss
         self.last_loss = last_loss  # nats per character of the latest chunk
         self.resume = None  # a train.Position where a run stopped early, or None
+        # None: numpy (net.py, optim.py); or an engine that makes the updates
+        # elsewhere (torchnet.Engine) and writes them back on sync()
+        self.engine = None
 
     def __repr__(self):
         c = self.config
@@ -85,6 +88,7 @@ class Model:
         return cls(config, vocab, params, optim.init(config.optimizer, params), rng)
 
     def to_bytes(self) -> bytes:
+        self.sync()
         return modelfile.pack(self.config, self.vocab.chars, self.params, self.opt_state, self._state())
 
     @classmethod
@@ -141,6 +145,34 @@ class Model:
             },
         }
 
+    # -- engines -------------------------------------------------------------
+
+    def use(self, engine="numpy", device=None, world=None):
+        """Make the updates with engine "numpy" (the default) or "torch" (on
+        device: "cpu", "cuda", "cuda:N", "mps"; default cuda when available;
+        world: a ddp.World when torchrun started the process). The weights
+        stay the model's: the torch engine writes them back on sync()."""
+        self.sync()
+        if engine == "numpy":
+            self.engine = None
+            return self
+        from .engine import torchnet
+
+        self.engine = torchnet().Engine(self, device, world)
+        return self
+
+    def sync(self):
+        """Bring params and opt_state up to date with the engine's updates
+        (a no-op for the numpy engine, which updates them in place)."""
+        if self.engine is not None:
+            self.engine.sync()
+
+    def touched(self):
+        """Say that params or opt_state were written in place (a rollback):
+        the engine loads them again before its next update."""
+        if self.engine is not None:
+            self.engine.stale = True
+
     # -- describing ----------------------------------------------------------
 
     @property
@@ -176,6 +208,7 @@ class Model:
         new = self.vocab.missing(text)
         if not new:
             return []
+        self.sync()  # the engine's latest weights are the ones that grow
         old = len(self.vocab)
         self.vocab = self.vocab.extended(new)
         if old == 0:
@@ -191,10 +224,14 @@ class Model:
         """One update on a chunk: X, Y are (time, streams) indices; lr, when
         given, replaces config.lr for this update. Returns the state after
         the chunk, for the next one."""
-        loss, grads, state = net.loss(self.params, self.config, X, Y, state, self.rng)
         T = X.shape[0]
-        if not math.isfinite(loss) or not optim.step(self.config, self.params, grads, self.opt_state,
-                                                     self.iterations + 1, T, lr):  # fmt: skip
+        if self.engine is not None:
+            loss, state, applied = self.engine.step(X, Y, state, self.iterations + 1, lr)
+        else:
+            loss, grads, state = net.loss(self.params, self.config, X, Y, state, self.rng)
+            applied = math.isfinite(loss) and optim.step(self.config, self.params, grads, self.opt_state,
+                                                         self.iterations + 1, T, lr)  # fmt: skip
+        if not applied:
             raise Diverged(f"the loss became {loss} at iteration {self.iterations + 1}; try a lower --lr")
         self.iterations += 1
         self.chars_seen += X.size
@@ -327,6 +364,7 @@ class Model:
         with characters the model has never seen raises ValueError on the
         first character, or with skip_unknown is used without them."""
         check(n, temperature, top_k, seed)
+        self.sync()
         return generate(self.config, self.vocab, self.params, n, prime, temperature, top_k, seed,
                         skip_unknown=skip_unknown)  # fmt: skip
 
@@ -336,4 +374,5 @@ class Model:
 
     def evaluate(self, text):
         """Held-out scores of text; see evaluate.Evaluation."""
+        self.sync()
         return evaluate(self.config, self.vocab, self.params, text)

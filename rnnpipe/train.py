@@ -244,6 +244,7 @@ class Run:
 
     def measure(self):
         self.last_valid = time.monotonic()
+        self.model.sync()
         ix = self.model.vocab.encode(self.valid)
         nats, n = loss_sum(self.model.config, self.model.params, ix[ix >= 0])
         if n:
@@ -391,6 +392,7 @@ class Run:
         snapshot's do."""
         if not self.recent:
             return 0.0
+        self.model.sync()
         cfg, snapshot = self.model.config, self.snapshot_params()
         by_length = collections.defaultdict(list)  # chunks side by side: one forward pass per length
         for X, Y in self.recent:
@@ -413,6 +415,7 @@ class Run:
 
     def take_snapshot(self):
         m = self.model
+        m.sync()
         self.since_snapshot = 0
         self.snapshot = (
             {k: v.copy() for k, v in m.params.items()},
@@ -430,6 +433,7 @@ class Run:
             _restore(m.params[name], saved)
         for name, saved in opt_state.items():
             _restore(m.opt_state[name], saved)
+        m.touched()  # an engine with its own copy of the weights takes these
         m.rng.bit_generator.state = rng
         at = m.iterations + 1
         m.iterations, m.chars_seen, m.smooth_loss, m.last_loss = counters
@@ -461,6 +465,7 @@ class Run:
         if self.sample_every and m.iterations % self.sample_every == 0:
             # like the seed, sample from where the first stream has got to
             first = [tuple(s[:1] for s in layer) for layer in state]
+            m.sync()
             text = generate(m.config, m.vocab, m.params, self.sample_length, seed=m.iterations, state=first,
                             prime=m.vocab.chars[next_ix])  # fmt: skip
             self.report("sample", sample="".join(text))
