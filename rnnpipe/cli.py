@@ -232,16 +232,19 @@ def build_parser(streams=None):
         "--binary", action="store_true", help="train on input even when it looks like binary data, not text"
     )
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    options.add(t.add_argument_group("engine"), options.ENGINE)
 
     s = command("sample", cmd_sample, "write generated text to stdout", SAMPLE_DESCRIPTION, SAMPLE_EPILOG)
     _model_option(s, "model file to sample from")
     options.add(s, options.SAMPLE)
+    options.add(s, options.ENGINE)
 
     e = command("eval", cmd_eval, "bits per character (and perplexity) of a text under MODEL", EVAL_DESCRIPTION,
                 EVAL_EPILOG)  # fmt: skip
     _model_option(e, "model file to score with")
     e.add_argument("files", nargs="*", metavar="FILE", help="text to score; stdin when none or -")
     options.add(e, [options.THREADS])
+    options.add(e, options.ENGINE)
     e.add_argument(
         "--json",
         action="store_true",
@@ -301,6 +304,16 @@ def load_model(path):
         raise Failure(f"{path}: {e}") from None
 
 
+def use_engine(model, args):
+    """The model with the engine and device args ask for (Failure without torch)."""
+    from .engine import Unavailable
+
+    try:
+        return model.use(args.engine, args.device)
+    except Unavailable as e:  # no torch, or no such device
+        raise Failure(str(e)) from None
+
+
 def check_writable(path):
     """Fail before any training if the model could not be saved at path."""
     if os.path.isdir(path):
@@ -351,9 +364,51 @@ def reading_terminal(sources):
 def cmd_train(args, io):
     try:
         options.check_train(args)
+        options.check_engine(args)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    world = _world(args)
+    try:
+        return _train_as(args, io, world)
+    finally:
+        if world is not None:
+            from . import ddp
+
+            ddp.stop()
+
+
+def _world(args):
+    """The ddp.World when torchrun started this process, else None."""
+    from .engine import launched
+
+    if not launched():
+        return None
+    if args.engine != "torch":
+        raise UsageError("under torchrun, train with --engine torch (the numpy engine trains in one process)")
+    if not args.files or "-" in args.files:
+        raise UsageError("under torchrun, give the text as FILEs, which every rank reads (not stdin)")
+    try:
+        from .engine import torchnet
+
+        torchnet()
+    except RuntimeError as e:
+        raise Failure(str(e)) from None
+    from . import ddp
+
+    return ddp.start(args.device)
+
+
+def _train_as(args, io, world):
     path = args.model
+    if world is not None and world.rank != 0:
+        # rank 0 alone holds the lock and saves; the others train beside it
+        sources = open_inputs(args.files, io.stdin)
+        try:
+            with session.Interrupt(hold=io.process) as interrupt:
+                return _train(args, io, path, sources, interrupt, world)
+        finally:
+            for s in sources:
+                s.close()
     check_writable(path)
     # opened before signals are only recorded: opening a FIFO waits for a
     # writer, and Ctrl-C must still end that wait
@@ -369,7 +424,7 @@ def cmd_train(args, io):
                 for tmp in session.remove_stale_temp_files(path):
                     if not args.quiet:
                         io.note(f"removed {tmp}, left by an interrupted save")
-                return _train(args, io, path, sources, interrupt)
+                return _train(args, io, path, sources, interrupt, world)
     except session.SessionError as e:  # the lock is held, a save failed: one line, exit 1
         raise Failure(str(e)) from None
     finally:
@@ -377,13 +432,33 @@ def cmd_train(args, io):
             s.close()
 
 
-def _train(args, io, path, sources, interrupt):
-    import numpy as np
-
+def _train(args, io, path, sources, interrupt, world=None):
     from .model import Model
-    from .progress import Display, isatty, si
-    from .reader import InputError, TextReader
-    from .train import Diverged, VocabularyFull
+
+    lead = world is None or world.rank == 0  # the process that saves and shows progress
+    if world is not None:
+        inputs = world.gather([s.describe() for s in sources])
+        if any(i != inputs[0] for i in inputs):
+            raise Failure("under torchrun every rank must read the same text: the FILEs differ between ranks")
+    if not lead:
+        data = world.broadcast(None)
+        if data is None:
+            raise Failure(f"rank {world.rank}: rank 0 could not start training (its message says why)")
+        return _train_model(args, io, path, sources, interrupt, world, Model.from_bytes(data), True)
+    try:
+        model, existed = _open_model(args, io, path)
+    except BaseException:
+        if world is not None:
+            world.broadcast(None)  # the other ranks stop too
+        raise
+    if world is not None:
+        world.broadcast(model.to_bytes())
+    return _train_model(args, io, path, sources, interrupt, world, model, existed)
+
+
+def _open_model(args, io, path):
+    """(the model to train: loaded, with the command line's changes, or new; whether it existed)."""
+    from .model import Model
 
     changes = options.config_changes(args)
     existed = os.path.exists(path)
@@ -403,11 +478,28 @@ def _train(args, io, path, sources, interrupt):
             model = Model.new(**changes)
         except ValueError as e:
             raise UsageError(str(e)) from None
+    return model, existed
+
+
+def _train_model(args, io, path, sources, interrupt, world, model, existed):
+    import numpy as np
+
+    from .engine import Unavailable
+    from .progress import Display, isatty, si
+    from .reader import InputError, TextReader
+    from .train import Diverged, VocabularyFull
+
+    lead = world is None or world.rank == 0
+    quiet = args.quiet or not lead
+    try:
+        model.use(args.engine, args.device, world)
+    except Unavailable as e:
+        raise Failure(str(e)) from None
     start_iteration, was_pending = model.iterations, model.resume is not None
     untouched = f"{path} left untouched" if existed else f"{path} not created"
-    saver = session.Saver(model, path, args.save_every, on_disk=existed)
+    saver = session.Saver(model, path, args.save_every, on_disk=existed) if lead else None
     original = None  # the file's bytes, to put back if a run that saves as it goes gives up
-    if existed and args.save_every:
+    if lead and existed and args.save_every:
         with open(path, "rb") as f:
             original = f.read()
 
@@ -416,7 +508,8 @@ def _train(args, io, path, sources, interrupt):
         # while waiting for input: the model is whole at both points
         if interrupt():
             return True
-        saver.maybe_save()
+        if saver is not None:
+            saver.maybe_save()
         return False
 
     epochs = args.epochs
@@ -426,7 +519,9 @@ def _train(args, io, path, sources, interrupt):
     # files are read again for each pass; stdin is read once, and spooled to
     # a temporary file when more passes need it (see TRAIN_DESCRIPTION)
     spool = not rereadable and epochs is not None and epochs > 1
-    reader = TextReader(sources, stopped=stop, binary_ok=args.binary, spool=spool)
+    # ranks must read the same blocks: their reader never stops early, and
+    # training stops them all after the same chunk (Run.after_step)
+    reader = TextReader(sources, stopped=stop if world is None else None, binary_ok=args.binary, spool=spool)
     text = reader.again if rereadable or spool else reader.blocks()
     typed = reading_terminal(sources)
     if typed and not quiet:
@@ -443,17 +538,22 @@ def _train(args, io, path, sources, interrupt):
                 callback=display,
                 stop=stop,
                 report_every=display.report_every,
-                sample_every=args.sample_every,
+                sample_every=args.sample_every if lead else 0,
                 valid_fraction=args.valid_fraction,
+                valid_every=10.0 if lead else math.inf,  # only rank 0 shows held-out bits
                 inputs=[s.describe() for s in sources],
                 restart=args.restart,
                 max_vocab=args.max_vocab,
             )
     except Diverged as e:
         display.close()
+        if saver is None:
+            raise Failure(f"training diverged: {e}") from None
         raise Failure(f"training diverged: {e}; {_undo(saver, original, existed)}") from None
     except (InputError, VocabularyFull) as e:
         display.close()
+        if saver is None:
+            raise Failure(str(e)) from None
         if model.iterations > start_iteration:
             saver.save()
             raise Failure(f"{e}; saved what was learned before to {path}") from None
@@ -480,7 +580,8 @@ def _train(args, io, path, sources, interrupt):
         raise Failure(
             f"input too short to train on: {reader.chars} character(s){held}; training needs at least 2; {untouched}"
         )
-    saver.save()
+    if saver is not None:
+        saver.save()
 
     if not quiet:
         why = "interrupted" if stopped_by_signal else result.stopped
@@ -494,6 +595,8 @@ def _train(args, io, path, sources, interrupt):
         pending = ""
         if model.resume is not None:
             pending = "; run the same command again to continue where it stopped"
+        if world is not None:
+            passes += f" on {world.size} ranks"
         io.note(
             f"{why}: trained on {si(result.chars)} chars{passes} in {result.elapsed:.1f} s "
             f"({si(result.chars_per_sec)} chars/s), iterations {start_iteration + 1}-{model.iterations}, "
@@ -523,9 +626,10 @@ def _undo(saver, original, existed):
 def cmd_sample(args, io):
     try:
         options.check_sample(args)  # before the model is read
+        options.check_engine(args)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    model = load_model(args.model)
+    model = use_engine(load_model(args.model), args)
     unknown = model.vocab.missing(args.prime) if len(model.vocab) else []
     chars = model.stream(args.n, args.prime, args.temperature, args.top_k, args.seed, args.skip_unknown)
     try:
@@ -576,7 +680,11 @@ def _end_line(out):
 
 
 def cmd_eval(args, io):
-    model = load_model(args.model)
+    try:
+        options.check_engine(args)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    model = use_engine(load_model(args.model), args)
     sources = open_inputs(args.files, io.stdin)
     try:
         return _eval(args, io, model, sources)
@@ -586,7 +694,6 @@ def cmd_eval(args, io):
 
 
 def _eval(args, io, model, sources):
-    from .evaluate import TextScorer
     from .reader import TextReader
 
     if reading_terminal(sources):
@@ -594,7 +701,7 @@ def _eval(args, io, model, sources):
     reader = TextReader(sources, idle=None)
     # the inputs are one text, scored as one stream whatever sizes the reads
     # come in: the scorer cuts it by character position (see evaluate.py)
-    scorer = TextScorer(model.config, model.vocab, model.params)
+    scorer = model.scorer()  # evaluate.TextScorer, or the torch engine's
     with options.blas_threads(args.threads):
         for piece in reader.blocks():
             if piece:

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import modelfile, net, optim
 from .config import ARCHITECTURE, Config
-from .evaluate import evaluate
+from .evaluate import TextScorer
 from .sample import check, generate
 from .train import MAX_VOCAB, Diverged, Position, Run
 from .vocab import Vocab
@@ -166,6 +166,16 @@ class Model:
         (a no-op for the numpy engine, which updates them in place)."""
         if self.engine is not None:
             self.engine.sync()
+
+    @property
+    def world(self):
+        """The ddp.World of ranks training this model together, or None."""
+        world = getattr(self.engine, "world", None)
+        return world if world is not None and world.size > 1 else None
+
+    def agree(self, *flags):
+        """Each flag, true when true on any rank training this model (as given, alone)."""
+        return list(flags) if self.world is None else self.world.any(*flags)
 
     def touched(self):
         """Say that params or opt_state were written in place (a rollback):
@@ -365,8 +375,9 @@ class Model:
         first character, or with skip_unknown is used without them."""
         check(n, temperature, top_k, seed)
         self.sync()
+        forward = None if self.engine is None else self.engine.forward64()
         return generate(self.config, self.vocab, self.params, n, prime, temperature, top_k, seed,
-                        skip_unknown=skip_unknown)  # fmt: skip
+                        skip_unknown=skip_unknown, forward=forward)  # fmt: skip
 
     def sample(self, n=200, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False) -> str:
         """n characters following prime (not included in the result); see stream."""
@@ -374,5 +385,16 @@ class Model:
 
     def evaluate(self, text):
         """Held-out scores of text; see evaluate.Evaluation."""
+        scorer = self.scorer()
+        scorer.feed(text)
+        return scorer.result()
+
+    def scorer(self):
+        """A scorer of text fed in pieces (feed, then result): evaluate.TextScorer,
+        or with the torch engine its torchnet.Scorer."""
         self.sync()
-        return evaluate(self.config, self.vocab, self.params, text)
+        if self.engine is None:
+            return TextScorer(self.config, self.vocab, self.params)
+        from .engine import torchnet
+
+        return torchnet().Scorer(self)

@@ -49,10 +49,16 @@ CHUNK = 4096  # characters per forward call when scoring a text as one stream
 
 
 def device(name=None):
-    """A torch.device: name as given, else cuda when available, else cpu."""
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """A torch.device that works here: name as given, else cuda when
+    available, else cpu; engine.Unavailable, in one line, if it does not."""
+    from .engine import Unavailable
+
+    try:
+        dev = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch.zeros(1, device=dev)
+    except (RuntimeError, AssertionError) as e:  # torch says "not compiled with CUDA" by an assertion
+        raise Unavailable(f"--device {name}: {(str(e) or type(e).__name__).splitlines()[0]}") from None
+    return dev
 
 
 # -- layouts -------------------------------------------------------------------
@@ -336,16 +342,69 @@ class Engine:
     # -- scoring and sampling
 
     def score(self, ix, state=None):
-        """(nats, characters predicted, state after) of reading indices ix as
-        one stream, CHUNK characters a call, from state (None: zero)."""
+        """(nats, characters predicted, state after, torch's) of reading
+        indices ix as one stream, CHUNK characters a call, from state (None:
+        zero), in the model's dtype and summed in float64."""
         self._current()
         self.net.eval()
         nats, n = 0.0, 0
-        h = None if state is None else state
         with torch.no_grad():
             for start in range(0, len(ix) - 1, CHUNK):
                 piece = torch.from_numpy(np.asarray(ix[start : start + CHUNK + 1], np.int64)).to(self.device)
-                z, h = self.net(piece[:-1, None], h)
+                z, state = self.net(piece[:-1, None], state)
                 nats += float(F.cross_entropy(z.double(), piece[1:], reduction="sum"))
                 n += len(piece) - 1
-        return nats, n, h
+        return nats, n, state
+
+    def forward64(self):
+        """sample.generate's forward on this device, in float64 as the numpy
+        sampler computes (float32 on mps, which has no float64)."""
+        m = self.model
+        m.sync()
+        dtype = "float32" if self.device.type == "mps" else "float64"
+        cfg = m.config.replace(dtype=dtype, dropout=0.0)
+        net = Net(cfg, len(m.vocab)).to(self.device).eval()
+        with torch.no_grad():
+            for name, value in to_torch(m.params, cfg).items():
+                net.get_parameter(name).copy_(torch.from_numpy(value))
+
+        def forward(X, state):
+            with torch.no_grad():
+                h = None if state is None else _state_in(state, cfg.cell, self.device, DTYPES[dtype])
+                z, h = net(torch.from_numpy(np.asarray(X, np.int64)).to(self.device), h)
+                return z[-1].double().cpu().numpy(), _state_out(h, cfg.cell)
+
+        return forward
+
+
+class Scorer:
+    """evaluate.TextScorer's interface on the torch engine: the text fed in
+    pieces is scored as one continuous stream, exactly (no parallel
+    segments to converge: torch reads CHUNK characters a call)."""
+
+    def __init__(self, model):
+        self.model, self.engine = model, model.engine
+        self.unknown, self.nats, self.chars = 0, 0.0, 0
+        self.last, self.state = None, None  # the last known character fed, the state before it
+
+    def feed(self, text):
+        ix = self.model.vocab.encode(text)
+        known = ix[ix >= 0]
+        self.unknown += len(ix) - len(known)
+        if not len(known):
+            return
+        if self.last is not None:
+            known = np.concatenate([[self.last], known])
+        if len(known) > 1:
+            nats, n, self.state = self.engine.score(known, self.state)
+            self.nats, self.chars = self.nats + nats, self.chars + n
+        self.last = int(known[-1])
+
+    def result(self):
+        from .evaluate import Evaluation
+
+        if self.chars == 0:
+            raise ValueError("nothing to score: the text needs at least two characters the model knows")
+        per = self.nats / self.chars
+        perplexity = math.exp(per) if per < 700 else math.inf
+        return Evaluation(per / math.log(2), per, perplexity, self.chars, int(self.unknown))

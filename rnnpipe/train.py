@@ -404,7 +404,9 @@ class Run:
             now += _chunk_loss(self.model.params, cfg, X, Y) * X.size
             then += _chunk_loss(snapshot, cfg, X, Y) * X.size
             chars += X.size
-        return (now - then) / chars
+        worse = (now - then) / chars
+        world = self.model.world  # ranks training together decide together, on all their chunks
+        return worse if world is None else world.mean(worse)
 
     def snapshot_params(self):
         params = {}
@@ -476,9 +478,13 @@ class Run:
         elif now - self.last_report >= self.report_every:
             self.last_report = now
             self.report("progress")
-        if self.max_time is not None and now - self.start >= self.max_time:
+        timed = self.max_time is not None and now - self.start >= self.max_time
+        asked = not timed and self.stop is not None and self.stop()
+        # ranks training together (ddp.py) stop after the same chunk
+        timed, asked = self.model.agree(timed, asked)
+        if timed:
             raise Stop("time limit")
-        if self.stop is not None and self.stop():
+        if asked:
             raise Stop("stopped")
 
     def finish(self, stopped):
