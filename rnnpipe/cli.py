@@ -195,6 +195,32 @@ examples:
   rnnpipe info -m kafka.msgpack --json | jq .vocabulary_size"""
 
 
+EXPORT_DESCRIPTION = """\
+Write MODEL's weights to a PyTorch file: a dict with "state_dict" (the
+weights by the names torch.nn.RNN, LSTM or GRU(V, H, L) gives them, under
+"rnn.", and torch.nn.Linear(H, V)'s under "head."; input is one-hot over the
+vocabulary), "vocab" (the characters, in index order) and "config" (the
+model file's). torch.load(FILE, weights_only=True) reads it; README.md shows
+the lines that load it into plain torch modules. Needs pip install
+'rnnpipe[torch]'. Only the weights travel, not the optimiser state."""
+
+EXPORT_EPILOG = """\
+example:
+  rnnpipe export -m kafka.msgpack --torch kafka.pt"""
+
+IMPORT_DESCRIPTION = """\
+Make a new MODEL from a PyTorch file in export's layout: a dict with
+"state_dict", "vocab" and "config" (without "config", the cell, size, layers
+and dtype are read from the weights' shapes). torch's two biases per gate add
+up into rnnpipe's one. The model starts with fresh optimiser state; the
+weights are exactly the file's. MODEL must not exist. Needs pip install
+'rnnpipe[torch]'."""
+
+IMPORT_EPILOG = """\
+example:
+  rnnpipe import --torch kafka.pt -m kafka2.msgpack"""
+
+
 def _model_option(parser, help):
     flags, kwargs = options.MODEL
     parser.add_argument(*flags, required=True, **{**kwargs, "help": help})
@@ -260,6 +286,13 @@ def build_parser(streams=None):
         action="store_true",
         help="print one JSON object instead of text (resume: null, or the pending run's epoch, epochs and fraction)",
     )
+    x = command("export", cmd_export, "write MODEL's weights as a PyTorch file", EXPORT_DESCRIPTION, EXPORT_EPILOG)
+    _model_option(x, "model file to export")
+    x.add_argument("--torch", required=True, metavar="FILE", help="the PyTorch file to write (a .pt)")
+
+    m = command("import", cmd_import, "make MODEL from a PyTorch file's weights", IMPORT_DESCRIPTION, IMPORT_EPILOG)
+    _model_option(m, "model file to create (it must not exist)")
+    m.add_argument("--torch", required=True, metavar="FILE", help="the PyTorch file to read, in export's layout")
     parser.commands = sub.choices
     return parser
 
@@ -739,6 +772,49 @@ def _eval(args, io, model, sources):
             lines.append(f"invalid UTF-8 {reader.replaced} bytes (replaced by U+FFFD)")
         print("\n".join(lines), file=io.stdout)
     io.stdout.flush()
+    return 0
+
+
+def _export_module():
+    from .engine import Unavailable, torchnet
+
+    try:
+        torchnet()
+    except Unavailable as e:
+        raise Failure(str(e).replace("--engine torch", "export and import")) from None
+    from . import export
+
+    return export
+
+
+def cmd_export(args, io):
+    export = _export_module()
+    model = load_model(args.model)
+    from .modelfile import save_bytes
+
+    save_bytes(args.torch, export.to_bytes(model))
+    return 0
+
+
+def cmd_import(args, io):
+    export = _export_module()
+    path = args.model
+    check_writable(path)
+    if not os.path.isfile(args.torch):
+        raise Failure(f"{args.torch}: no such file")
+    try:
+        model = export.from_file(args.torch)
+    except export.FormatError as e:
+        raise Failure(f"{args.torch}: {e}") from None
+    except Exception as e:  # torch.load's own refusals: not a torch file, pickled code
+        raise Failure(f"{args.torch}: cannot load: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    try:
+        with session.TrainLock(path, session.CLI):
+            if os.path.exists(path):
+                raise Failure(f"{path}: exists; import makes a new model (remove it first, or give another name)")
+            session.Saver(model, path).save()
+    except session.SessionError as e:
+        raise Failure(str(e)) from None
     return 0
 
 
