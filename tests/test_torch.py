@@ -17,7 +17,7 @@ from cli_util import ENV, ROOT, info, run
 
 torch = pytest.importorskip("torch", reason="the torch engine needs PyTorch: pip install 'rnnpipe[torch]'")
 
-from rnnpipe import Config, Model, net, torchnet  # noqa: E402
+from rnnpipe import Config, Model, net  # noqa: E402
 from rnnpipe.train import Diverged  # noqa: E402
 
 TEXT = (ROOT / "examples" / "shakespeare.txt").read_text()
@@ -265,7 +265,8 @@ def test_import_round_trips_exactly(tmp_path, corpus, cell):
 def test_import_takes_a_torch_trained_state_dict_with_both_biases(tmp_path):
     torch.manual_seed(0)
     rnn, head = torch.nn.GRU(5, 8, 1, dtype=torch.float64), torch.nn.Linear(8, 5, dtype=torch.float64)
-    state = {f"rnn.{k}": v for k, v in rnn.state_dict().items()} | {f"head.{k}": v for k, v in head.state_dict().items()}
+    state = {f"rnn.{k}": v for k, v in rnn.state_dict().items()}
+    state |= {f"head.{k}": v for k, v in head.state_dict().items()}
     torch.save({"state_dict": state, "vocab": list("abcde")}, tmp_path / "g.pt")
     r = run("import", "--torch", tmp_path / "g.pt", "-m", tmp_path / "g.msgpack")
     assert r.returncode == 0, r.stderr
