@@ -1,6 +1,7 @@
 """`rnnpipe train` under torchrun, each rank writing down which streams of
 each chunk it trained (for tests/test_torch.py): run as
-`torchrun ... tests/ddp_trace.py TRACE_DIR train ...`."""
+`torchrun ... tests/ddp_trace.py TRACE_DIR train ...`. "{rank}" in an
+argument becomes the rank's number, so ranks can be given different paths."""
 
 import json
 import os
@@ -9,7 +10,8 @@ import sys
 import rnnpipe.cli
 from rnnpipe import ddp
 
-folder, argv = sys.argv[1], sys.argv[2:]
+folder = sys.argv[1]
+argv = [a.replace("{rank}", os.environ["RANK"]) for a in sys.argv[2:]]
 seen = []
 share = ddp.World.share
 

@@ -74,3 +74,13 @@ def test_torchrun_is_recognised_by_its_variables():
     assert engine.launched({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
     assert not engine.launched({"RANK": "0"})
     assert not engine.launched({})
+
+
+def test_the_torch_extra_and_ci_install_it():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["torch"] == ["torch>=2.1"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "pip install -q torch==2.13.0" in ci and "'.[test,torch]'" in ci
+    assert ci.index("torch==2.13.0") < ci.index("'.[test,torch]'")  # the CPU wheel first

@@ -144,6 +144,15 @@ def test_torch_then_numpy_equals_numpy_then_torch(optimizer):
     assert abs(a.smooth_loss - c.smooth_loss) < 1e-8
 
 
+def test_threads_sets_torchs_cpu_threads_too():
+    from rnnpipe import options
+
+    before = torch.get_num_threads()
+    with options.blas_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
 def test_dropout_trains_with_torchs_masks():
     # documented: the masks are torch's, not the numpy engine's, so only the quality compares
     model = _train(["torch", "torch"], "adam", cell="lstm", dropout=0.3)
@@ -313,14 +322,46 @@ def test_two_gloo_ranks_train_the_one_process_model(tmp_path, corpus):
         assert np.abs(alone.params[k] - trained.params[k]).max() < 1e-8, k
 
 
+def _trace_run(trace, *args, timeout=300):
+    return subprocess.run(
+        [*TORCHRUN, str(ROOT / "tests" / "ddp_trace.py"), str(trace), *map(str, args)],
+        capture_output=True, env=DDP_ENV, timeout=timeout,
+    )  # fmt: skip
+
+
+def test_only_rank_0_reads_and_saves_the_model_file(tmp_path, corpus):
+    # rank 1 is given a model path in a folder that does not exist: it never touches it
+    (tmp_path / "0").mkdir()
+    model = tmp_path / "0" / "m.msgpack"
+    assert run("train", "-m", model, *SMALL, "--dtype", "float64", corpus).returncode == 0
+    before = info(model)["iterations"]
+    r = _trace_run(tmp_path, "train", "-m", tmp_path / "{rank}" / "m.msgpack", "--engine", "torch", "--device", "cpu",
+                   corpus)  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    assert info(model)["iterations"] == 2 * before  # continued from rank 0's file, the batch split over 2
+    assert not (tmp_path / "1").exists()
+    assert r.stderr.decode().count("end of input: trained on") == 1  # rank 0 alone reports
+
+
+def test_ranks_reading_different_text_refuse_to_start(tmp_path, corpus):
+    for k in (0, 1):
+        (tmp_path / f"t{k}.txt").write_text(TEXT[k * 3000 : k * 3000 + 3000])
+    model = tmp_path / "m.msgpack"
+    r = _trace_run(tmp_path, "train", "-m", model, "--engine", "torch", "--device", "cpu", *SMALL,
+                   tmp_path / "t{rank}.txt", timeout=120)  # fmt: skip
+    assert r.returncode != 0
+    assert "every rank must read the same text" in r.stderr.decode()
+    assert not model.exists()
+
+
 @pytest.mark.posix("sends SIGINT to torchrun")
 def test_ctrl_c_on_torchrun_saves_once_and_every_rank_exits(tmp_path, corpus):
     model = tmp_path / "ddp.msgpack"
     big = tmp_path / "big.txt"
-    big.write_text(TEXT * 3)
+    big.write_text(TEXT)
     p = subprocess.Popen(
         [*TORCHRUN, "-m", "rnnpipe", "train", "-m", str(model), "--engine", "torch", "--device", "cpu",
-         "--save-every", "1000", "--epochs", "50", *SMALL, str(big)],
+         "--save-every", "1000", "--dtype", "float64", *SMALL, str(big)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=DDP_ENV, start_new_session=True,
     )  # fmt: skip
     lock = tmp_path / "ddp.msgpack.lock"
@@ -338,6 +379,15 @@ def test_ctrl_c_on_torchrun_saves_once_and_every_rank_exits(tmp_path, corpus):
     # no rank left behind
     ps = subprocess.run(["pgrep", "-f", str(big)], capture_output=True)
     assert ps.stdout == b"", ps.stdout
+    # one numpy process continues the pass exactly where the 2 ranks stopped
+    r = run("train", "-m", model, big, timeout=300)
+    assert r.returncode == 0, r.stderr
+    alone = tmp_path / "alone.msgpack"
+    assert run("train", "-m", alone, "--dtype", "float64", *SMALL, big, timeout=300).returncode == 0
+    a, b = Model.load(model), Model.load(alone)
+    assert a.iterations == b.iterations and a.resume is None
+    for k in a.params:
+        assert np.abs(a.params[k] - b.params[k]).max() < 1e-8, k
 
 
 def test_numpy_engine_under_torchrun_is_refused(tmp_path, corpus):
