@@ -1,4 +1,4 @@
-"""The command line: `rnnpipe train | sample | eval | info`.
+"""The command line: `rnnpipe train | sample | eval | info | export | import`.
 
 A thin layer over rnnpipe.Model that behaves like a Unix filter: data on
 stdout, everything else on stderr, one-line errors (exit 2 for usage, 1 for
@@ -83,6 +83,9 @@ DESCRIPTION = """\
 A character-level recurrent network (RNN, LSTM or GRU) in pure numpy, as a
 Unix filter: train a model on any text you can pipe, then generate text from
 it, score text with it, or describe it. The model is one file (msgpack).
+With pip install 'rnnpipe[torch]', --engine torch trains, scores and samples
+the same model file with PyTorch, on a GPU and under torchrun too, and
+export/import move its weights to and from a PyTorch file.
 
 Run `rnnpipe COMMAND --help` for a command's options.
 Exit status: 0 success, 1 runtime error, 2 usage error, 130/143 when
@@ -125,6 +128,12 @@ was or becomes NaN, training rolls back to its last good state and divides
 --lr by 4, saying so; after four tries it stops with an error and the file
 is as it was before the run. A failed save (a full disk) stops training with
 an error and the file keeps its last saved state.
+
+--engine torch trains with PyTorch (the same maths, the same model file) on
+--device. Under torchrun (torchrun --nproc_per_node N -m rnnpipe train
+--engine torch -m MODEL FILE...) the ranks train their shares of the
+--batch-size streams of the FILEs with DDP; rank 0 alone holds the lock,
+saves and shows progress.
 
 One trainer at a time per model, `rnnpipe train` or a notebook's
 %%charrnn_train: a run holds a lock on MODEL.lock beside the model (removed

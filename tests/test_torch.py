@@ -397,3 +397,23 @@ def test_numpy_engine_under_torchrun_is_refused(tmp_path, corpus):
     )  # fmt: skip
     assert r.returncode != 0
     assert "under torchrun, train with --engine torch" in r.stderr.decode()
+
+
+def test_the_magics_take_the_engine(tmp_path):
+    pytest.importorskip("IPython")
+    from IPython.utils.capture import capture_output
+    from test_magic import TINY, get_ipython, train
+
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "rnnpipe_magic")
+    try:
+        model = tmp_path / "k.msgpack"
+        train(shell, f"-m {model} {TINY} --dtype float64 --engine torch --device cpu --max-time 1")
+        with capture_output():
+            shell.run_line_magic("charrnn_sample", f"-m {model} -n 40 --seed 2 --engine torch -o a")
+            shell.run_line_magic("charrnn_sample", f"-m {model} -n 40 --seed 2 -o b")
+        assert shell.user_ns["a"] == shell.user_ns["b"] and len(shell.user_ns["a"]) == 40
+        assert Model.load(model).iterations > 0
+    finally:
+        with capture_output():
+            shell.run_line_magic("unload_ext", "rnnpipe_magic")
