@@ -453,3 +453,14 @@ def test_the_magics_take_the_engine(tmp_path):
     finally:
         with capture_output():
             shell.run_line_magic("unload_ext", "rnnpipe_magic")
+
+
+def test_the_divergence_guard_rolls_back_the_torch_engine_as_numpy():
+    notes = {}
+    for engine in ("numpy", "torch"):
+        model = Model.new(Config(hidden=32, batch_size=8, seq_length=10, lr=1e6, dtype="float64"))
+        model.use(engine, "cpu")
+        seen = notes[engine] = []
+        model.train(TEXT[:8000], epochs=2, callback=lambda p, seen=seen: p.kind == "note" and seen.append(p.note))
+    assert notes["torch"] and notes["torch"][0] == notes["numpy"][0]
+    assert "rolled back to iteration 0" in notes["torch"][0]
