@@ -464,3 +464,10 @@ def test_the_divergence_guard_rolls_back_the_torch_engine_as_numpy():
         model.train(TEXT[:8000], epochs=2, callback=lambda p, seen=seen: p.kind == "note" and seen.append(p.note))
     assert notes["torch"] and notes["torch"][0] == notes["numpy"][0]
     assert "rolled back to iteration 0" in notes["torch"][0]
+
+
+def test_the_default_device_is_cuda_when_available_else_cpu():
+    from rnnpipe import torchnet
+
+    assert torchnet.device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert torchnet.device("cpu").type == "cpu"
