@@ -448,6 +448,14 @@ def _train_as(args, io, world):
         try:
             with session.Interrupt(hold=io.process) as interrupt:
                 return _train(args, io, path, sources, interrupt, world)
+        except RuntimeError as e:
+            import torch.distributed as dist
+
+            # a rank that failed (rank 0's folder or lock, say) closes its connections: say so
+            # in one line; the failed rank's own message says why
+            if isinstance(e, (dist.DistBackendError, dist.DistNetworkError)) or "by peer" in str(e):
+                raise Failure(f"rank {world.rank}: another rank ended, so this one stops too") from None
+            raise
         finally:
             for s in sources:
                 s.close()
