@@ -532,19 +532,28 @@ def _open_model(args, io, path):
 
 
 def _train_model(args, io, path, sources, interrupt, world, model, existed):
+    from .engine import Unavailable
+
+    try:
+        model.use(args.engine, args.device, world)
+    except Unavailable as e:
+        raise Failure(str(e)) from None
+    try:
+        return _run(args, io, path, sources, interrupt, world, model, existed)
+    finally:
+        # the torch engine's DDP module must go before its process group (ddp.stop)
+        model.engine = None
+
+
+def _run(args, io, path, sources, interrupt, world, model, existed):
     import numpy as np
 
-    from .engine import Unavailable
     from .progress import Display, isatty, si
     from .reader import InputError, TextReader
     from .train import Diverged, VocabularyFull
 
     lead = world is None or world.rank == 0
     quiet = args.quiet or not lead
-    try:
-        model.use(args.engine, args.device, world)
-    except Unavailable as e:
-        raise Failure(str(e)) from None
     start_iteration, was_pending = model.iterations, model.resume is not None
     untouched = f"{path} left untouched" if existed else f"{path} not created"
     saver = session.Saver(model, path, args.save_every, on_disk=existed) if lead else None
