@@ -1,4 +1,4 @@
-"""The command line: `rnnpipe train | sample | eval | info | show | neurons`.
+"""The command line: `rnnpipe train | sample | eval | info | show | neurons | export | import`.
 
 A thin layer over rnnpipe.Model that behaves like a Unix filter: data on
 stdout, everything else on stderr, one-line errors (exit 2 for usage, 1 for
@@ -84,7 +84,9 @@ A character-level recurrent network (RNN, LSTM or GRU) in pure numpy, as a
 Unix filter: train a model on any text you can pipe, then generate text from
 it, score text with it, describe it, or see what it sees (an HTML page of a
 text coloured by its surprise or by one unit). The model is one file
-(msgpack).
+(msgpack). With pip install 'rnnpipe[torch]', --engine torch trains, scores
+and samples the same model file with PyTorch, on a GPU and under torchrun
+too, and export/import move its weights to and from a PyTorch file.
 
 Run `rnnpipe COMMAND --help` for a command's options.
 Exit status: 0 success, 1 runtime error, 2 usage error, 130/143 when
@@ -128,6 +130,12 @@ was or becomes NaN, training rolls back to its last good state and divides
 --lr by 4, saying so; after four tries it stops with an error and the file
 is as it was before the run. A failed save (a full disk) stops training with
 an error and the file keeps its last saved state.
+
+--engine torch trains with PyTorch (the same maths, the same model file) on
+--device. Under torchrun (torchrun --nproc_per_node N -m rnnpipe train
+--engine torch -m MODEL FILE...) the ranks train their shares of the
+--batch-size streams of the FILEs with DDP; rank 0 alone holds the lock,
+saves and shows progress.
 
 One trainer at a time per model, `rnnpipe train` or a notebook's
 %%charrnn_train: a run holds a lock on MODEL.lock beside the model (removed
@@ -247,6 +255,32 @@ examples:
   rnnpipe info -m kafka.msgpack --json | jq .vocabulary_size"""
 
 
+EXPORT_DESCRIPTION = """\
+Write MODEL's weights to a PyTorch file: a dict with "state_dict" (the
+weights by the names torch.nn.RNN, LSTM or GRU(V, H, L) gives them, under
+"rnn.", and torch.nn.Linear(H, V)'s under "head."; input is one-hot over the
+vocabulary), "vocab" (the characters, in index order) and "config" (the
+model file's). torch.load(FILE, weights_only=True) reads it; README.md shows
+the lines that load it into plain torch modules. Needs pip install
+'rnnpipe[torch]'. Only the weights travel, not the optimiser state."""
+
+EXPORT_EPILOG = """\
+example:
+  rnnpipe export -m kafka.msgpack --torch kafka.pt"""
+
+IMPORT_DESCRIPTION = """\
+Make a new MODEL from a PyTorch file in export's layout: a dict with
+"state_dict", "vocab" and "config" (without "config", the cell, size, layers
+and dtype are read from the weights' shapes). torch's two biases per gate add
+up into rnnpipe's one. The model starts with fresh optimiser state; the
+weights are exactly the file's. MODEL must not exist. Needs pip install
+'rnnpipe[torch]'."""
+
+IMPORT_EPILOG = """\
+example:
+  rnnpipe import --torch kafka.pt -m kafka2.msgpack"""
+
+
 def _model_option(parser, help):
     flags, kwargs = options.MODEL
     parser.add_argument(*flags, required=True, **{**kwargs, "help": help})
@@ -284,10 +318,12 @@ def build_parser(streams=None):
         "--binary", action="store_true", help="train on input even when it looks like binary data, not text"
     )
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    options.add(t.add_argument_group("engine"), options.ENGINE)
 
     s = command("sample", cmd_sample, "write generated text to stdout", SAMPLE_DESCRIPTION, SAMPLE_EPILOG)
     _model_option(s, "model file to sample from")
     options.add(s, options.SAMPLE)
+    options.add(s, options.ENGINE)
 
     w = command("show", cmd_show, "an HTML page of a text coloured by the model's surprise (or a unit)",
                 SHOW_DESCRIPTION, SHOW_EPILOG)  # fmt: skip
@@ -313,6 +349,7 @@ def build_parser(streams=None):
     _model_option(e, "model file to score with")
     e.add_argument("files", nargs="*", metavar="FILE", help="text to score; stdin when none or -")
     options.add(e, [options.THREADS])
+    options.add(e, options.ENGINE)
     e.add_argument(
         "--json",
         action="store_true",
@@ -328,6 +365,13 @@ def build_parser(streams=None):
         action="store_true",
         help="print one JSON object instead of text (resume: null, or the pending run's epoch, epochs and fraction)",
     )
+    x = command("export", cmd_export, "write MODEL's weights as a PyTorch file", EXPORT_DESCRIPTION, EXPORT_EPILOG)
+    _model_option(x, "model file to export")
+    x.add_argument("--torch", required=True, metavar="FILE", help="the PyTorch file to write (a .pt)")
+
+    m = command("import", cmd_import, "make MODEL from a PyTorch file's weights", IMPORT_DESCRIPTION, IMPORT_EPILOG)
+    _model_option(m, "model file to create (it must not exist)")
+    m.add_argument("--torch", required=True, metavar="FILE", help="the PyTorch file to read, in export's layout")
     parser.commands = sub.choices
     return parser
 
@@ -370,6 +414,16 @@ def load_model(path):
         raise Failure(f"{path}: cannot read model: {e.strerror}") from None
     except ModelFormatError as e:
         raise Failure(f"{path}: {e}") from None
+
+
+def use_engine(model, args):
+    """The model with the engine and device args ask for (Failure without torch)."""
+    from .engine import Unavailable
+
+    try:
+        return model.use(args.engine, args.device)
+    except Unavailable as e:  # no torch, or no such device
+        raise Failure(str(e)) from None
 
 
 def check_writable(path):
@@ -422,9 +476,59 @@ def reading_terminal(sources):
 def cmd_train(args, io):
     try:
         options.check_train(args)
+        options.check_engine(args)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    world = _world(args)
+    try:
+        return _train_as(args, io, world)
+    finally:
+        if world is not None:
+            from . import ddp
+
+            ddp.stop()
+
+
+def _world(args):
+    """The ddp.World when torchrun started this process, else None."""
+    from .engine import launched
+
+    if not launched():
+        return None
+    if args.engine != "torch":
+        raise UsageError("under torchrun, train with --engine torch (the numpy engine trains in one process)")
+    if not args.files or "-" in args.files:
+        raise UsageError("under torchrun, give the text as FILEs, which every rank reads (not stdin)")
+    try:
+        from .engine import torchnet
+
+        torchnet()
+    except RuntimeError as e:
+        raise Failure(str(e)) from None
+    from . import ddp
+
+    return ddp.start(args.device)
+
+
+def _train_as(args, io, world):
     path = args.model
+    if world is not None and world.rank != 0:
+        # rank 0 alone holds the lock and saves; the others train beside it
+        sources = open_inputs(args.files, io.stdin)
+        try:
+            with session.Interrupt(hold=io.process) as interrupt:
+                return _train(args, io, path, sources, interrupt, world)
+        except RuntimeError as e:
+            import torch.distributed as dist
+
+            # a rank that failed (rank 0's folder or lock, say) closes its connections: say so
+            # in one line; the failed rank's own message says why
+            if isinstance(e, (dist.DistBackendError, dist.DistNetworkError)) or "by peer" in str(e):
+                raise Failure(f"rank {world.rank}: another rank ended, so this one stops too") from None
+            raise
+        finally:
+            for s in sources:
+                s.close()
     check_writable(path)
     # opened before signals are only recorded: opening a FIFO waits for a
     # writer, and Ctrl-C must still end that wait
@@ -440,7 +544,7 @@ def cmd_train(args, io):
                 for tmp in session.remove_stale_temp_files(path):
                     if not args.quiet:
                         io.note(f"removed {tmp}, left by an interrupted save")
-                return _train(args, io, path, sources, interrupt)
+                return _train(args, io, path, sources, interrupt, world)
     except session.SessionError as e:  # the lock is held, a save failed: one line, exit 1
         raise Failure(str(e)) from None
     finally:
@@ -448,13 +552,33 @@ def cmd_train(args, io):
             s.close()
 
 
-def _train(args, io, path, sources, interrupt):
-    import numpy as np
-
+def _train(args, io, path, sources, interrupt, world=None):
     from .model import Model
-    from .progress import Display, isatty, si
-    from .reader import InputError, TextReader
-    from .train import Diverged, VocabularyFull
+
+    lead = world is None or world.rank == 0  # the process that saves and shows progress
+    if world is not None:
+        inputs = world.gather([s.describe() for s in sources])
+        if any(i != inputs[0] for i in inputs):
+            raise Failure("under torchrun every rank must read the same text: the FILEs differ between ranks")
+    if not lead:
+        data = world.broadcast(None)
+        if data is None:
+            raise Failure(f"rank {world.rank}: rank 0 could not start training (its message says why)")
+        return _train_model(args, io, path, sources, interrupt, world, Model.from_bytes(data), True)
+    try:
+        model, existed = _open_model(args, io, path)
+    except BaseException:
+        if world is not None:
+            world.broadcast(None)  # the other ranks stop too
+        raise
+    if world is not None:
+        world.broadcast(model.to_bytes())
+    return _train_model(args, io, path, sources, interrupt, world, model, existed)
+
+
+def _open_model(args, io, path):
+    """(the model to train: loaded, with the command line's changes, or new; whether it existed)."""
+    from .model import Model
 
     changes = options.config_changes(args)
     existed = os.path.exists(path)
@@ -474,11 +598,37 @@ def _train(args, io, path, sources, interrupt):
             model = Model.new(**changes)
         except ValueError as e:
             raise UsageError(str(e)) from None
+    return model, existed
+
+
+def _train_model(args, io, path, sources, interrupt, world, model, existed):
+    from .engine import Unavailable
+
+    try:
+        model.use(args.engine, args.device, world)
+    except Unavailable as e:
+        raise Failure(str(e)) from None
+    try:
+        return _run(args, io, path, sources, interrupt, world, model, existed)
+    finally:
+        # the torch engine's DDP module must go before its process group (ddp.stop)
+        model.engine = None
+
+
+def _run(args, io, path, sources, interrupt, world, model, existed):
+    import numpy as np
+
+    from .progress import Display, isatty, si
+    from .reader import InputError, TextReader
+    from .train import Diverged, VocabularyFull
+
+    lead = world is None or world.rank == 0
+    quiet = args.quiet or not lead
     start_iteration, was_pending = model.iterations, model.resume is not None
     untouched = f"{path} left untouched" if existed else f"{path} not created"
-    saver = session.Saver(model, path, args.save_every, on_disk=existed)
+    saver = session.Saver(model, path, args.save_every, on_disk=existed) if lead else None
     original = None  # the file's bytes, to put back if a run that saves as it goes gives up
-    if existed and args.save_every:
+    if lead and existed and args.save_every:
         with open(path, "rb") as f:
             original = f.read()
 
@@ -487,7 +637,8 @@ def _train(args, io, path, sources, interrupt):
         # while waiting for input: the model is whole at both points
         if interrupt():
             return True
-        saver.maybe_save()
+        if saver is not None:
+            saver.maybe_save()
         return False
 
     epochs = args.epochs
@@ -497,7 +648,9 @@ def _train(args, io, path, sources, interrupt):
     # files are read again for each pass; stdin is read once, and spooled to
     # a temporary file when more passes need it (see TRAIN_DESCRIPTION)
     spool = not rereadable and epochs is not None and epochs > 1
-    reader = TextReader(sources, stopped=stop, binary_ok=args.binary, spool=spool)
+    # ranks must read the same blocks: their reader never stops early, and
+    # training stops them all after the same chunk (Run.after_step)
+    reader = TextReader(sources, stopped=stop if world is None else None, binary_ok=args.binary, spool=spool)
     text = reader.again if rereadable or spool else reader.blocks()
     typed = reading_terminal(sources)
     if typed and not quiet:
@@ -514,8 +667,9 @@ def _train(args, io, path, sources, interrupt):
                 callback=display,
                 stop=stop,
                 report_every=display.report_every,
-                sample_every=args.sample_every,
+                sample_every=args.sample_every if lead else 0,
                 valid_fraction=args.valid_fraction,
+                valid_every=10.0 if lead else math.inf,  # only rank 0 shows held-out bits
                 inputs=[s.describe() for s in sources],
                 restart=args.restart,
                 max_vocab=args.max_vocab,
@@ -524,9 +678,13 @@ def _train(args, io, path, sources, interrupt):
             )
     except Diverged as e:
         display.close()
+        if saver is None:
+            raise Failure(f"training diverged: {e}") from None
         raise Failure(f"training diverged: {e}; {_undo(saver, original, existed)}") from None
     except (InputError, VocabularyFull) as e:
         display.close()
+        if saver is None:
+            raise Failure(str(e)) from None
         if model.iterations > start_iteration:
             saver.save()
             raise Failure(f"{e}; saved what was learned before to {path}") from None
@@ -553,7 +711,8 @@ def _train(args, io, path, sources, interrupt):
         raise Failure(
             f"input too short to train on: {reader.chars} character(s){held}; training needs at least 2; {untouched}"
         )
-    saver.save()
+    if saver is not None:
+        saver.save()
 
     if not quiet:
         why = "interrupted" if stopped_by_signal else result.stopped
@@ -567,6 +726,8 @@ def _train(args, io, path, sources, interrupt):
         pending = ""
         if model.resume is not None:
             pending = "; run the same command again to continue where it stopped"
+        if world is not None:
+            passes += f" on {world.size} ranks"
         io.note(
             f"{why}: trained on {si(result.chars)} chars{passes} in {result.elapsed:.1f} s "
             f"({si(result.chars_per_sec)} chars/s), iterations {start_iteration + 1}-{model.iterations}, "
@@ -596,9 +757,10 @@ def _undo(saver, original, existed):
 def cmd_sample(args, io):
     try:
         options.check_sample(args)  # before the model is read
+        options.check_engine(args)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    model = load_model(args.model)
+    model = use_engine(load_model(args.model), args)
     prime = args.prime
     if args.prime_file is not None:
         try:
@@ -787,7 +949,11 @@ def _cut_trace(tr, limit):
 
 
 def cmd_eval(args, io):
-    model = load_model(args.model)
+    try:
+        options.check_engine(args)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    model = use_engine(load_model(args.model), args)
     sources = open_inputs(args.files, io.stdin)
     try:
         return _eval(args, io, model, sources)
@@ -797,7 +963,6 @@ def cmd_eval(args, io):
 
 
 def _eval(args, io, model, sources):
-    from .evaluate import TextScorer
     from .reader import TextReader
 
     if reading_terminal(sources):
@@ -805,7 +970,7 @@ def _eval(args, io, model, sources):
     reader = TextReader(sources, idle=None)
     # the inputs are one text, scored as one stream whatever sizes the reads
     # come in: the scorer cuts it by character position (see evaluate.py)
-    scorer = TextScorer(model.config, model.vocab, model.params)
+    scorer = model.scorer()  # evaluate.TextScorer, or the torch engine's
     with options.blas_threads(args.threads):
         for piece in reader.blocks():
             if piece:
@@ -843,6 +1008,49 @@ def _eval(args, io, model, sources):
             lines.append(f"invalid UTF-8 {reader.replaced} bytes (replaced by U+FFFD)")
         print("\n".join(lines), file=io.stdout)
     io.stdout.flush()
+    return 0
+
+
+def _export_module():
+    from .engine import Unavailable, torchnet
+
+    try:
+        torchnet()
+    except Unavailable as e:
+        raise Failure(str(e).replace("--engine torch", "export and import")) from None
+    from . import export
+
+    return export
+
+
+def cmd_export(args, io):
+    export = _export_module()
+    model = load_model(args.model)
+    from .modelfile import save_bytes
+
+    save_bytes(args.torch, export.to_bytes(model))
+    return 0
+
+
+def cmd_import(args, io):
+    export = _export_module()
+    path = args.model
+    check_writable(path)
+    if not os.path.isfile(args.torch):
+        raise Failure(f"{args.torch}: no such file")
+    try:
+        model = export.from_file(args.torch)
+    except export.FormatError as e:
+        raise Failure(f"{args.torch}: {e}") from None
+    except Exception as e:  # torch.load's own refusals: not a torch file, pickled code
+        raise Failure(f"{args.torch}: cannot load: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    try:
+        with session.TrainLock(path, session.CLI):
+            if os.path.exists(path):
+                raise Failure(f"{path}: exists; import makes a new model (remove it first, or give another name)")
+            session.Saver(model, path).save()
+    except session.SessionError as e:
+        raise Failure(str(e)) from None
     return 0
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import modelfile, net, optim
 from .config import ARCHITECTURE, Config
-from .evaluate import evaluate
+from .evaluate import TextScorer
 from .sample import beam_search, check, generate, stop_after
 from .schedule import KINDS, Budget
 from .train import MAX_VOCAB, Diverged, Position, Run
@@ -63,6 +63,9 @@ class Model:
         self.smooth_loss = math.log(max(len(vocab), 1)) if smooth_loss is None else smooth_loss
         self.last_loss = last_loss  # nats per character of the latest chunk
         self.resume = None  # a train.Position where a run stopped early, or None
+        # None: numpy (net.py, optim.py); or an engine that makes the updates
+        # elsewhere (torchnet.Engine) and writes them back on sync()
+        self.engine = None
 
     def __repr__(self):
         c = self.config
@@ -86,6 +89,7 @@ class Model:
         return cls(config, vocab, params, optim.init(config.optimizer, params), rng)
 
     def to_bytes(self) -> bytes:
+        self.sync()
         return modelfile.pack(self.config, self.vocab.chars, self.params, self.opt_state, self._state())
 
     @classmethod
@@ -116,8 +120,12 @@ class Model:
 
     def become(self, data: bytes):
         """Turn into the model saved in data (Model.to_bytes), in place, so
-        that whoever holds this object holds that model."""
+        that whoever holds this object holds that model; its engine stays,
+        and loads the new weights before its next use."""
+        engine = self.engine
         vars(self).update(vars(Model.from_bytes(data)))
+        self.engine = engine
+        self.touched()
 
     def save(self, path):
         """Write the model to path atomically: the old file stays whole until
@@ -146,6 +154,44 @@ class Model:
                 "uinteger": int(s["uinteger"]),
             },
         }
+
+    # -- engines -------------------------------------------------------------
+
+    def use(self, engine="numpy", device=None, world=None):
+        """Make the updates with engine "numpy" (the default) or "torch" (on
+        device: "cpu", "cuda", "cuda:N", "mps"; default cuda when available;
+        world: a ddp.World when torchrun started the process). The weights
+        stay the model's: the torch engine writes them back on sync()."""
+        self.sync()
+        if engine == "numpy":
+            self.engine = None
+            return self
+        from .engine import torchnet
+
+        self.engine = torchnet().Engine(self, device, world)
+        return self
+
+    def sync(self):
+        """Bring params and opt_state up to date with the engine's updates
+        (a no-op for the numpy engine, which updates them in place)."""
+        if self.engine is not None:
+            self.engine.sync()
+
+    @property
+    def world(self):
+        """The ddp.World of ranks training this model together, or None."""
+        world = getattr(self.engine, "world", None)
+        return world if world is not None and world.size > 1 else None
+
+    def agree(self, *flags):
+        """Each flag, true when true on any rank training this model (as given, alone)."""
+        return list(flags) if self.world is None else self.world.any(*flags)
+
+    def touched(self):
+        """Say that params or opt_state were written in place (a rollback):
+        the engine loads them again before its next update."""
+        if self.engine is not None:
+            self.engine.stale = True
 
     # -- describing ----------------------------------------------------------
 
@@ -182,6 +228,7 @@ class Model:
         new = self.vocab.missing(text)
         if not new:
             return []
+        self.sync()  # the engine's latest weights are the ones that grow
         old = len(self.vocab)
         self.vocab = self.vocab.extended(new)
         if old == 0:
@@ -197,10 +244,14 @@ class Model:
         """One update on a chunk: X, Y are (time, streams) indices; lr, when
         given, replaces config.lr for this update. Returns the state after
         the chunk, for the next one."""
-        loss, grads, state = net.loss(self.params, self.config, X, Y, state, self.rng)
         T = X.shape[0]
-        if not math.isfinite(loss) or not optim.step(self.config, self.params, grads, self.opt_state,
-                                                     self.iterations + 1, T, lr):  # fmt: skip
+        if self.engine is not None:
+            loss, state, applied = self.engine.step(X, Y, state, self.iterations + 1, lr)
+        else:
+            loss, grads, state = net.loss(self.params, self.config, X, Y, state, self.rng)
+            applied = math.isfinite(loss) and optim.step(self.config, self.params, grads, self.opt_state,
+                                                         self.iterations + 1, T, lr)  # fmt: skip
+        if not applied:
             raise Diverged(f"the loss became {loss} at iteration {self.iterations + 1}; try a lower --lr")
         self.iterations += 1
         self.chars_seen += X.size
@@ -376,10 +427,13 @@ class Model:
                 raise ValueError(f"beam must be at least 1, not {beam!r}")
             if temperature != 1.0 or top_k is not None:
                 raise ValueError("beam search finds the likeliest text: it takes no temperature or top_k")
+        self.sync()  # the torch engine's weights, into the arrays the search and the sampler read
+        if beam is not None:
             chars = beam_search(self.config, self.vocab, self.params, n, prime, beam, skip_unknown)
         else:
+            forward = None if self.engine is None else self.engine.forward64()
             chars = generate(self.config, self.vocab, self.params, n, prime, temperature, top_k, seed,
-                             skip_unknown=skip_unknown)  # fmt: skip
+                             skip_unknown=skip_unknown, forward=forward)  # fmt: skip
         return stop_after(chars, lines, until) if lines is not None or until is not None else chars
 
     def sample(self, n=200, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False, *, beam=None,
@@ -390,4 +444,16 @@ class Model:
 
     def evaluate(self, text):
         """Held-out scores of text; see evaluate.Evaluation."""
-        return evaluate(self.config, self.vocab, self.params, text)
+        scorer = self.scorer()
+        scorer.feed(text)
+        return scorer.result()
+
+    def scorer(self):
+        """A scorer of text fed in pieces (feed, then result): evaluate.TextScorer,
+        or with the torch engine its torchnet.Scorer."""
+        self.sync()
+        if self.engine is None:
+            return TextScorer(self.config, self.vocab, self.params)
+        from .engine import torchnet
+
+        return torchnet().Scorer(self)

@@ -83,6 +83,26 @@ def _vocab_rows(params, added, t, dtype):
     step_size(t_i) instead, the same update a fresh Adam of this form makes
     at its t_i-th step: the step is multiplied by step_size(t_i) /
     step_size(t), exactly 1 where t_i = t so those slots are untouched."""
+    vocab = vocab_factor(added, t, dtype)
+    if vocab is None:
+        return None
+    first, factor = vocab
+    rows, start = [], 0
+    for k, p in params.items():  # the order _packed lays them out in
+        if k in VOCAB_AXES:
+            axis = VOCAB_AXES[k]
+            index, shape = [slice(None)] * p.ndim, [1] * p.ndim
+            index[axis], shape[axis] = slice(first, None), -1
+            rows.append((start, p.shape, tuple(index), factor.reshape(shape)))
+        start += p.size
+    return rows
+
+
+def vocab_factor(added, t, dtype):
+    """None while every vocabulary slot has Adam's global count t; otherwise
+    (the first slot with a count of its own, the factor its step and every
+    later slot's is multiplied by). The torch engine shares it, so both
+    engines scale the same slots by the same numbers."""
     if added is None or not added.any():
         return None
     # a slot added at a later count than this update's (a rollback past its
@@ -94,15 +114,7 @@ def _vocab_rows(params, added, t, dtype):
     own = (t - added[first:]).astype(np.float64)
     size = np.sqrt(1 - b2**own) / (1 - b1**own)
     factor = np.where(own == t, 1.0, size / (np.sqrt(1 - b2**t) / (1 - b1**t))).astype(dtype)
-    rows, start = [], 0
-    for k, p in params.items():  # the order _packed lays them out in
-        if k in VOCAB_AXES:
-            axis = VOCAB_AXES[k]
-            index, shape = [slice(None)] * p.ndim, [1] * p.ndim
-            index[axis], shape[axis] = slice(first, None), -1
-            rows.append((start, p.shape, tuple(index), factor.reshape(shape)))
-        start += p.size
-    return rows
+    return first, factor
 
 
 def _adagrad(p, g, mem, lr, clip):

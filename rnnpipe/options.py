@@ -6,7 +6,11 @@ and `%%charrnn_train --hidden 128` mean the same. Defaults are None ("not
 given"): a new model fills them from Config, an existing one keeps its own.
 """
 
+import contextlib
+import sys
+
 from .config import CELLS, DTYPES, OPTIMIZERS, Config
+from .engine import ENGINES
 
 MAX_VOCAB = 20_000  # rnnpipe.train.MAX_VOCAB, repeated so the command line starts without numpy
 
@@ -77,11 +81,32 @@ THREADS = (
         type=int,
         default=1,
         metavar="N",
-        help="threads numpy's BLAS may use (default 1: on a 2-core machine a second thread trained the default GRU "
-        "0.96 to 1.22 times as fast when the machine was quiet, and 2.4 to 70 times slower beside another busy "
-        "program or a second trainer; docs/benchmarks.md)",
+        help="threads numpy's BLAS, or torch on a CPU, may use (default 1: on a 2-core machine a second "
+        "thread trained the default GRU 0.96 to 1.22 times as fast when the machine was quiet, and 2.4 to 70 "
+        "times slower beside another busy program or a second trainer; docs/benchmarks.md)",
     ),
 )
+
+# which engine computes; engine.py (the torch one is the optional extra)
+ENGINE = [
+    (
+        ("--engine",),
+        dict(
+            choices=ENGINES,
+            default="numpy",
+            help="numpy (the default, nothing to install) or torch (PyTorch's fused RNN modules with the same maths "
+            "and the same model file, on --device; needs pip install 'rnnpipe[torch]')",
+        ),
+    ),
+    (
+        ("--device",),
+        dict(
+            metavar="DEV",
+            help="with --engine torch: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu; under "
+            "torchrun, GPU LOCAL_RANK of cuda)",
+        ),
+    ),
+]
 
 RUN = [
     THREADS,
@@ -285,6 +310,12 @@ def check_train(args):
         raise ValueError("--keep-best needs held-out text to judge by: give --valid-fraction too (0.1, say)")
 
 
+def check_engine(args):
+    """Raise ValueError for a --device without --engine torch."""
+    if getattr(args, "device", None) and args.engine != "torch":
+        raise ValueError(f"--device {args.device} is for --engine torch (the numpy engine runs on the CPU)")
+
+
 def check_sample(args):
     """The core's checks of sampling options (rnnpipe.sample.check), in the
     command line's words."""
@@ -341,8 +372,22 @@ def read_prime_file(path, stdin=None):
         ) from None
 
 
+@contextlib.contextmanager
 def blas_threads(n):
-    """A context that lets numpy's BLAS use n threads (numpy must be imported)."""
+    """A context that lets numpy's BLAS use n threads (numpy must be
+    imported), and torch's CPU operations too when torch is in use: on a
+    busy 2-core machine torch's second thread made the torch engine 10x
+    slower, as a second BLAS thread does numpy (docs/benchmarks.md)."""
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=n, user_api="blas")
+    torch = sys.modules.get("torch")  # only when a command asked for it: never imported here
+    with threadpool_limits(limits=n, user_api="blas"):
+        if torch is None:
+            yield
+            return
+        old = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)

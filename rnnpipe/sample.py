@@ -44,21 +44,28 @@ def check(n, temperature, top_k, seed):
         raise ValueError(f"seed must be 0 or more, not {seed!r}")
 
 
-def _start(config, vocab, params, prime, skip_unknown, state):
-    """What sampling and beam search start from: the weights in float64,
-    the state after all of the prime but its last character, and that last
-    character's index (the next input)."""
+def _usable_prime(vocab, prime, skip_unknown):
+    """The prime to condition on: refused (ValueError) with characters the
+    model has never seen, or with skip_unknown used without them."""
     if not len(vocab):
         raise ValueError("the model has not seen any text yet")
     unknown = vocab.missing(prime)
     if unknown and skip_unknown:
-        prime = "".join(c for c in prime if c not in unknown)
-    elif unknown:
+        return "".join(c for c in prime if c not in unknown)
+    if unknown:
         raise ValueError(
             "the prime has characters the model has never seen: "
             + " ".join(repr(c) for c in unknown)
             + " (--skip-unknown leaves them out)"
         )
+    return prime
+
+
+def _start(config, vocab, params, prime, skip_unknown, state):
+    """What beam search starts from: the weights in float64, the state after
+    all of the prime but its last character, and that last character's index
+    (the next input)."""
+    prime = _usable_prime(vocab, prime, skip_unknown)
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
     cfg = config.replace(dtype="float64")
     if state is None:
@@ -75,7 +82,17 @@ def _start(config, vocab, params, prime, skip_unknown, state):
 
 
 def generate(
-    config, vocab, params, n, prime="", temperature=1.0, top_k=None, seed=None, state=None, skip_unknown=False
+    config,
+    vocab,
+    params,
+    n,
+    prime="",
+    temperature=1.0,
+    top_k=None,
+    seed=None,
+    state=None,
+    skip_unknown=False,
+    forward=None,
 ):
     """Yield n characters (forever when n is 0), conditioned on prime.
 
@@ -85,17 +102,31 @@ def generate(
     as the seed samples from its training state. A prime with characters the
     model has never seen is refused, or with skip_unknown conditions on the
     rest of it. A temperature below 1e-30 counts as 0 (dividing by it would
-    overflow); an infinite one samples uniformly.
+    overflow); an infinite one samples uniformly. `forward`, when given,
+    computes instead of net.py: (indices (time, 1), state or None) -> (the
+    last step's logits, float64 numpy, and the state after); the torch
+    engine's (torchnet.Engine.forward64).
     """
     check(n, temperature, top_k, seed)
     if temperature < 1e-30:
         temperature = 0.0
     rng = np.random.default_rng(seed)
-    p64, cfg, prepared, state, ix = _start(config, vocab, params, prime, skip_unknown, state)
+    prime = _usable_prime(vocab, prime, skip_unknown)
+    if forward is None:
+        forward = _numpy_forward(config, params)
+        if state is None:
+            state = net.zero_state(config.replace(dtype="float64"), 1)
+    if state is not None:
+        state = [tuple(s.astype(np.float64) for s in layer) for layer in state]
+    context = vocab.encode(prime or start_char(vocab))
+    # condition on all of the prime but its last character in one chunk
+    if len(context) > 1:
+        _, state = forward(context[:-1].reshape(-1, 1), state)
+    ix = int(context[-1])
     produced = 0
     while n == 0 or produced < n:
-        hs, state, _ = net.forward(p64, cfg, np.array([[ix]]), state, prepared=prepared)
-        ix = _pick(net.logits(p64, hs)[0], temperature, top_k, rng)
+        logits, state = forward(np.array([[ix]]), state)
+        ix = _pick(logits, temperature, top_k, rng)
         produced += 1
         yield vocab.chars[ix]
 
@@ -164,3 +195,17 @@ def stop_after(chars, lines=None, until=None):
             tail = (tail + c)[-len(until) :]
             if tail == until:
                 return
+
+
+def _numpy_forward(config, params):
+    """generate's forward on net.py, in float64."""
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}
+    cfg = config.replace(dtype="float64")
+    # the weights rearranged for the recurrence once, not once per character
+    prepared = net.prepare(p64, cfg)
+
+    def forward(X, state):
+        hs, state, _ = net.forward(p64, cfg, X, state, prepared=prepared)
+        return net.logits(p64, hs[-1:])[0], state
+
+    return forward

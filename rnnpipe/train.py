@@ -254,6 +254,7 @@ class Run:
 
     def measure(self):
         self.last_valid = time.monotonic()
+        self.model.sync()
         ix = self.model.vocab.encode(self.valid)
         nats, n = loss_sum(self.model.config, self.model.params, ix[ix >= 0])
         if n:
@@ -430,6 +431,7 @@ class Run:
         snapshot's do."""
         if not self.recent:
             return 0.0
+        self.model.sync()
         cfg, snapshot = self.model.config, self.snapshot_params()
         by_length = collections.defaultdict(list)  # chunks side by side: one forward pass per length
         for X, Y in self.recent:
@@ -441,7 +443,9 @@ class Run:
             now += _chunk_loss(self.model.params, cfg, X, Y) * X.size
             then += _chunk_loss(snapshot, cfg, X, Y) * X.size
             chars += X.size
-        return (now - then) / chars
+        worse = (now - then) / chars
+        world = self.model.world  # ranks training together decide together, on all their chunks
+        return worse if world is None else world.mean(worse)
 
     def snapshot_params(self):
         params = {}
@@ -452,6 +456,7 @@ class Run:
 
     def take_snapshot(self):
         m = self.model
+        m.sync()
         self.since_snapshot = 0
         self.snapshot = (
             {k: v.copy() for k, v in m.params.items()},
@@ -469,6 +474,7 @@ class Run:
             _restore(m.params[name], saved)
         for name, saved in opt_state.items():
             _restore(m.opt_state[name], saved)
+        m.touched()  # an engine with its own copy of the weights takes these
         m.rng.bit_generator.state = rng
         at = m.iterations + 1
         m.iterations, m.chars_seen, m.smooth_loss, m.last_loss = counters
@@ -500,6 +506,7 @@ class Run:
         if self.sample_every and m.iterations % self.sample_every == 0:
             # like the seed, sample from where the first stream has got to
             first = [tuple(s[:1] for s in layer) for layer in state]
+            m.sync()
             text = generate(m.config, m.vocab, m.params, self.sample_length, seed=m.iterations, state=first,
                             prime=m.vocab.chars[next_ix])  # fmt: skip
             self.report("sample", sample="".join(text))
@@ -510,9 +517,13 @@ class Run:
         elif now - self.last_report >= self.report_every:
             self.last_report = now
             self.report("progress")
-        if self.max_time is not None and now - self.start >= self.max_time:
+        timed = self.max_time is not None and now - self.start >= self.max_time
+        asked = not timed and self.stop is not None and self.stop()
+        # ranks training together (ddp.py) stop after the same chunk
+        timed, asked = self.model.agree(timed, asked)
+        if timed:
             raise Stop("time limit")
-        if self.stop is not None and self.stop():
+        if asked:
             raise Stop("stopped")
 
     def finish(self, stopped):

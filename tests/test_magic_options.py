@@ -102,8 +102,8 @@ def test_save_every_and_clip_are_on_both_sides():
 def test_the_table_is_what_both_sides_are_built_from():
     # an option added to the table reaches both sides; one added to one side only fails the tests above
     table = {
-        "train": options.ARCHITECTURE + options.HYPER + options.RUN + [options.MODEL],
-        "sample": options.SAMPLE + [options.MODEL],
+        "train": options.ARCHITECTURE + options.HYPER + options.RUN + options.ENGINE + [options.MODEL],
+        "sample": options.SAMPLE + options.ENGINE + [options.MODEL],
         "show": options.SHOW + [options.MODEL],
     }
     for command, rows in table.items():

@@ -1,0 +1,89 @@
+"""A model's weights as a PyTorch file, and back: `rnnpipe export` and
+`rnnpipe import`.
+
+The file is what torch.save writes of a plain dict, loadable with
+torch.load(path, weights_only=True) (no pickled code):
+
+- "state_dict": the weights by the names torch.nn.RNN / LSTM / GRU(V, H, L)
+  gives them under the prefix "rnn." and torch.nn.Linear(H, V) under
+  "head." (torchnet.to_torch maps them; input is one-hot over the vocabulary);
+- "vocab": the characters, a list of str, in index order;
+- "config": the model file's config map (docs/model-format.md).
+
+Only weights travel: importing gives a model with fresh optimiser state and
+no training history, as a new model has.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+
+from . import optim, torchnet
+from .config import Config
+
+
+class FormatError(ValueError):
+    """The file is not a state_dict in the layout export writes; the message says why."""
+
+
+def to_bytes(model) -> bytes:
+    model.sync()
+    arrays = torchnet.to_torch(model.params, model.config)
+    data = {
+        "state_dict": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
+        "vocab": list(model.vocab.chars),
+        "config": model.config.to_dict(),
+    }
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    return buffer.getvalue()
+
+
+def _config(data, state):
+    """The config a file names, or, for a bare state_dict's dict without
+    one, what its shapes say (the other fields the defaults)."""
+    if isinstance(data.get("config"), dict):
+        return Config.from_dict(data["config"])
+    layers = sum(1 for k in state if k.startswith("rnn.weight_hh_l"))
+    G, H = state["rnn.weight_hh_l0"].shape
+    cells = {1: "rnn", 3: "gru", 4: "lstm"}
+    if G % H or G // H not in cells:
+        raise FormatError(f"rnn.weight_hh_l0 has shape {G}x{H}: not an RNN, GRU or LSTM's")
+    dtype = "float64" if state["rnn.weight_hh_l0"].dtype == torch.float64 else "float32"
+    return Config(cell=cells[G // H], hidden=H, layers=layers, dtype=dtype)
+
+
+def from_file(path):
+    """A Model with the weights, vocabulary and config of an exported file."""
+    from .model import Model
+    from .vocab import Vocab
+
+    data = torch.load(path, weights_only=True, map_location="cpu")
+    if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
+        raise FormatError("not a dict with a state_dict (rnnpipe export writes one)")
+    state, vocab = data["state_dict"], data.get("vocab")
+    if not isinstance(vocab, list) or not all(isinstance(c, str) and len(c) == 1 for c in vocab):
+        raise FormatError("vocab must be a list of one-character str, in index order")
+    if len(set(vocab)) != len(vocab):
+        raise FormatError("vocab has a character twice")
+    try:
+        config = _config(data, state)
+    except (KeyError, ValueError, TypeError) as e:
+        raise FormatError(f"config: {e}") from None
+    expected = {
+        k: tuple(v.shape) for k, v in torchnet.Net(config.replace(dropout=0.0), len(vocab)).state_dict().items()
+    }
+    if set(state) != set(expected):
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        raise FormatError(f"state_dict keys differ from {config.cell}'s: missing {missing}, unexpected {extra}")
+    for k, shape in expected.items():
+        if tuple(state[k].shape) != shape:
+            raise FormatError(f"{k} has shape {tuple(state[k].shape)}, expected {shape}")
+    dtype = np.dtype(config.dtype)
+    arrays = {k: v.detach().cpu().numpy().astype(dtype) for k, v in state.items()}
+    params = torchnet.from_torch(arrays, config)
+    rng = np.random.default_rng(config.seed)
+    return Model(config, Vocab(vocab), params, optim.init(config.optimizer, params), rng)

@@ -1,0 +1,410 @@
+"""The torch engine: the numpy engine's network and optimisers on PyTorch's
+fused RNN modules, on a CPU or a GPU, under DDP when torchrun starts it.
+
+Only this module, ddp.py and export.py import torch, and only when a
+command asks for it (--engine torch, export, import): engine.py says so.
+
+The model file stays the numpy engine's. rnnpipe's parameters map exactly
+onto torch.nn.RNN / LSTM / GRU(V, H, L) and a torch.nn.Linear(H, V) head:
+
+- weight_ih_l<k> is <k>.Wxh, weight_hh_l<k> is <k>.Whh, with the LSTM's gate
+  rows reordered (rnnpipe keeps i, f, o, g so the sigmoids are contiguous;
+  torch has i, f, g, o); the RNN's and GRU's orders are torch's already.
+- bias_ih_l<k> is <k>.bh and bias_hh_l<k> is zero, since rnnpipe has one
+  bias per gate where torch adds two; except the GRU's n rows of bias_hh,
+  which are <k>.bhn: both put that bias inside the reset product.
+- head.weight is Why, head.bias is by. Layer 0's input is one-hot over the
+  vocabulary, so its weights are Wxh's columns.
+
+Training keeps torch's zero biases at zero by masking their gradients, so
+the optimiser sees exactly rnnpipe's parameters (the global norm Adam clips
+counts each bias once). The optimisers are optim.py's, as tensor ops. Dropout
+masks come from torch's random generator, seeded from the model's seed and
+iteration count when the engine loads the weights: not the numpy engine's
+masks, so a run with dropout is not the numpy run bit for bit (without
+dropout it is, to float rounding).
+
+The engine keeps weights and optimiser state on the device between updates.
+Model.sync() writes them back into the model's numpy arrays (before a save,
+a snapshot, a sample or held-out scoring); the engine loads them again
+whenever the model's arrays were replaced (the vocabulary grew) or written
+(Model.touched(), after a rollback).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import optim
+
+MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+CHUNK = 4096  # characters per forward call when scoring a text as one stream
+
+
+def device(name=None):
+    """A torch.device that works here: name as given, else cuda when
+    available, else cpu; engine.Unavailable, in one line, if it does not."""
+    from .engine import Unavailable
+
+    try:
+        dev = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch.zeros(1, device=dev)
+    except (RuntimeError, AssertionError) as e:  # torch says "not compiled with CUDA" by an assertion
+        raise Unavailable(f"--device {name}: {(str(e) or type(e).__name__).splitlines()[0]}") from None
+    return dev
+
+
+# -- layouts -------------------------------------------------------------------
+
+
+def _gates(a, cell):
+    """rnnpipe's gate rows in torch's order, or back (the swap is its own
+    inverse): the LSTM's o and g trade places."""
+    if cell != "lstm":
+        return a
+    i, f, o, g = np.split(a, 4, axis=0)
+    return np.concatenate([i, f, g, o], axis=0)
+
+
+def to_torch(arrays, config):
+    """rnnpipe's parameters (or one optimiser slot's arrays, which have
+    their shapes) by torch's names, as numpy arrays."""
+    out = {}
+    for k in range(config.layers):
+        bh = _gates(arrays[f"{k}.bh"], config.cell)
+        out[f"rnn.weight_ih_l{k}"] = _gates(arrays[f"{k}.Wxh"], config.cell)
+        out[f"rnn.weight_hh_l{k}"] = _gates(arrays[f"{k}.Whh"], config.cell)
+        out[f"rnn.bias_ih_l{k}"] = bh.copy()
+        bias_hh = np.zeros_like(bh)
+        if config.cell == "gru":
+            bias_hh[2 * config.hidden :] = arrays[f"{k}.bhn"]
+        out[f"rnn.bias_hh_l{k}"] = bias_hh
+    out["head.weight"] = arrays["Why"].copy()
+    out["head.bias"] = arrays["by"].copy()
+    return out
+
+
+def from_torch(arrays, config):
+    """The inverse of to_torch, for any weights in torch's layout: torch's
+    two biases add up into rnnpipe's one (the GRU's n rows of bias_hh are
+    bhn), which is exact, as only their sum enters the cell."""
+    out, H = {}, config.hidden
+    for k in range(config.layers):
+        bias_ih, bias_hh = arrays[f"rnn.bias_ih_l{k}"], arrays[f"rnn.bias_hh_l{k}"]
+        out[f"{k}.Wxh"] = _gates(arrays[f"rnn.weight_ih_l{k}"], config.cell).copy()
+        out[f"{k}.Whh"] = _gates(arrays[f"rnn.weight_hh_l{k}"], config.cell).copy()
+        if config.cell == "gru":
+            bh = bias_ih.copy()
+            bh[: 2 * H] += bias_hh[: 2 * H]
+            out[f"{k}.bh"], out[f"{k}.bhn"] = bh, bias_hh[2 * H :].copy()
+        else:
+            out[f"{k}.bh"] = _gates(bias_ih + bias_hh, config.cell)
+    out["Why"] = arrays["head.weight"].copy()
+    out["by"] = arrays["head.bias"].copy()
+    return out
+
+
+def _slot(state, slot):
+    prefix = slot + "."
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+# -- the network -----------------------------------------------------------------
+
+
+class Net(nn.Module):
+    """torch.nn.RNN / LSTM / GRU over one-hot characters under a linear head:
+    rnnpipe's network with torch's names (the export's state_dict)."""
+
+    def __init__(self, config, vocab_size):
+        super().__init__()
+        self.vocab_size = vocab_size
+        dtype = DTYPES[config.dtype]
+        self.rnn = MODULES[config.cell](vocab_size, config.hidden, config.layers, dropout=config.dropout, dtype=dtype)
+        self.head = nn.Linear(config.hidden, vocab_size, dtype=dtype)
+
+    def forward(self, X, state):
+        """X: (time, streams) indices; returns logits (time * streams, V) and the state after."""
+        x = F.one_hot(X, self.vocab_size).to(self.head.weight.dtype)
+        hs, state = self.rnn(x, state)
+        return self.head(hs.reshape(-1, hs.shape[-1])), state
+
+
+def _state_in(state, cell, dev, dtype):
+    """rnnpipe's state (per layer, a tuple of (streams, hidden) arrays) as torch's."""
+    parts = [torch.from_numpy(np.stack([layer[i] for layer in state])).to(dev, dtype) for i in range(len(state[0]))]
+    return tuple(parts) if cell == "lstm" else parts[0]
+
+
+def _state_out(state, cell):
+    """torch's state as rnnpipe's, numpy arrays (on the host)."""
+    parts = state if cell == "lstm" else (state,)
+    host = [p.detach().cpu().numpy() for p in parts]
+    return [tuple(p[k].copy() for p in host) for k in range(host[0].shape[0])]
+
+
+# -- the engine ----------------------------------------------------------------
+
+
+class Engine:
+    """Model.step on torch: forward, backward and optim.py's update for one
+    chunk, with the weights and optimiser state kept on `dev`. world: a
+    ddp.World when torchrun started this process (gradients averaged over
+    its ranks), else None."""
+
+    def __init__(self, model, dev=None, world=None):
+        self.model, self.world = model, world
+        self.device = device(dev) if not isinstance(dev, torch.device) else dev
+        self.loaded = None  # the model's arrays the device copy was made from (by identity)
+        self.dirty = False  # the device copy is newer than the model's arrays
+        self.stale = True  # the model's arrays were written: load them again before the next step
+
+    # -- moving weights between the model and the device
+
+    def _sources(self):
+        m = self.model
+        return [*m.params.values(), *m.opt_state.values()]
+
+    def _load(self):
+        m, cfg = self.model, self.model.config
+        dtype = DTYPES[cfg.dtype]
+        self.net = Net(cfg, len(m.vocab)).to(self.device)
+        with torch.no_grad():
+            for name, value in to_torch(m.params, cfg).items():
+                self.net.get_parameter(name).copy_(torch.from_numpy(value))
+        self.names = [n for n, _ in self.net.named_parameters()]
+        self.params = [p for _, p in self.net.named_parameters()]
+        self.slots = {}
+        for slot in optim.SLOTS[cfg.optimizer]:
+            arrays = to_torch(_slot(m.opt_state, slot), cfg)
+            self.slots[slot] = [torch.from_numpy(arrays[n]).to(self.device, dtype) for n in self.names]
+        # torch's second bias exists only where rnnpipe has one: the GRU's n rows
+        self.masks = {}
+        for n, p in zip(self.names, self.params, strict=True):
+            if n.startswith("rnn.bias_hh"):
+                mask = torch.zeros_like(p)
+                if cfg.cell == "gru":
+                    mask[2 * cfg.hidden :] = 1
+                self.masks[n] = mask
+        # where the vocabulary indexes each parameter (optim.VOCAB_AXES)
+        self.vocab_axes = {"rnn.weight_ih_l0": 1, "head.weight": 0, "head.bias": 0}
+        self.module = self.net
+        if self.world is not None and self.world.size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.module = DistributedDataParallel(self.net, device_ids=ids)
+        torch.manual_seed(cfg.seed * 1_000_003 + m.iterations)  # dropout masks: see the module's docstring
+        self.loaded, self.stale, self.dirty = self._sources(), False, False
+
+    def _current(self):
+        """Load the model's arrays unless the device copy is made from them."""
+        sources = self._sources()
+        if (
+            self.stale
+            or self.loaded is None
+            or len(sources) != len(self.loaded)
+            or any(a is not b for a, b in zip(sources, self.loaded, strict=True))
+        ):
+            self._load()
+
+    def sync(self):
+        """Write the device's weights and optimiser state into the model's
+        numpy arrays, in place."""
+        if not self.dirty:
+            return
+        m, cfg = self.model, self.model.config
+        with torch.no_grad():
+            host = {n: p.detach().cpu().numpy() for n, p in zip(self.names, self.params, strict=True)}
+            for k, v in from_torch(host, cfg).items():
+                np.copyto(m.params[k], v)
+            for slot, tensors in self.slots.items():
+                host = {n: t.cpu().numpy() for n, t in zip(self.names, tensors, strict=True)}
+                for k, v in from_torch(host, cfg).items():
+                    np.copyto(m.opt_state[f"{slot}.{k}"], v)
+        self.dirty = False
+
+    # -- computing
+
+    def logits(self, X, state):
+        """(logits (time * streams, V), state after) as numpy, no dropout: for tests and scoring."""
+        self._current()
+        cfg = self.model.config
+        self.net.eval()
+        with torch.no_grad():
+            z, out = self.net(torch.from_numpy(np.asarray(X)).to(self.device), _state_in(state, cfg.cell,
+                              self.device, DTYPES[cfg.dtype]))  # fmt: skip
+        return z.cpu().numpy(), _state_out(out, cfg.cell)
+
+    def gradients(self, X, Y, state):
+        """(loss, gradients by rnnpipe's names): net.loss's, for tests."""
+        loss, _ = self._backward(X, Y, state)
+        cfg = self.model.config
+        host = {n: p.grad.cpu().numpy() for n, p in zip(self.names, self.params, strict=True)}
+        return loss, from_torch(host, cfg)
+
+    def _backward(self, X, Y, state):
+        """Forward and backward on this process's streams of the chunk;
+        returns (the chunk's loss, summed over time and averaged over all
+        streams, as net.loss's; the state after the chunk, all streams)."""
+        self._current()
+        cfg, dev, dtype = self.model.config, self.device, DTYPES[self.model.config.dtype]
+        B = X.shape[1]
+        lo, hi, weight = 0, B, 1.0 / B
+        world = self.world if self.world is not None and self.world.size > 1 else None
+        if world is not None:
+            lo, hi = world.share(B)
+            # averaged over W ranks, W / B per stream is 1 / B: the whole batch's mean
+            weight = world.size / B
+            if hi == lo:  # fewer streams than ranks: this rank adds a zero gradient
+                lo, hi, weight = 0, 1, 0.0
+        X = torch.from_numpy(np.ascontiguousarray(X[:, lo:hi])).to(dev)
+        Y = torch.from_numpy(np.ascontiguousarray(Y[:, lo:hi])).to(dev)
+        h0 = _state_in([tuple(s[lo:hi] for s in layer) for layer in state], cfg.cell, dev, dtype)
+        self.net.train()
+        for p in self.params:
+            p.grad = None
+        z, out = self.module(X, h0)
+        loss = F.cross_entropy(z, Y.reshape(-1), reduction="sum")
+        (loss * weight).backward()
+        for n, p in zip(self.names, self.params, strict=True):
+            if n in self.masks:
+                p.grad.mul_(self.masks[n])
+        loss = loss.detach() * (weight / world.size if world is not None else weight)
+        if world is None:
+            return loss, _state_out(out, cfg.cell)
+        return world.gather_state(loss, out, cfg.cell, B, weight > 0)
+
+    def step(self, X, Y, state, t, lr=None):
+        """One update, as Model.step makes it with net.loss and optim.step:
+        returns (loss, state after the chunk, whether it was applied); a NaN
+        or infinite loss or gradient applies nothing."""
+        cfg = self.model.config
+        lr = cfg.lr if lr is None else lr
+        loss, state = self._backward(X, Y, state)
+        grads = [p.grad for p in self.params]
+        sumsq = torch.stack([g.pow(2).sum() for g in grads]).sum()
+        loss, sumsq = torch.stack([torch.as_tensor(loss, dtype=sumsq.dtype), sumsq]).tolist()  # one wait
+        if not (math.isfinite(loss) and math.isfinite(sumsq)):
+            return loss, state, False
+        with torch.no_grad():
+            if cfg.optimizer == "adagrad":
+                self._adagrad(grads, lr, cfg.clip)
+            else:
+                self._adam(grads, lr, cfg.clip, t, X.shape[0], sumsq)
+        self.dirty = True
+        return loss, state, True
+
+    def _adagrad(self, grads, lr, clip):
+        # optim._adagrad: clip each entry, then the seed's Adagrad
+        torch._foreach_clamp_min_(grads, -clip)
+        torch._foreach_clamp_max_(grads, clip)
+        mem = self.slots["mem"]
+        torch._foreach_addcmul_(mem, grads, grads)
+        denom = torch._foreach_add(mem, optim.ADAGRAD_EPS)
+        torch._foreach_sqrt_(denom)
+        torch._foreach_addcdiv_(self.params, grads, denom, value=-lr)
+
+    def _adam(self, grads, lr, clip, t, seq_length, sumsq):
+        # optim._adam: the per-character mean gradient, its global norm clipped
+        norm = math.sqrt(sumsq) / seq_length
+        scale = (1.0 / seq_length) * (min(1.0, clip / norm) if norm > 0 else 1.0)
+        b1, b2 = optim.ADAM_BETAS
+        step_size = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+        m, v = self.slots["m"], self.slots["v"]
+        torch._foreach_mul_(grads, scale)
+        torch._foreach_mul_(m, b1)
+        torch._foreach_add_(m, grads, alpha=1 - b1)
+        torch._foreach_mul_(v, b2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_add_(denom, optim.ADAM_EPS)
+        steps = torch._foreach_div(m, denom)
+        vocab = optim.vocab_factor(self.model.opt_state.get(optim.ADDED), t, np.dtype(self.model.config.dtype))
+        if vocab is not None:  # slots with their own count (optim._vocab_rows)
+            first, factor = vocab
+            factor = torch.from_numpy(factor).to(self.device)
+            for n, s in zip(self.names, steps, strict=True):
+                if n in self.vocab_axes:
+                    if self.vocab_axes[n] == 1:
+                        s[:, first:] *= factor
+                    else:
+                        s[first:] *= factor.reshape((-1,) + (1,) * (s.dim() - 1))
+        torch._foreach_add_(self.params, steps, alpha=-step_size)
+
+    # -- scoring and sampling
+
+    def score(self, ix, state=None):
+        """(nats, characters predicted, state after, torch's) of reading
+        indices ix as one stream, CHUNK characters a call, from state (None:
+        zero), in the model's dtype and summed in float64."""
+        self._current()
+        self.net.eval()
+        nats, n = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(ix) - 1, CHUNK):
+                piece = torch.from_numpy(np.asarray(ix[start : start + CHUNK + 1], np.int64)).to(self.device)
+                z, state = self.net(piece[:-1, None], state)
+                nats += float(F.cross_entropy(z.double(), piece[1:], reduction="sum"))
+                n += len(piece) - 1
+        return nats, n, state
+
+    def forward64(self):
+        """sample.generate's forward on this device, in float64 as the numpy
+        sampler computes (float32 on mps, which has no float64)."""
+        m = self.model
+        m.sync()
+        dtype = "float32" if self.device.type == "mps" else "float64"
+        cfg = m.config.replace(dtype=dtype, dropout=0.0)
+        net = Net(cfg, len(m.vocab)).to(self.device).eval()
+        with torch.no_grad():
+            for name, value in to_torch(m.params, cfg).items():
+                net.get_parameter(name).copy_(torch.from_numpy(value))
+
+        def forward(X, state):
+            with torch.no_grad():
+                h = None if state is None else _state_in(state, cfg.cell, self.device, DTYPES[dtype])
+                z, h = net(torch.from_numpy(np.asarray(X, np.int64)).to(self.device), h)
+                return z[-1].double().cpu().numpy(), _state_out(h, cfg.cell)
+
+        return forward
+
+
+class Scorer:
+    """evaluate.TextScorer's interface on the torch engine: the text fed in
+    pieces is scored as one continuous stream, exactly (no parallel
+    segments to converge: torch reads CHUNK characters a call)."""
+
+    def __init__(self, model):
+        self.model, self.engine = model, model.engine
+        self.unknown, self.nats, self.chars = 0, 0.0, 0
+        self.last, self.state = None, None  # the last known character fed, the state before it
+
+    def feed(self, text):
+        ix = self.model.vocab.encode(text)
+        known = ix[ix >= 0]
+        self.unknown += len(ix) - len(known)
+        if not len(known):
+            return
+        if self.last is not None:
+            known = np.concatenate([[self.last], known])
+        if len(known) > 1:
+            nats, n, self.state = self.engine.score(known, self.state)
+            self.nats, self.chars = self.nats + nats, self.chars + n
+        self.last = int(known[-1])
+
+    def result(self):
+        from .evaluate import Evaluation
+
+        if self.chars == 0:
+            raise ValueError("nothing to score: the text needs at least two characters the model knows")
+        per = self.nats / self.chars
+        perplexity = math.exp(per) if per < 700 else math.inf
+        return Evaluation(per / math.log(2), per, perplexity, self.chars, int(self.unknown))
