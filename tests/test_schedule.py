@@ -130,11 +130,13 @@ def test_a_time_bounded_run_follows_the_clock_and_its_continuation_the_rest_of_i
     assert seen[-1] == pytest.approx(CFG.lr * schedule.factor("cosine", 1.0), rel=0.05)
 
 
-def overfitting(keep_best):
+def overfitting(keep_best, engine="numpy"):
     """A model too big for its text, trained on long after its held-out
     loss has bottomed: the last model is not the best one."""
     text = kafka_text()[:3000]
     model = Model.new(Config(cell="gru", hidden=64, seq_length=20, batch_size=4, lr=0.02), text)
+    if engine != "numpy":
+        model.use(engine, device="cpu")
     measured = []
 
     def callback(p):
@@ -167,6 +169,15 @@ def test_keep_best_ends_with_the_best_held_out_model():
     # and the model is that one: scored again from scratch it gives the same figure
     assert kept.evaluate(held).bits_per_char == pytest.approx(best_bits, abs=1e-3)
     assert last.evaluate(held).bits_per_char > kept.evaluate(held).bits_per_char
+
+
+def test_keep_best_with_the_torch_engine_keeps_the_engine_on_the_best_weights():
+    pytest.importorskip("torch")
+    kept, measured, notes, end, held = overfitting(keep_best=True, engine="torch")
+    best_bits, best_iteration = min(measured)
+    assert notes and kept.iterations == best_iteration and end.valid_bits == best_bits
+    assert kept.engine is not None  # still training with torch, from the kept weights
+    assert kept.evaluate(held).bits_per_char == pytest.approx(best_bits, abs=1e-3)
 
 
 def test_keep_best_needs_held_out_text():
