@@ -1,0 +1,74 @@
+"""CPU time of one training update, rnnpipe against PyTorch, the same chunks.
+
+    .venv/bin/python bench/step_time.py              # lstm 256, batch 32, seq 50
+    .venv/bin/python bench/step_time.py gru 192
+
+One thread each, CPU time (time.process_time) rather than wall-clock, so that
+a figure taken beside other work compares as it would on a quiet machine;
+5 warm-up updates, then 55 timed. The ratio printed is torch's time over
+rnnpipe's: rnnpipe's speed as a multiple of torch's.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import rnnpipe  # noqa: E402
+from rnnpipe import net  # noqa: E402
+from rnnpipe.train import batches  # noqa: E402
+
+
+def main():
+    cell = sys.argv[1] if len(sys.argv) > 1 else "lstm"
+    H = int(sys.argv[2]) if len(sys.argv) > 2 else 256
+    text = (HERE.parent.parent / "shared" / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:300000]
+    cfg = rnnpipe.Config(cell=cell, hidden=H, seq_length=50, batch_size=32, lr=4e-3)
+    m = rnnpipe.Model.new(cfg, text)
+    chunks = list(batches(m.vocab.encode(text), 50, 32))[:60]
+    with threadpool_limits(1):
+        state = net.zero_state(cfg, 32)
+        for X, Y in chunks[:5]:
+            state = m.step(X, Y, state)
+        t = time.process_time()
+        for X, Y in chunks[5:]:
+            state = m.step(X, Y, state)
+        ours = (time.process_time() - t) / len(chunks[5:])
+
+    import torch
+    import torch_rnn
+    from torch import nn
+    from torch.nn import functional as F
+
+    torch.set_num_threads(1)
+    tm = torch_rnn.CharRNN(cell, len(m.vocab), H)
+    opt = torch.optim.Adam(tm.parameters(), lr=4e-3)
+
+    def step(X, Y, st):
+        logits, st = tm(torch.from_numpy(X.astype(np.int64)), st)
+        loss = F.cross_entropy(logits, torch.from_numpy(Y.astype(np.int64)).reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(tm.parameters(), 5.0)
+        opt.step()
+        return torch_rnn._detach(st)
+
+    st = None
+    for X, Y in chunks[:5]:
+        st = step(X, Y, st)
+    t = time.process_time()
+    for X, Y in chunks[5:]:
+        st = step(X, Y, st)
+    theirs = (time.process_time() - t) / len(chunks[5:])
+    print(f"{cell} {H}: rnnpipe {ours * 1000:.1f} ms/update, torch {theirs * 1000:.1f} ms/update, "
+          f"rnnpipe's speed {theirs / ours:.2f}x torch's")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
