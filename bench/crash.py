@@ -51,6 +51,7 @@ import math
 import os
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,17 +152,35 @@ def check_after_kill(path, before_iterations):
     return None, m.iterations
 
 
+# Runs the command as its own child and reports that child's exit status and
+# peak RSS on stdout. A process's peak RSS counts what it had before its exec,
+# and a child forked straight from a large process (a long pytest session)
+# starts as large as that process; this small launcher is what forks it.
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def run_measured(args, input=b"", timeout=120):
     """Run rnnpipe with args and input; (exit status, stderr text, peak RSS in MiB
-    of that process alone, from os.wait4)."""
+    of that process alone, from os.wait4 in a small launcher: LAUNCHER)."""
     import threading
 
+    cmd = RNNPIPE + [str(a) for a in args]
     p = subprocess.Popen(
-        RNNPIPE + [str(a) for a in args],
+        [sys.executable, "-c", LAUNCHER, shutil.which(cmd[0]) or cmd[0], *cmd[1:]],
         stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=ENV,
+        start_new_session=True,  # a timeout kills the launcher and the command together
     )
 
     def feed():
@@ -170,20 +189,24 @@ def run_measured(args, input=b"", timeout=120):
         with contextlib.suppress(OSError):
             p.stdin.close()
 
-    err = []
-    threads = [threading.Thread(target=feed, daemon=True), threading.Thread(target=lambda: err.append(p.stderr.read()))]
+    err, out = [], []
+    threads = [
+        threading.Thread(target=feed, daemon=True),
+        threading.Thread(target=lambda: err.append(p.stderr.read())),
+        threading.Thread(target=lambda: out.append(p.stdout.read())),
+    ]
     for t in threads:
         t.start()
-    timer = threading.Timer(timeout, p.kill)
+    timer = threading.Timer(timeout, lambda: os.killpg(p.pid, signal.SIGKILL))
     timer.start()
     try:
-        _, status, usage = os.wait4(p.pid, 0)
+        p.wait()
     finally:
         timer.cancel()
-    p.returncode = os.waitstatus_to_exitcode(status)
     for t in threads:
         t.join(10)
-    return p.returncode, b"".join(err).decode("utf-8", "replace"), usage.ru_maxrss / 1024
+    status, maxrss = b"".join(out).split()
+    return int(status), b"".join(err).decode("utf-8", "replace"), int(maxrss) / 1024
 
 
 # -- kills -------------------------------------------------------------------

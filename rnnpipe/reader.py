@@ -136,6 +136,15 @@ def open_inputs(paths, stdin):
     return sources
 
 
+def _cut_short():
+    """`stopped` said stop while text was being read: end training there.
+    Ending the iteration instead would pass the text read so far off as the
+    whole pass (trained as its last block, the pass taken for finished)."""
+    from .train import Stop  # imported here: this module imports no numpy, and training has it loaded
+
+    raise Stop("stopped")
+
+
 class TextReader:
     """Iterate over `blocks()` to get the inputs' text as it arrives, in
     pieces of at most `block_chars` characters; None among them means the
@@ -189,7 +198,7 @@ class TextReader:
                     self.chars += len(chunk)
                     yield chunk
                 if self.stopped():
-                    return
+                    _cut_short()
 
     def _pieces(self, source):
         """Yield text read from source as it comes (may be ""), and None
@@ -235,7 +244,7 @@ class TextReader:
         last_data = time.monotonic()
         while True:
             if self.stopped():
-                return
+                _cut_short()
             if pollable:
                 deadline = last_data + self.idle if fresh and self.idle is not None else None
                 ready = self._wait(fd, deadline)

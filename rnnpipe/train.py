@@ -303,10 +303,6 @@ class Run:
                     read += len(piece)
                     while len(pending) > N:
                         pending = pending[self.block(pending[: N + 1]) :]
-                if self.stop is not None and self.stop():
-                    # the reader gave up at a stop signal: the pass is not over, and what
-                    # it had read is not the pass's last block
-                    raise Stop("stopped")
                 if len(pending) > 1:
                     self.block(pending)
                 # the pass has read it all, held-out text and the last few characters too

@@ -102,7 +102,7 @@ def test_through_train_a_new_characters_first_update_is_at_most_lr(dtype):
     V0 = len(model.vocab)
     model.grow(NEW)
     before = {k: model.params[k][s].copy() for k, s in new_slices(V0, len(model.vocab)).items()}
-    model.train(NEW * 4, stop=lambda: True)  # exactly one update
+    model.train(NEW * 4, stop=lambda: True, schedule="none")  # exactly one update, at lr itself
     assert model.iterations == 2001
     steps = np.concatenate(
         [np.abs(before[k] - model.params[k][s]).ravel() for k, s in new_slices(V0, len(model.vocab)).items()]

@@ -345,6 +345,17 @@ def test_nul_bytes_and_crlf_are_characters_like_any_other(tmp_path):
     assert r.returncode == 0 and len(r.stdout.decode()) == 200  # NUL and CR written as they are
 
 
+def test_the_peak_measured_is_the_commands_own_not_the_test_processs():
+    """A child forked from this (large) pytest process would start as large
+    as it; run_measured's launcher keeps that out of the figure."""
+    ballast = bytearray(400 * 1024 * 1024)  # 400 MiB, every page touched
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    status, err, peak = crash.run_measured(["--help"])
+    assert status == 0, err
+    assert peak < 150, f"peak RSS {peak:.0f} MiB"
+    del ballast
+
+
 def test_one_enormous_line_is_streamed_in_bounded_memory(tmp_path, text):
     line = (text.replace("\n", " ").encode("ascii", "ignore") * 40)[:5_000_000]
     assert b"\n" not in line and len(line) == 5_000_000

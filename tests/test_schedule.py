@@ -171,15 +171,6 @@ def test_keep_best_ends_with_the_best_held_out_model():
     assert last.evaluate(held).bits_per_char > kept.evaluate(held).bits_per_char
 
 
-def test_keep_best_with_the_torch_engine_keeps_the_engine_on_the_best_weights():
-    pytest.importorskip("torch")
-    kept, measured, notes, end, held = overfitting(keep_best=True, engine="torch")
-    best_bits, best_iteration = min(measured)
-    assert notes and kept.iterations == best_iteration and end.valid_bits == best_bits
-    assert kept.engine is not None  # still training with torch, from the kept weights
-    assert kept.evaluate(held).bits_per_char == pytest.approx(best_bits, abs=1e-3)
-
-
 def test_keep_best_needs_held_out_text():
     with pytest.raises(ValueError, match="valid_fraction"):
         Model.new(CFG, TEXT).train(TEXT, keep_best=True)

@@ -4,6 +4,7 @@ never changes what is learned; a wild learning rate is rolled back."""
 
 from __future__ import annotations
 
+import io
 import math
 import random
 
@@ -13,6 +14,7 @@ from cli_util import ROOT
 
 import rnnpipe.train
 from rnnpipe import Config, Model
+from rnnpipe.reader import Source, TextReader
 from rnnpipe.train import Diverged, Position, VocabularyFull, block_length, layout
 
 TEXT = (ROOT / "examples" / "shakespeare.txt").read_text()[:30000]
@@ -199,24 +201,23 @@ def test_sampling_options_are_checked_in_the_core():
 
 
 def test_a_stop_while_the_input_is_read_leaves_the_pass_pending():
-    """The command line's reader stops reading at Ctrl-C; the pass it was
-    reading is not over, and must not be taken for finished (a pass that
-    trained nothing ends the run, leaving nothing pending)."""
+    """The command line's reader stops reading at Ctrl-C by raising Stop: the
+    pass it was reading is not over, and the run must not take it for
+    finished (before, it ended its iteration, and a continued run trained
+    the text read so far as the pass's last block, or took the pass for
+    done and ended leaving nothing pending)."""
+    source = Source("<stdin>", fileobj=io.StringIO(TEXT))
+    with pytest.raises(rnnpipe.train.Stop):
+        list(TextReader([source], stopped=lambda: True).blocks())
+
     model = Model.new(SMALL)
     model.train(TEXT, epochs=3, stop=lambda: model.iterations >= 60)
     pending = model.resume
-    stopping = []
 
-    def passes():  # as the reader does: once stopped, no more text
-        for piece in (TEXT[:5000], TEXT[5000:]):
-            if stopping:
-                return
-            yield piece
+    def passes():  # the reader, stopped while the first piece is read
+        yield TEXT[:5000]
+        list(TextReader([Source("<stdin>", fileobj=io.StringIO(TEXT[5000:]))], stopped=lambda: True).blocks())
 
-    def stop():
-        stopping.append(True)  # the signal arrives while the first piece is read
-        return True
-
-    end = model.train(passes, epochs=3, stop=stop, inputs=pending.inputs)
+    end = model.train(passes, epochs=3, inputs=pending.inputs)
     assert end.stopped == "stopped"
     assert model.iterations == 60 and model.resume == pending
