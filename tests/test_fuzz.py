@@ -144,8 +144,8 @@ def test_valid_msgpack_with_wrong_types_is_refused(path, value):
             or path[:2] == ("state", "rng")
             and path[2] in {"has_uint32", "uinteger", "state", "inc"}
             # an interrupted run's position and schedule: other counts, names and limits are positions too
-            or path == ("state", "resume")
-            and value is None  # nothing pending: a finished run's file
+            or path in (("state", "resume"), ("state", "resume", "schedule"))
+            and value is None  # nothing pending, or a run with no schedule saved
             or path[:2] == ("state", "resume")
             and len(path) > 2
             and (path[2] in position or path[2:4] in (("schedule", k) for k in budget) or path[2] == "inputs")
