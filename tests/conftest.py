@@ -1,10 +1,18 @@
 import os
+import signal
 
 import pytest
 from texts import kafka_text
 
 
 def pytest_configure(config):
+    # A shell starting CI in the background (`bash .ci/run &`) ignores SIGINT
+    # for it, every process it starts inherits that, and rnnpipe rightly
+    # leaves an ignored SIGINT ignored (as nohup asks); the tests that send
+    # SIGINT to rnnpipe need it heard, so their children start with it
+    # restored (a handler, unlike SIG_IGN, does not survive exec).
+    if os.name == "posix" and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line(
         "markers",
         "posix(why): needs POSIX (real signals such as SIGKILL, pty, fcntl, chmod modes, /dev); "
