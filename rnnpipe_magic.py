@@ -326,6 +326,22 @@ class CharRNNMagics(Magics):
         if not os.path.isdir(folder):
             raise UsageError(f"cannot save {args.model}: no folder {folder}")
 
+    def _text(self, args, cell, magic):
+        """The text a cell magic works on: the cell's body, or for the line
+        magic the str variable --text names."""
+        if args.text is not None:
+            if cell and cell.strip():
+                raise UsageError("give the text in the cell body or with --text, not both")
+            if args.text not in self.shell.user_ns:
+                raise UsageError(f"--text: no variable {args.text!r} in the notebook")
+            text = self.shell.user_ns[args.text]
+            if not isinstance(text, str):
+                raise UsageError(f"--text: {args.text} is a {type(text).__name__}, not a str")
+            return text
+        if cell is None:
+            raise UsageError(f"%{magic} needs --text VAR; or put the text in the body of a %%{magic} cell")
+        return cell
+
     @staticmethod
     def _check_output(var):
         if var is not None and not var.isidentifier():
@@ -383,18 +399,7 @@ class CharRNNMagics(Magics):
         """
         args = _parse(self.charrnn_train, line)
         self._check_output(args.output)
-        if args.text is not None:
-            if cell and cell.strip():
-                raise UsageError("give the text in the cell body or with --text, not both")
-            if args.text not in self.shell.user_ns:
-                raise UsageError(f"--text: no variable {args.text!r} in the notebook")
-            text = self.shell.user_ns[args.text]
-            if not isinstance(text, str):
-                raise UsageError(f"--text: {args.text} is a {type(text).__name__}, not a str")
-        elif cell is None:
-            raise UsageError("%charrnn_train needs --text VAR; or put the text in the body of a %%charrnn_train cell")
-        else:
-            text = cell
+        text = self._text(args, cell, "charrnn_train")
         if len(text) < 2:
             raise UsageError("nothing to train on: put the text in the cell body, or name a str variable with --text")
         try:
@@ -620,18 +625,7 @@ class CharRNNMagics(Magics):
         from rnnpipe.trace import check_unit, trace
 
         args = _parse(self.charrnn_show, line)
-        if args.text is not None:
-            if cell and cell.strip():
-                raise UsageError("give the text in the cell body or with --text, not both")
-            if args.text not in self.shell.user_ns:
-                raise UsageError(f"--text: no variable {args.text!r} in the notebook")
-            text = self.shell.user_ns[args.text]
-            if not isinstance(text, str):
-                raise UsageError(f"--text: {args.text} is a {type(text).__name__}, not a str")
-        elif cell is None:
-            raise UsageError("%charrnn_show needs --text VAR; or put the text in the body of a %%charrnn_show cell")
-        else:
-            text = cell
+        text = self._text(args, cell, "charrnn_show")
         if not text:
             raise UsageError("nothing to show: the text is empty")
         entry = self._entry(args, create=False)
