@@ -43,33 +43,19 @@ def run_rnnpipe(train, held, args, seed, lstm_init):
 
 
 def run_torch(train, held, args, seed):
-    import numpy as np
     import torch
     import torch_rnn
-    from torch import nn
-    from torch.nn import functional as F
 
     from rnnpipe.train import batches
 
     torch.manual_seed(seed)
     torch.set_num_threads(1)
-    chars = sorted(set(train))
-    lookup = {c: i for i, c in enumerate(chars)}
-    train_ix = np.array([lookup[c] for c in train], np.int64)
-    held_ix = np.array([lookup[c] for c in held if c in lookup], np.int64)
+    chars, train_ix, held_ix = torch_rnn.encode(train, held)
     model = torch_rnn.CharRNN(args.cell, len(chars), args.hidden)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
-    state, n = None, 0
-    for X, Y in batches(train_ix, args.seq_length, args.batch_size):
-        T, B = X.shape
-        logits, state = model(torch.from_numpy(X), state)
-        loss = F.cross_entropy(logits, torch.from_numpy(Y).reshape(-1), reduction="sum") / (B * T)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        state = torch_rnn._detach(state)
-        n += 1
+    state = None
+    for n, (X, Y) in enumerate(batches(train_ix, args.seq_length, args.batch_size), 1):
+        state = torch_rnn.adam_update(model, opt, X, Y, state)
         if n >= args.iterations:
             break
     model.eval()

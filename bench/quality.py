@@ -127,11 +127,8 @@ def child_rnnpipe(spec):
 
 
 def child_torch(spec):
-    import numpy as np
     import torch
     import torch_rnn
-    from torch import nn
-    from torch.nn import functional as F
 
     from rnnpipe.train import batches
 
@@ -140,10 +137,7 @@ def child_torch(spec):
     if spec.get("clock") == "cpu":
         torch.set_num_threads(1)
     train, held = split(corpus(spec["corpus"], spec["chars"]))
-    chars = sorted(set(train))
-    lookup = {c: i for i, c in enumerate(chars)}
-    train_ix = np.array([lookup[c] for c in train], np.int64)
-    held_ix = np.array([lookup[c] for c in held if c in lookup], np.int64)
+    chars, train_ix, held_ix = torch_rnn.encode(train, held)
     c = spec["config"]
     if spec["input"] == "embedding":
         model = Embedded(c["cell"], len(chars), c["hidden"])
@@ -156,14 +150,7 @@ def child_torch(spec):
     while budgets:
         state = None
         for X, Y in batches(train_ix, c["seq_length"], c["batch_size"]):
-            T, B = X.shape
-            logits, state = model(torch.from_numpy(X), state)
-            loss = F.cross_entropy(logits, torch.from_numpy(Y).reshape(-1), reduction="sum") / (B * T)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            state = torch_rnn._detach(state)
+            state = torch_rnn.adam_update(model, opt, X, Y, state)
             n_chars += X.size
             trained = time.monotonic() - start - scoring
             if trained >= budgets[0]:

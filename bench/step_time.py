@@ -43,21 +43,13 @@ def main():
 
     import torch
     import torch_rnn
-    from torch import nn
-    from torch.nn import functional as F
 
     torch.set_num_threads(1)
     tm = torch_rnn.CharRNN(cell, len(m.vocab), H)
     opt = torch.optim.Adam(tm.parameters(), lr=4e-3)
 
     def step(X, Y, st):
-        logits, st = tm(torch.from_numpy(X.astype(np.int64)), st)
-        loss = F.cross_entropy(logits, torch.from_numpy(Y.astype(np.int64)).reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(tm.parameters(), 5.0)
-        opt.step()
-        return torch_rnn._detach(st)
+        return torch_rnn.adam_update(tm, opt, X.astype(np.int64), Y.astype(np.int64), st)
 
     st = None
     for X, Y in chunks[:5]:

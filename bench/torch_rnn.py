@@ -57,6 +57,30 @@ def _detach(state):
     return state.detach()
 
 
+def encode(train, held):
+    """(the vocabulary of train, train as int64 indices, held as indices with
+    characters train lacks left out)."""
+    chars = sorted(set(train))
+    lookup = {c: i for i, c in enumerate(chars)}
+    train_ix = np.array([lookup[c] for c in train], np.int64)
+    held_ix = np.array([lookup[c] for c in held if c in lookup], np.int64)
+    return chars, train_ix, held_ix
+
+
+def adam_update(model, opt, X, Y, state, clip=5.0):
+    """One update as rnnpipe's Adam makes it: the per-character mean loss of a
+    (time, streams) chunk, its gradient clipped by global norm. Returns the
+    state after the chunk, detached."""
+    T, B = X.shape
+    logits, state = model(torch.from_numpy(X), state)
+    loss = F.cross_entropy(logits, torch.from_numpy(Y).reshape(-1), reduction="sum") / (B * T)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    return _detach(state)
+
+
 @torch.no_grad()
 def loss_sum(model, ix, chunk=4096):
     """Total nats of predicting ix[1:] from ix[:-1] in one stream, and how many."""
