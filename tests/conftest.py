@@ -2,7 +2,8 @@ import os
 import signal
 
 import pytest
-from texts import kafka_text
+from cli_util import TINY, run
+from texts import SHAKESPEARE_FILE, kafka_text
 
 
 def pytest_configure(config):
@@ -34,3 +35,12 @@ def pytest_collection_modifyitems(config, items):
 def kafka():
     """Kafka's Metamorphosis and the Gutenberg licence after it, from examples/kafka.txt."""
     return kafka_text()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A tiny model trained on a few kB of Shakespeare, through the command line."""
+    path = tmp_path_factory.mktemp("small") / "s.msgpack"
+    r = run("train", "-m", path, *TINY, "-q", input=SHAKESPEARE_FILE.read_text()[:8000])
+    assert r.returncode == 0, r.stderr
+    return path

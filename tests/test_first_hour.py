@@ -21,15 +21,6 @@ from rnnpipe import Config, Display, Model, Progress, cli
 SHAKESPEARE = ROOT / "examples" / "shakespeare.txt"
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    """A tiny model trained on a few kB of Shakespeare."""
-    path = tmp_path_factory.mktemp("small") / "s.msgpack"
-    r = run("train", "-m", path, *TINY, "-q", input=SHAKESPEARE.read_text()[:8000])
-    assert r.returncode == 0, r.stderr
-    return path
-
-
 # -- 6. --max-time without --epochs trains for that time ------------------------------
 
 

@@ -11,20 +11,12 @@ import math
 
 import numpy as np
 import pytest
-from cli_util import ROOT, TINY, one_error_line, run, shell
+from cli_util import ROOT, one_error_line, run, shell
 
 from rnnpipe import Config, Model, cli, net
 from rnnpipe.sample import beam_search
 
 SHAKESPEARE = ROOT / "examples" / "shakespeare.txt"
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sampling") / "s.msgpack"
-    r = run("train", "-m", path, *TINY, "-q", input=SHAKESPEARE.read_text()[:8000])
-    assert r.returncode == 0, r.stderr
-    return path
 
 
 def sample(model, *args, input=None):
