@@ -320,8 +320,8 @@ class Model:
           continued run follows its interrupted run's schedule (with the same
           max_time, it trains for what was left of it).
         keep_best: with valid_fraction, end with the model that scored best on
-          the held-out text (measured every valid_every seconds and at the
-          end) rather than the last one, with a note when they differ. The
+          the held-out text (measured every valid_every seconds, at the end
+          of each pass and at the end) rather than the last one, with a note when they differ. The
           comparison is among measurements on the same held-out text: while
           the first pass is still adding to it, the best so far is forgotten.
 

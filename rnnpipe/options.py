@@ -144,8 +144,8 @@ RUN = [
         dict(
             action="store_true",
             help="with --valid-fraction: end with the model that scored best on the held-out text (measured every "
-            "10 seconds and at the end), not the last one, so a long run never ends worse than its best moment; "
-            "a note says when they differ",
+            "10 seconds, at the end of each pass and at the end), not the last one, so a long run never ends worse "
+            "than its best moment; a note says when they differ",
         ),
     ),
     (
