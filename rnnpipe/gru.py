@@ -19,10 +19,10 @@ GATES = 3
 SIGMOID_GATES = 2  # r, z: their rows of xw come halved (see lstm.halved_sigmoid_columns)
 
 
-def init(rng, n_in, hidden, dtype):
+def init(rng, n_in, hidden, dtype, k_in=None):
     k = 1.0 / np.sqrt(hidden)
     return {
-        "Wxh": rng.uniform(-k, k, (3 * hidden, n_in)).astype(dtype),
+        "Wxh": rng.uniform(-(k_in or k), k_in or k, (3 * hidden, n_in)).astype(dtype),
         "Whh": rng.uniform(-k, k, (3 * hidden, hidden)).astype(dtype),
         "bh": np.zeros(3 * hidden, dtype),
         "bhn": np.zeros(hidden, dtype),

@@ -15,12 +15,12 @@ GATES = 4
 SIGMOID_GATES = 3  # i, f, o: their rows of xw come halved (see halved_sigmoid_columns)
 
 
-def init(rng, n_in, hidden, dtype):
+def init(rng, n_in, hidden, dtype, k_in=None):
     # PyTorch's uniform(-1/sqrt(H), 1/sqrt(H)) for every weight; torch's two
     # biases (bias_ih + bias_hh) are drawn so too, and bh is their sum
     k = 1.0 / np.sqrt(hidden)
     return {
-        "Wxh": rng.uniform(-k, k, (4 * hidden, n_in)).astype(dtype),
+        "Wxh": rng.uniform(-(k_in or k), k_in or k, (4 * hidden, n_in)).astype(dtype),
         "Whh": rng.uniform(-k, k, (4 * hidden, hidden)).astype(dtype),
         "bh": (rng.uniform(-k, k, 4 * hidden) + rng.uniform(-k, k, 4 * hidden)).astype(dtype),
     }

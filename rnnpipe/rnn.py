@@ -24,8 +24,9 @@ GATES = 1  # rows of Wxh and Whh per hidden unit
 SIGMOID_GATES = 0  # gates whose rows of xw net.py halves (see lstm.py)
 
 
-def init(rng, n_in, hidden, dtype):
-    """Weights N(0, 1) * 0.01 and zero bias, drawn in the seed's order."""
+def init(rng, n_in, hidden, dtype, k_in=None):
+    """Weights N(0, 1) * 0.01 and zero bias, drawn in the seed's order
+    (k_in, the gated cells' input scale, does not apply: this is the seed's cell)."""
     return {
         "Wxh": (rng.standard_normal((hidden, n_in)) * 0.01).astype(dtype),
         "Whh": (rng.standard_normal((hidden, hidden)) * 0.01).astype(dtype),
