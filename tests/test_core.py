@@ -349,3 +349,29 @@ def test_save_keeps_the_files_permissions(tmp_path):
     path.chmod(0o640)
     model.save(path)
     assert path.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_one_hot_input_weights_are_drawn_at_embedding_scale(cell):
+    # net.INPUT_SCALE: the first layer's Wxh columns are characters'
+    # embeddings, uniform(-1, 1); every other weight is uniform(+-1/sqrt(H)),
+    # including a second layer's Wxh, which reads hidden states
+    H = 64
+    model = Model.new(Config(cell=cell, hidden=H, layers=2, dropout=0.1), "".join(map(chr, range(48, 112))))
+    first, second = model.params["0.Wxh"], model.params["1.Wxh"]
+    assert first.shape[1] == 64 and second.shape[1] == H
+    assert np.abs(first).max() <= 1.0 and first.std() == pytest.approx(1 / math.sqrt(3), rel=0.03)
+    for name in ("1.Wxh", "0.Whh", "1.Whh", "Why"):
+        w = model.params[name]
+        assert np.abs(w).max() <= 1 / math.sqrt(H)
+        assert w.std() == pytest.approx(1 / math.sqrt(3 * H), rel=0.03)
+    # characters met later are drawn at the same scale as the first ones
+    model.grow("".join(map(chr, range(0x410, 0x450))))
+    new = model.params["0.Wxh"][:, 64:]
+    assert new.shape[1] == 64 and new.std() == pytest.approx(1 / math.sqrt(3), rel=0.03)
+
+
+def test_the_seed_cell_keeps_the_seed_draw():
+    model = Model.new(SEED, "".join(map(chr, range(48, 112))))
+    assert model.params["0.Wxh"].std() == pytest.approx(0.01, rel=0.05)
+    assert model.params["0.Wxh"].shape == (100, 64)
