@@ -4,6 +4,7 @@ on the same machine, one after another, and the table compares them.
     .venv/bin/python bench/run.py                # 60 s each, the full table
     .venv/bin/python bench/run.py --budget 10    # a quick look
     .venv/bin/python bench/run.py --only seed rnnpipe-seed --no-extras
+    .venv/bin/python bench/run.py --quality 60 180 600 --clock cpu   # and time to quality
 
 Corpus: tinyshakespeare, first 90% trained on, last 10% held out and scored
 (bits per character). Contestants (see CONTESTANTS): the seed's own code,
@@ -15,12 +16,15 @@ torch is installed (pip install torch==2.13.0). Each runs in its own process
 Then the extras: the loss-curve check (rnnpipe's seed configuration against
 the seed's code from the same weights), sampling speed, the wall time of
 `rnnpipe sample -m MODEL -n 300`, and bench/memory.py's streaming-memory
-figure. docs/benchmarks.md has a run's output and what it means.
+figure. With --quality, last, bench/quality.py's time to quality on three
+corpora at those budgets, and its targets in the same table of targets.
+docs/benchmarks.md has a run's output and what it means.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -156,7 +160,38 @@ def table(results):
     return "\n".join(lines)
 
 
-def targets(results):
+# bench/quality.py's targets (issue 11): how far ahead of the best torch
+# figure rnnpipe's default must be after each budget, in bits/char
+QUALITY_LEAD = {60: 0.05, 180: 0.08}
+
+
+def quality_targets(points):
+    """Target rows from bench/quality.py's JSON results: the lead over the
+    best torch figure at each budget, and that the default keeps improving
+    from one budget to the next."""
+    rows = []
+    corpora = list(dict.fromkeys(p["corpus"] for p in points))
+    for name in corpora:
+        ours = {p["budget"]: p["bits"] for p in points if p["corpus"] == name and p["label"] == "rnnpipe default"}
+        for budget in sorted(ours):
+            theirs = [p["bits"] for p in points if p["corpus"] == name and p["budget"] == budget
+                      and p["label"].startswith("torch")]  # fmt: skip
+            goal = QUALITY_LEAD.get(int(budget))
+            if theirs and goal is not None:
+                lead = min(theirs) - ours[budget]
+                rows.append(f"| time to quality, {name}, {budget:g} s: rnnpipe default ahead of the best torch by "
+                            f"| {lead:+.3f} | >= {goal} | {'yes' if lead >= goal else 'NO'} |")  # fmt: skip
+        budgets = sorted(ours)
+        if len(budgets) > 1:
+            better = all(ours[b] < ours[a] for a, b in itertools.pairwise(budgets))
+            curve = ", ".join(f"{ours[b]:.3f}" for b in budgets)
+            seconds = ", ".join(f"{b:g}" for b in budgets)
+            rows.append(f"| time to quality, {name}: rnnpipe default improves at each longer budget ({seconds} s) "
+                        f"| {curve} | each lower | {'yes' if better else 'NO'} |")  # fmt: skip
+    return rows
+
+
+def targets(results, quality=()):
     def cps(name):
         return results[name][1]["chars_per_sec"] if name in results else None
 
@@ -172,7 +207,7 @@ def targets(results):
 
     speed("rnnpipe seed configuration vs the seed's code, chars/s", "rnnpipe-seed", "seed", 5.0)
     speed("rnnpipe vs torch, rnn 100 batch 32, chars/s", "rnnpipe-rnn100-b32", "torch-rnn100-b32", 1.0)
-    speed("rnnpipe vs torch, lstm 256 batch 32 seq 50, chars/s", "rnnpipe-lstm256-b32", "torch-lstm256-b32", 0.7)
+    speed("rnnpipe vs torch, lstm 256 batch 32 seq 50, chars/s", "rnnpipe-lstm256-b32", "torch-lstm256-b32", 0.8)
     speed("rnnpipe vs torch, gru 256 batch 32 seq 50, chars/s (no target)", "rnnpipe-gru256-b32", "torch-gru256-b32", 0)
     torch_runs = {n: bits(n) for n in results if n.startswith("torch-") and bits(n) is not None}
     mine = "rnnpipe-default" if "rnnpipe-default" in results else None
@@ -186,6 +221,7 @@ def targets(results):
             f"| time to quality: {mine} minus the best torch ({best}), held-out bits/char after the budget "
             f"| {gap:+.3f} | <= +0.10 | {'yes' if gap <= 0.10 else 'NO'} |"
         )
+    rows += quality_targets(quality)
     return "\n".join(rows)
 
 
@@ -227,6 +263,9 @@ def main():
     parser.add_argument("--no-extras", action="store_true", help="skip the loss curve, sampling and memory")
     parser.add_argument("--curve-iterations", type=int, default=4000, help="length of the loss-curve check")
     parser.add_argument("--json", metavar="FILE", help="also write every result to FILE")
+    parser.add_argument("--quality", type=float, nargs="+", metavar="SECONDS",
+                        help="also run bench/quality.py at these budgets (cyrillic needs fortunes-ru)")  # fmt: skip
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="--quality's clock (see quality.py)")
     args = parser.parse_args()
     if not Path(args.data).exists():
         sys.exit(f"no corpus at {args.data}: pass --data")
@@ -254,10 +293,23 @@ def main():
             results[name], raw[name] = (config, r), r
             print(f"{r['chars_per_sec']:,.0f} chars/s, {r['valid_bits']:.3f} bits/char", flush=True)
 
+        quality = []
+        if args.quality:
+            print()
+            print("Time to quality (bench/quality.py):", flush=True)
+            qjson = os.path.join(folder, "quality.json")
+            command = [sys.executable, str(HERE / "quality.py"), "--budgets", *map(str, args.quality)]
+            command += ["--clock", args.clock, "--json", qjson] + (["--no-torch"] if not have_torch else [])
+            proc = subprocess.run(command)
+            if proc.returncode == 0:
+                quality = raw["quality"] = json.loads(Path(qjson).read_text())
+            else:
+                print(f"bench/quality.py failed (exit {proc.returncode})")
+
         print()
         print(table(results))
         print()
-        print(targets(results))
+        print(targets(results, quality))
         blas = next((r.get("blas") for r in raw.values() if r.get("blas")), None)
         print()
         print(f"numpy's BLAS as the contestants ran it (threadpoolctl): {blas}")
