@@ -5,11 +5,15 @@ per character, each scored as one continuous stream.
     .venv/bin/python bench/per_iteration.py                      # lstm 256, b32, s50, Adam 4e-3, 600 updates
     .venv/bin/python bench/per_iteration.py --cell gru --seeds 0 1 2
     .venv/bin/python bench/per_iteration.py --lstm-init forget1  # rnnpipe's old LSTM initialisation
+    .venv/bin/python bench/per_iteration.py --input-init torch   # input weights drawn as torch's one-hot model's
 
 Time plays no part here (what bench/run.py measures); the question is
 whether an update of rnnpipe teaches as much as an update of torch. The
 only differences left are the initial weights (each library draws its own)
-and float rounding, so over several seeds the two should agree.
+and float rounding, so over several seeds the two should agree. With
+--input-init torch, rnnpipe's one-hot input weights are drawn as the torch
+model's are (uniform(+-1/sqrt(hidden))) instead of rnnpipe's uniform(-1, 1)
+(net.INPUT_SCALE): the like-for-like comparison.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ sys.path.insert(0, str(HERE.parent))
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
-def run_rnnpipe(train, held, args, seed, lstm_init):
+def run_rnnpipe(train, held, args, seed, lstm_init, input_init):
+    import numpy as np
+
     import rnnpipe
 
     config = rnnpipe.Config(cell=args.cell, hidden=args.hidden, seq_length=args.seq_length,
@@ -38,6 +44,10 @@ def run_rnnpipe(train, held, args, seed, lstm_init):
         bh = model.params["0.bh"]
         bh[:] = 0
         bh[H : 2 * H] = 1
+    if input_init == "torch":
+        W = model.params["0.Wxh"]
+        k = 1.0 / math.sqrt(args.hidden)
+        W[:] = np.random.default_rng(seed).uniform(-k, k, W.shape)
     model.train(train, epochs=1, schedule="none", stop=lambda: model.iterations >= args.iterations)
     return model.evaluate(held).bits_per_char
 
@@ -79,6 +89,12 @@ def main():
         default="torch",
         help="rnnpipe's LSTM biases: as torch draws them (rnnpipe's now) or zero with forget gate 1",
     )
+    parser.add_argument(
+        "--input-init",
+        choices=("rnnpipe", "torch"),
+        default="rnnpipe",
+        help="rnnpipe's one-hot input weights: its own uniform(-1, 1) or torch's uniform(+-1/sqrt(hidden))",
+    )
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args()
 
@@ -88,11 +104,12 @@ def main():
     cut = int(len(text) * 0.9)
     train, held = text[:cut], text[cut:]
     print(f"{args.cell} {args.hidden}, batch {args.batch_size}, seq {args.seq_length}, Adam {args.lr:g}, "
-          f"{args.iterations} updates, {Path(args.data).name}; held-out bits/char (1 thread each)")  # fmt: skip
+          f"{args.iterations} updates, {Path(args.data).name}, rnnpipe's input weights drawn as {args.input_init}'s; "
+          "held-out bits/char (1 thread each)")  # fmt: skip
     ours, theirs = [], []
     with threadpool_limits(1):
         for seed in args.seeds:
-            a = run_rnnpipe(train, held, args, seed, args.lstm_init)
+            a = run_rnnpipe(train, held, args, seed, args.lstm_init, args.input_init)
             ours.append(a)
             line = f"seed {seed}: rnnpipe {a:.3f}"
             if not args.no_torch:
