@@ -1098,7 +1098,7 @@ def cmd_info(args, io):
         arch = f"{cfg.cell}, {cfg.layers} layer(s) of {cfg.hidden} units, {cfg.optimizer} optimizer, {cfg.dtype}"
         training = (
             f"seq-length {cfg.seq_length}, batch-size {cfg.batch_size}, lr {cfg.lr:g}, "
-            f"dropout {cfg.dropout:g}, clip {cfg.clip:g}, seed {cfg.seed}"
+            f"dropout {cfg.dropout:g}, clip {cfg.clip:g}, weight-decay {cfg.weight_decay:g}, seed {cfg.seed}"
         )
         loss = "none yet" if last is None else f"{last:.4f} bits/char (smoothed {smooth:.4f})"
         lines = [

@@ -28,6 +28,7 @@ class Config:
     optimizer: str = "adam"  # adagrad (the seed's) or adam
     lr: float = 1e-2  # learning rate (a timed run's schedule peaks at it, then lowers it: schedule.py)
     clip: float = 5.0  # adagrad: elementwise gradient clip; adam: global-norm clip
+    weight_decay: float = 0.0  # each update first shrinks every weight by lr * weight_decay (AdamW's decay)
     dtype: str = "float32"  # float64 for gradient checks and exactness studies
     seed: int = 0  # seeds weight initialisation and dropout
 
@@ -49,6 +50,8 @@ class Config:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
                 problems.append(f"{name} must be a positive number, not {value!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < float("inf")):
+            problems.append(f"weight_decay must be a non-negative number, not {self.weight_decay!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             problems.append(f"seed must be a non-negative integer, not {self.seed!r}")
         if problems:

@@ -21,8 +21,8 @@ from . import net, optim, schedule
 from .config import Config
 
 FORMAT = "rnnpipe-model"
-VERSION = 3  # what pack writes
-READS = (1, 2, 3)  # what unpack reads; docs/model-format.md says how they differ
+VERSION = 4  # what pack writes
+READS = (1, 2, 3, 4)  # what unpack reads; docs/model-format.md says how they differ
 DTYPES = {"float32": "<f4", "float64": "<f8"}  # config dtype -> stored dtype
 COUNTER_DTYPE = "<i8"  # the optimiser's integer arrays (optim.counters), whatever config.dtype
 
@@ -180,9 +180,11 @@ def unpack_array(doc, what, shape, dtype):
 # docs/model-format.md; unpack returns a file's state as it was, so for an
 # older file the field is simply absent.
 _STATE_V1 = frozenset({"iterations", "chars_seen", "smooth_loss", "last_loss", "rng"})
-STATE_REQUIRED = {1: _STATE_V1, 2: _STATE_V1, 3: _STATE_V1}
+STATE_REQUIRED = {1: _STATE_V1, 2: _STATE_V1, 3: _STATE_V1, 4: _STATE_V1}
 # resume is checked in unpack, knowing the config
-STATE_OPTIONAL = {1: {}, 2: {"resume": lambda doc: None}, 3: {"resume": lambda doc: None}}
+STATE_OPTIONAL = {1: {}, **{v: {"resume": lambda doc: None} for v in (2, 3, 4)}}
+# config fields added in a version, and what a file before it meant by them
+CONFIG_ADDED = {4: {"weight_decay": 0.0}}
 
 
 def _unpack_state(doc, version):
@@ -274,7 +276,12 @@ def unpack(data: bytes):
     want = {"config", "vocab", "params", "optimizer", "state"}
     if set(doc) != want:
         _fail(f"model body should have exactly the keys {', '.join(sorted(want))}")
-    config_doc = _check_type(doc["config"], dict, "config")
+    config_doc = dict(_check_type(doc["config"], dict, "config"))
+    for added, fields in CONFIG_ADDED.items():
+        if version < added:
+            if set(fields) & set(config_doc):
+                _fail(f"config has {', '.join(sorted(set(fields) & set(config_doc)))}, which version {version} did not")
+            config_doc.update(fields)
     missing = {f for f in Config().to_dict()} - set(config_doc)
     if missing:
         _fail(f"config lacks {', '.join(sorted(missing))}")

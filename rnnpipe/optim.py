@@ -63,6 +63,10 @@ def step(config, params, grads, state, t, seq_length, lr=None):
     g = np.concatenate([grads[k].reshape(-1) for k in params])
     if not np.isfinite(g).all():  # one check over the packed gradient
         return False
+    if config.weight_decay:
+        # decoupled from the gradient (Loshchilov and Hutter's AdamW), so the
+        # shrinking is the same for every weight whatever the optimiser's scaling
+        flat_params *= 1 - lr * config.weight_decay
     if config.optimizer == "adagrad":
         _adagrad(flat_params, g, flat_state["mem"], lr, config.clip)
     else:

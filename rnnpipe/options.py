@@ -70,6 +70,15 @@ HYPER = [
         ),
     ),
     (
+        ("--weight-decay",),
+        dict(
+            type=float,
+            metavar="X",
+            help="shrink every weight by lr * X at each update, apart from the gradient (AdamW's decoupled "
+            f"decay; default {D.weight_decay:g}, off)",
+        ),
+    ),
+    (
         ("--seed",),
         dict(type=int, metavar="N", help=f"seeds a new model's weight initialisation and dropout (default {D.seed})"),
     ),

@@ -295,6 +295,8 @@ class Engine:
         if not (math.isfinite(loss) and math.isfinite(sumsq)):
             return loss, state, False
         with torch.no_grad():
+            if cfg.weight_decay:  # optim.step's decoupled decay
+                torch._foreach_mul_(self.params, 1 - lr * cfg.weight_decay)
             if cfg.optimizer == "adagrad":
                 self._adagrad(grads, lr, cfg.clip)
             else:

@@ -161,6 +161,8 @@ def body(data):
 
 
 def seal(doc, version):
+    if type(version) is int and version < 4:  # config.weight_decay came in version 4
+        doc["config"].pop("weight_decay", None)
     data = msgpack.packb(doc, use_bin_type=True)
     outer = {"format": "rnnpipe-model", "version": version, "sha256": hashlib.sha256(data).digest(), "model": data}
     return msgpack.packb(outer, use_bin_type=True)
@@ -201,7 +203,7 @@ def test_a_version_1_file_loads_and_trains_on_as_it_always_did(optimizer):
         model.opt_state["added_at"][:] = 0  # what a version 1 rnnpipe did
     old = Model.from_bytes(version_1(model))
     assert old.to_bytes() == model.to_bytes()  # saved again as the current version, nothing lost
-    assert msgpack.unpackb(old.to_bytes(), raw=False)["version"] == VERSION == 3
+    assert msgpack.unpackb(old.to_bytes(), raw=False)["version"] == VERSION == 4
     if optimizer == "adam":
         assert old.opt_state["added_at"].dtype == np.int64 and not old.opt_state["added_at"].any()
     old.train(NEW * 3)
@@ -287,10 +289,10 @@ def test_counts_up_to_the_iterations_are_accepted():
     assert Model.from_bytes(bad(change)).opt_state["added_at"].max() == 20
 
 
-@pytest.mark.parametrize("version", [0, 4, -1, 2.0, "2", True, None])
+@pytest.mark.parametrize("version", [0, 5, -1, 2.0, "2", True, None])
 def test_other_versions_are_refused(version):
     data = seal(body(Model.new(Config(hidden=4), "abc").to_bytes()), version)
-    with pytest.raises(ModelFormatError, match="reads versions 1, 2 and 3"):
+    with pytest.raises(ModelFormatError, match="reads versions 1, 2, 3 and 4"):
         Model.from_bytes(data)
 
 
@@ -314,3 +316,21 @@ def test_a_schedule_in_a_version_2_file_is_refused():
     assert doc["state"]["resume"]["schedule"]["kind"] == "cosine"
     with pytest.raises(ModelFormatError, match="state.resume should have exactly the keys"):
         Model.from_bytes(seal(doc, 2))
+
+
+def test_weight_decay_in_versions():
+    """Version 4 added config.weight_decay: an older file means none (0), a
+    version 4 file must hold it, and an older one may not."""
+    model = Model.new(Config(hidden=4, weight_decay=0.1), "abc")
+    doc = body(model.to_bytes())
+    assert doc["config"]["weight_decay"] == 0.1
+    old = Model.from_bytes(seal(body(model.to_bytes()), 3))  # seal drops the field, as version 3 wrote
+    assert old.config.weight_decay == 0.0 and old.config.replace(weight_decay=0.1) == model.config
+    doc = body(model.to_bytes())
+    data = msgpack.packb(doc, use_bin_type=True)
+    outer = {"format": "rnnpipe-model", "version": 3, "sha256": hashlib.sha256(data).digest(), "model": data}
+    with pytest.raises(ModelFormatError, match="config has weight_decay, which version 3 did not"):
+        Model.from_bytes(msgpack.packb(outer, use_bin_type=True))
+    del doc["config"]["weight_decay"]
+    with pytest.raises(ModelFormatError, match="config lacks weight_decay"):
+        Model.from_bytes(seal(doc, 4))

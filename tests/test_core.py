@@ -217,6 +217,7 @@ def test_a_file_written_by_hand_from_the_doc_loads(tmp_path):
             "optimizer": "adagrad",
             "lr": 0.1,
             "clip": 5.0,
+            "weight_decay": 0.0,
             "dtype": "float32",
             "seed": 0,
         },  # fmt: skip
@@ -308,7 +309,7 @@ def test_bad_files_raise_model_format_error(mutate, message):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"version": 4}, "version 4"),
+        ({"version": 5}, "version 5"),
         ({"format": "other"}, "not an rnnpipe model"),
         ({"sha256": b"0" * 32}, "checksum mismatch"),
         ({"extra": 1}, "exactly the keys"),

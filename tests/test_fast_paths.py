@@ -93,6 +93,8 @@ def test_input_weight_gradient_paths_agree_with_add_at(n, distinct):
 def plain_step(config, params, grads, state, t, T):
     """optim.step's arithmetic one parameter at a time, from the definitions."""
     params, state = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in state.items()}
+    for p in params.values():  # decoupled weight decay, before the optimiser's step
+        p *= 1 - config.lr * config.weight_decay
     if config.optimizer == "adagrad":
         for k, p in params.items():
             g = np.clip(grads[k], -config.clip, config.clip)
@@ -112,8 +114,10 @@ def plain_step(config, params, grads, state, t, T):
 
 
 @pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
-def test_flat_optimiser_matches_the_definition_and_follows_replaced_arrays(optimizer):
-    config = Config(cell="gru", hidden=4, optimizer=optimizer, lr=0.05, clip=0.3, dtype="float64")
+@pytest.mark.parametrize("weight_decay", [0.0, 2.0])
+def test_flat_optimiser_matches_the_definition_and_follows_replaced_arrays(optimizer, weight_decay):
+    config = Config(cell="gru", hidden=4, optimizer=optimizer, lr=0.05, clip=0.3, dtype="float64",
+                    weight_decay=weight_decay)  # fmt: skip
     rng = np.random.default_rng(1)
     params = net.init(config, 5, rng)
     state = optim.init(optimizer, params)
@@ -128,3 +132,25 @@ def test_flat_optimiser_matches_the_definition_and_follows_replaced_arrays(optim
         if t == 2:  # as loading or growing does: new arrays under the same names
             params["Why"] = params["Why"].copy()
             state = {k: v.copy() for k, v in state.items()}
+
+
+def test_adam_with_weight_decay_is_torchs_adamw():
+    """An independent reference: torch.optim.AdamW. With seq_length 1 and a
+    clip no gradient reaches, optim.step is AdamW up to where ε sits (torch
+    adds it to sqrt(v / (1 - β2^t)), rnnpipe to sqrt(v))."""
+    torch = pytest.importorskip("torch")
+    config = Config(cell="gru", hidden=4, lr=0.01, clip=1e9, dtype="float64", weight_decay=0.5)
+    rng = np.random.default_rng(2)
+    params = net.init(config, 5, rng)
+    state = optim.init("adam", params)
+    theirs = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    opt = torch.optim.AdamW(theirs.values(), lr=config.lr, betas=optim.ADAM_BETAS, eps=optim.ADAM_EPS,
+                            weight_decay=config.weight_decay)  # fmt: skip
+    for t in range(1, 6):
+        grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+        for k, p in theirs.items():
+            p.grad = torch.tensor(grads[k])
+        opt.step()
+        optim.step(config, params, grads, state, t, 1)
+        for k, p in theirs.items():
+            np.testing.assert_allclose(params[k], p.detach().numpy(), rtol=1e-6, atol=1e-7)

@@ -95,10 +95,11 @@ def test_one_steps_gradients_agree(cell, layers):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad"])
-def test_one_update_honours_lr_as_optim_step_does(optimizer):
+@pytest.mark.parametrize("weight_decay", [0.0, 3.0])
+def test_one_update_honours_lr_as_optim_step_does(optimizer, weight_decay):
     # a schedule passes each update's rate; None means config.lr
     for lr in (None, 0.0123):
-        a, rng = _model("gru", 2, optimizer=optimizer)
+        a, rng = _model("gru", 2, optimizer=optimizer, weight_decay=weight_decay)
         b = Model.from_bytes(a.to_bytes())
         b.use("torch", "cpu")
         X, Y, state = _chunk(rng, a.config)
