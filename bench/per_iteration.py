@@ -36,8 +36,9 @@ def run_rnnpipe(train, held, args, seed, lstm_init, input_init):
 
     import rnnpipe
 
-    config = rnnpipe.Config(cell=args.cell, hidden=args.hidden, seq_length=args.seq_length,
-                            batch_size=args.batch_size, optimizer="adam", lr=args.lr, seed=seed)  # fmt: skip
+    # weight_decay 0: torch.optim.Adam has none
+    config = rnnpipe.Config(cell=args.cell, hidden=args.hidden, seq_length=args.seq_length, batch_size=args.batch_size,
+                            optimizer="adam", lr=args.lr, seed=seed, weight_decay=0.0)  # fmt: skip
     model = rnnpipe.Model.new(config, train)
     if lstm_init == "forget1" and args.cell == "lstm":  # what rnnpipe did before: zero biases, forget gate 1
         H = args.hidden

@@ -29,7 +29,8 @@ def main():
     cell = sys.argv[1] if len(sys.argv) > 1 else "lstm"
     H = int(sys.argv[2]) if len(sys.argv) > 2 else 256
     text = (HERE.parent.parent / "shared" / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[:300000]
-    cfg = rnnpipe.Config(cell=cell, hidden=H, seq_length=50, batch_size=32, lr=4e-3)
+    # weight_decay 0 as torch's Adam: the same arithmetic per update
+    cfg = rnnpipe.Config(cell=cell, hidden=H, seq_length=50, batch_size=32, lr=4e-3, weight_decay=0.0)
     m = rnnpipe.Model.new(cfg, text)
     chunks = list(batches(m.vocab.encode(text), 50, 32))[:60]
     with threadpool_limits(1):

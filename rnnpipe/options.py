@@ -75,7 +75,7 @@ HYPER = [
             type=float,
             metavar="X",
             help="shrink every weight by lr * X at each update, apart from the gradient (AdamW's decoupled "
-            f"decay; default {D.weight_decay:g}, off)",
+            f"decay), so that long runs overfit less; 0 to turn off (default {D.weight_decay:g})",
         ),
     ),
     (
