@@ -625,6 +625,7 @@ def _run(args, io, path, sources, interrupt, world, model, existed):
     lead = world is None or world.rank == 0
     quiet = args.quiet or not lead
     start_iteration, was_pending = model.iterations, model.resume is not None
+    start_lr = model.config.lr  # the divergence guard lowers it when it rolls back
     untouched = f"{path} left untouched" if existed else f"{path} not created"
     saver = session.Saver(model, path, args.save_every, on_disk=existed) if lead else None
     original = None  # the file's bytes, to put back if a run that saves as it goes gives up
@@ -698,7 +699,9 @@ def _run(args, io, path, sources, interrupt, world, model, existed):
     if reader.replaced and not quiet:
         io.note(f"warning: {reader.replaced} invalid UTF-8 byte(s) in the input were replaced by U+FFFD")
     trained = model.iterations - start_iteration
-    if trained == 0 and not (was_pending and model.resume is None):
+    # a run rolled back to where it began still changed the model (its lower rate): it is saved
+    rolled_back = model.config.lr < start_lr
+    if trained == 0 and not (was_pending and model.resume is None) and not rolled_back:
         if stopped_by_signal:
             if not quiet:
                 io.note(f"interrupted before any training; {untouched}")
@@ -728,9 +731,10 @@ def _run(args, io, path, sources, interrupt, world, model, existed):
             pending = "; run the same command again to continue where it stopped"
         if world is not None:
             passes += f" on {world.size} ranks"
+        kept = f"iterations {start_iteration + 1}-{model.iterations}" if trained else "no updates kept"
         io.note(
             f"{why}: trained on {si(result.chars)} chars{passes} in {result.elapsed:.1f} s "
-            f"({si(result.chars_per_sec)} chars/s), iterations {start_iteration + 1}-{model.iterations}, "
+            f"({si(result.chars_per_sec)} chars/s), {kept}, "
             f"loss {result.smooth_bits:.3f} bits/char{held}; saved {path}{pending}"
         )
     return interrupt.exit_status if stopped_by_signal else 0

@@ -64,9 +64,7 @@ def step(config, params, grads, state, t, seq_length, lr=None):
     if not np.isfinite(g).all():  # one check over the packed gradient
         return False
     if config.weight_decay:
-        # decoupled from the gradient (Loshchilov and Hutter's AdamW), so the
-        # shrinking is the same for every weight whatever the optimiser's scaling
-        flat_params *= 1 - lr * config.weight_decay
+        flat_params *= shrink(lr, config.weight_decay)
     if config.optimizer == "adagrad":
         _adagrad(flat_params, g, flat_state["mem"], lr, config.clip)
     else:
@@ -119,6 +117,15 @@ def vocab_factor(added, t, dtype):
     size = np.sqrt(1 - b2**own) / (1 - b1**own)
     factor = np.where(own == t, 1.0, size / (np.sqrt(1 - b2**t) / (1 - b1**t))).astype(dtype)
     return first, factor
+
+
+def shrink(lr, weight_decay):
+    """What weight decay multiplies every weight by before an update:
+    decoupled from the gradient (Loshchilov and Hutter's AdamW), so it is the
+    same for every weight whatever the optimiser's scaling. Never below 0: a
+    wild rate (which the divergence guard then lowers) must not flip every
+    weight's sign and blow it up, which no rollback could then undo."""
+    return max(0.0, 1.0 - lr * weight_decay)
 
 
 def _adagrad(p, g, mem, lr, clip):

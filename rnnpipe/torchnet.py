@@ -296,7 +296,7 @@ class Engine:
             return loss, state, False
         with torch.no_grad():
             if cfg.weight_decay:  # optim.step's decoupled decay
-                torch._foreach_mul_(self.params, 1 - lr * cfg.weight_decay)
+                torch._foreach_mul_(self.params, optim.shrink(lr, cfg.weight_decay))
             if cfg.optimizer == "adagrad":
                 self._adagrad(grads, lr, cfg.clip)
             else:

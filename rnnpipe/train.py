@@ -461,9 +461,9 @@ class Run:
             (m.iterations, m.chars_seen, m.smooth_loss, m.last_loss),
         )
 
-    def roll_back(self, streams, loss, lower=True):
-        """Back to the last good snapshot with a lower learning rate (unless
-        not `lower`), or give up (Diverged) after ROLLBACKS tries."""
+    def roll_back(self, streams, loss):
+        """Back to the last good snapshot with a lower learning rate, or give
+        up (Diverged) after ROLLBACKS tries."""
         m = self.model
         params, opt_state, rng, counters = self.snapshot
         for name, saved in params.items():
@@ -478,16 +478,12 @@ class Run:
         bits = "NaN or infinite" if not math.isfinite(loss) else f"{loss / math.log(2):.3g} bits/char"
         if self.rollbacks > ROLLBACKS:
             raise Diverged(f"the loss was {bits} at iteration {at} after {ROLLBACKS} rollbacks; try a lower --lr")
-        if lower:
-            lr = m.config.lr / LR_CUT
-            m.config = m.config.replace(lr=lr)
-            lowered = f" and lowered the learning rate to {lr:g} (saved with the model)"
-        else:
-            lowered = ""
+        lr = m.config.lr / LR_CUT
+        m.config = m.config.replace(lr=lr)
         self.report(
             "note",
             note=f"training diverged at iteration {at} (loss {bits}): rolled back to iteration {m.iterations}"
-            + lowered,
+            f" and lowered the learning rate to {lr:g} (saved with the model)",
         )
         self.fast, self.steps, self.climbing = None, 0, 0
         self.recent.clear()
@@ -523,9 +519,10 @@ class Run:
             raise Stop("stopped")
 
     def finish(self, stopped):
-        # the last updates before the end had no time to show a climb: judge them now
+        # the last updates before the end had no time to show a climb: judge
+        # them now, and lower the rate as any rollback does, for the next run
         if self.steps and self.worse_than_snapshot() > max(MARGIN, MARGIN_SHARE * self.model.smooth_loss):
-            self.roll_back(1, self.model.last_loss, lower=False)
+            self.roll_back(1, self.model.last_loss)
         if self.valid:
             self.measure()
             self.restore_best()
