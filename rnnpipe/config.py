@@ -8,6 +8,7 @@ from dataclasses import dataclass
 CELLS = ("rnn", "lstm", "gru")
 OPTIMIZERS = ("adagrad", "adam")
 DTYPES = ("float32", "float64")
+ADAM_WEIGHT_DECAY = 0.1  # Config.weight_decay's default with Adam (docs/benchmarks.md, "Time to quality")
 
 # Fields fixed when a model is created: changing them would change the shapes
 # of the weights or the meaning of the optimiser state.
@@ -29,11 +30,16 @@ class Config:
     optimizer: str = "adam"  # adagrad (the seed's) or adam
     lr: float = 1e-2  # learning rate (a timed run's schedule peaks at it, then lowers it: schedule.py)
     clip: float = 5.0  # adagrad: elementwise gradient clip; adam: global-norm clip
-    weight_decay: float = 0.1  # each update first shrinks every weight by lr * weight_decay (AdamW's decay)
+    # each update first shrinks every weight by lr * weight_decay (AdamW's
+    # decay); None: ADAM_WEIGHT_DECAY with adam, none with adagrad, whose
+    # rates (the seed's 0.1) are ten times Adam's and would decay ten times faster
+    weight_decay: float | None = None
     dtype: str = "float32"  # float64 for gradient checks and exactness studies
     seed: int = 0  # seeds weight initialisation and dropout
 
     def __post_init__(self):
+        if self.weight_decay is None:  # frozen: set once, here
+            object.__setattr__(self, "weight_decay", ADAM_WEIGHT_DECAY if self.optimizer == "adam" else 0.0)
         problems = []
         if self.cell not in CELLS:
             problems.append(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")

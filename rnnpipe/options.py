@@ -9,7 +9,7 @@ given"): a new model fills them from Config, an existing one keeps its own.
 import contextlib
 import sys
 
-from .config import CELLS, DTYPES, OPTIMIZERS, Config
+from .config import ADAM_WEIGHT_DECAY, CELLS, DTYPES, OPTIMIZERS, Config
 from .engine import ENGINES
 
 MAX_VOCAB = 20_000  # rnnpipe.train.MAX_VOCAB, repeated so the command line starts without numpy
@@ -75,7 +75,8 @@ HYPER = [
             type=float,
             metavar="X",
             help="shrink every weight by lr * X at each update, apart from the gradient (AdamW's decoupled "
-            f"decay), so that long runs overfit less; 0 to turn off (default {D.weight_decay:g})",
+            f"decay), so that long runs overfit less; 0 to turn off (default {ADAM_WEIGHT_DECAY:g} with adam, "
+            "0 with adagrad)",
         ),
     ),
     (

@@ -19,8 +19,17 @@ NEW = "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG! "
 
 def trained(iterations, **config):
     """An Adam model that has made `iterations` updates on OLD's characters."""
-    base = dict(cell="gru", hidden=8, seq_length=10, batch_size=2, lr=0.01, clip=1e9, dtype="float64", optimizer="adam",
-                weight_decay=0.0)  # Adam alone: the arithmetic these tests check
+    base = dict(
+        cell="gru",
+        hidden=8,
+        seq_length=10,
+        batch_size=2,
+        lr=0.01,
+        clip=1e9,
+        dtype="float64",
+        optimizer="adam",
+        weight_decay=0.0,
+    )  # Adam alone: the arithmetic these tests check
     model = Model.new(Config(**(base | config)), OLD)
     while model.iterations < iterations:
         model.train(OLD * 4, stop=lambda: model.iterations >= iterations)
