@@ -65,6 +65,8 @@ class Config:
             raise ValueError("; ".join(problems))
 
     def replace(self, **changes) -> Config:
+        if "optimizer" in changes and "weight_decay" not in changes:
+            changes["weight_decay"] = None  # the new optimiser's default, as Config(optimizer=...) gives
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:

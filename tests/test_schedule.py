@@ -289,6 +289,8 @@ def test_the_readme_claim_on_weight_decay_is_the_benchmark_table():
     assert "`--lr` times `--weight-decay` of itself (0.1 by default with Adam, none with the seed's Adagrad;" in readme
     assert Config().weight_decay == 0.1 and Config(optimizer="adagrad").weight_decay == 0.0
     assert Config(optimizer="adagrad", weight_decay=0.2).weight_decay == 0.2
+    assert Model.new(optimizer="adagrad").config.weight_decay == 0.0  # as the command line and magics build one
+    assert Config().replace(optimizer="adagrad", weight_decay=0.3).weight_decay == 0.3
     assert (
         "without it the default model trained for 10 minutes on each of the benchmark's three texts ended worse "
         "than after 3 minutes, and with it better" in readme
