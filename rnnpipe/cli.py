@@ -699,9 +699,11 @@ def _run(args, io, path, sources, interrupt, world, model, existed):
     if reader.replaced and not quiet:
         io.note(f"warning: {reader.replaced} invalid UTF-8 byte(s) in the input were replaced by U+FFFD")
     trained = model.iterations - start_iteration
-    # a run rolled back to where it began still changed the model (its lower rate): it is saved
+    # a run rolled back to where it began still changed the model (its lower
+    # rate), so it is saved, unless a signal stopped it: then the file keeps
+    # what the last periodic save wrote
     rolled_back = model.config.lr < start_lr
-    if trained == 0 and not (was_pending and model.resume is None) and not rolled_back:
+    if trained == 0 and not (was_pending and model.resume is None) and (stopped_by_signal or not rolled_back):
         if stopped_by_signal:
             if not quiet:
                 io.note(f"interrupted before any training; {untouched}")
