@@ -205,6 +205,20 @@ def run_child(spec, timeout):
 # -- the run ---------------------------------------------------------------------
 
 
+def leads(results):
+    """The issue's comparison: rnnpipe's default against the best torch
+    figure at each budget, as (corpus, budget, rnnpipe's bits, the best
+    torch bits or None), corpora in the order met and budgets in order."""
+    out = []
+    for name in dict.fromkeys(r["corpus"] for r in results):
+        here = [r for r in results if r["corpus"] == name]
+        ours = {r["budget"]: r["bits"] for r in here if r["label"] == "rnnpipe default"}
+        for budget in sorted(ours):
+            theirs = [r["bits"] for r in here if r["budget"] == budget and r["label"].startswith("torch")]
+            out.append((name, budget, ours[budget], min(theirs, default=None)))
+    return out
+
+
 def plot(results, path, clock="wall"):
     import matplotlib
 
@@ -276,16 +290,10 @@ def main():
                     print(f"  {label:40s} {p['budget']:5.0f} s  {p['bits']:.3f} bits/char  "
                           f"{p['chars_per_sec']:8.0f} chars/s ({r['threads']} threads)", flush=True)  # fmt: skip
     print(f"\nload average at end: {os.getloadavg()}")
-    # the issue's comparison: rnnpipe's default against the best torch figure at each budget
-    for name in args.corpora:
-        for budget in args.budgets:
-            ours = [r["bits"] for r in results if r["corpus"] == name and r["budget"] == budget
-                    and r["label"] == "rnnpipe default"]  # fmt: skip
-            theirs = [r["bits"] for r in results if r["corpus"] == name and r["budget"] == budget
-                      and r["label"].startswith("torch")]  # fmt: skip
-            if ours and theirs:
-                print(f"{name:9s} {budget:5.0f} s: rnnpipe default {ours[0]:.3f}, best torch {min(theirs):.3f}: "
-                      f"rnnpipe better by {min(theirs) - ours[0]:+.3f} bits/char")  # fmt: skip
+    for name, budget, ours, best in leads(results):
+        if best is not None:
+            print(f"{name:9s} {budget:5.0f} s: rnnpipe default {ours:.3f}, best torch {best:.3f}: "
+                  f"rnnpipe better by {best - ours:+.3f} bits/char")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     if args.plot:

@@ -169,18 +169,19 @@ def quality_targets(points):
     """Target rows from bench/quality.py's JSON results: the lead over the
     best torch figure at each budget, and that the default keeps improving
     from one budget to the next."""
-    rows = []
-    corpora = list(dict.fromkeys(p["corpus"] for p in points))
-    for name in corpora:
-        ours = {p["budget"]: p["bits"] for p in points if p["corpus"] == name and p["label"] == "rnnpipe default"}
-        for budget in sorted(ours):
-            theirs = [p["bits"] for p in points if p["corpus"] == name and p["budget"] == budget
-                      and p["label"].startswith("torch")]  # fmt: skip
+    import quality
+
+    rows, by_corpus = [], {}
+    for name, budget, ours, best in quality.leads(points):
+        by_corpus.setdefault(name, []).append((budget, ours, best))
+    for name, measured in by_corpus.items():
+        for budget, bits, best in measured:
             goal = QUALITY_LEAD.get(int(budget))
-            if theirs and goal is not None:
-                lead = min(theirs) - ours[budget]
+            if best is not None and goal is not None:
+                lead = best - bits
                 rows.append(f"| time to quality, {name}, {budget:g} s: rnnpipe default ahead of the best torch by "
                             f"| {lead:+.3f} | >= {goal} | {'yes' if lead >= goal else 'NO'} |")  # fmt: skip
+        ours = {budget: bits for budget, bits, _ in measured}
         budgets = sorted(ours)
         if len(budgets) > 1:
             better = all(ours[b] < ours[a] for a, b in itertools.pairwise(budgets))
