@@ -21,8 +21,9 @@ SIGMOID_GATES = 2  # r, z: their rows of xw come halved (see lstm.halved_sigmoid
 
 def init(rng, n_in, hidden, dtype, k_in=None):
     k = 1.0 / np.sqrt(hidden)
+    k_in = k_in or k  # net.INPUT_SCALE for the first layer's one-hot input
     return {
-        "Wxh": rng.uniform(-(k_in or k), k_in or k, (3 * hidden, n_in)).astype(dtype),
+        "Wxh": rng.uniform(-k_in, k_in, (3 * hidden, n_in)).astype(dtype),
         "Whh": rng.uniform(-k, k, (3 * hidden, hidden)).astype(dtype),
         "bh": np.zeros(3 * hidden, dtype),
         "bhn": np.zeros(hidden, dtype),

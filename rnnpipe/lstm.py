@@ -19,8 +19,9 @@ def init(rng, n_in, hidden, dtype, k_in=None):
     # PyTorch's uniform(-1/sqrt(H), 1/sqrt(H)) for every weight; torch's two
     # biases (bias_ih + bias_hh) are drawn so too, and bh is their sum
     k = 1.0 / np.sqrt(hidden)
+    k_in = k_in or k  # net.INPUT_SCALE for the first layer's one-hot input
     return {
-        "Wxh": rng.uniform(-(k_in or k), k_in or k, (4 * hidden, n_in)).astype(dtype),
+        "Wxh": rng.uniform(-k_in, k_in, (4 * hidden, n_in)).astype(dtype),
         "Whh": rng.uniform(-k, k, (4 * hidden, hidden)).astype(dtype),
         "bh": (rng.uniform(-k, k, 4 * hidden) + rng.uniform(-k, k, 4 * hidden)).astype(dtype),
     }

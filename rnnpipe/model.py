@@ -201,10 +201,11 @@ class Model:
 
     def configure(self, **changes):
         """Change training hyperparameters (seq_length, batch_size, lr, clip,
-        weight_decay, dropout); architecture fields are fixed once a model exists, and so
-        is the seed: it seeds a new model's weights and dropout, and training
-        goes on from the random state saved with the model (ValueError for a
-        seed other than the model's, not silently stored and ignored)."""
+        weight_decay, dropout); architecture fields are fixed once a model
+        exists, and so is the seed: it seeds a new model's weights and
+        dropout, and training goes on from the random state saved with the
+        model (ValueError for a seed other than the model's, not silently
+        stored and ignored)."""
         fixed = [k for k in changes if k in ARCHITECTURE and changes[k] != getattr(self.config, k)]
         if fixed:
             have = ", ".join(f"{k}={getattr(self.config, k)!r}" for k in fixed)

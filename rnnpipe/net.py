@@ -44,10 +44,10 @@ def shapes(config, vocab_size):
 # other weights, uniform(-1/sqrt(hidden), 1/sqrt(hidden)), it gives the gates
 # sqrt(hidden) times less signal (a fourteenth at 192 units) than PyTorch's
 # nn.Embedding (N(0, 1)) and the input weights after it give, and the
-# network is slow to learn which
-# character it is reading: 2.92 held-out bits/char after 60 s on the Russian
-# corpus against 2.30 with uniform(-1, 1), which matches that variance
-# (docs/benchmarks.md, "Time to quality"). The seed's rnn keeps its own draw.
+# network is slow to learn which character it is reading: 2.92 held-out
+# bits/char after 60 s on the Russian corpus against 2.30 with
+# uniform(-1, 1), which matches that variance (docs/benchmarks.md, "Time to
+# quality"). The seed's rnn keeps its own draw.
 INPUT_SCALE = 1.0
 
 
