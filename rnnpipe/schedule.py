@@ -19,7 +19,7 @@ the run that continues it follows the same curve to the same end.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 KINDS = ("cosine", "linear", "none")
 WARMUP = 0.02  # share of the run over which the rate rises (from WARMUP_START of --lr) to --lr
@@ -71,4 +71,7 @@ class Budget:
         return min(max(parts), 1.0) if parts else None
 
     def to_dict(self):
-        return asdict(self)
+        # by hand: dataclasses.asdict deep-copies field by field, and a
+        # training run asks for this after every update (train.Run.position)
+        return {"kind": self.kind, "total": self.total, "max_time": self.max_time, "chars": self.chars,
+                "seconds": self.seconds}  # fmt: skip

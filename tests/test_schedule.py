@@ -3,6 +3,7 @@ that a continued run follows the interrupted run's curve exactly, and that
 --keep-best leaves the best held-out model (no timing assertions: a run
 bounded by time is driven by a fake clock)."""
 
+import dataclasses
 import itertools
 import math
 
@@ -50,6 +51,14 @@ def test_the_curve_warms_up_then_falls_to_the_floor():
     assert schedule.factor("none", 0.5) == schedule.factor("none", None) == 1.0
     assert schedule.factor("cosine", None) == schedule.factor("linear", None) == schedule.UNKNOWN_END == 0.5
     assert schedule.factor("cosine", 7.0) == pytest.approx(schedule.FLOOR)  # past the end: the floor
+
+
+def test_a_budget_saves_every_field():
+    # to_dict is written out by hand for speed; a field added to Budget and
+    # forgotten there would silently not reach the model file
+    b = schedule.Budget("linear", 12345, 60.0, 678, 9.5)
+    assert b.to_dict() == dataclasses.asdict(b)
+    assert schedule.Budget(**b.to_dict()) == b
 
 
 def test_a_run_of_given_passes_follows_the_curve_by_characters(monkeypatch):
