@@ -7,6 +7,15 @@ One thread each, CPU time (time.process_time) rather than wall-clock, so that
 a figure taken beside other work compares as it would on a quiet machine;
 5 warm-up updates, then 55 timed. The ratio printed is torch's time over
 rnnpipe's: rnnpipe's speed as a multiple of torch's.
+
+Then the matrix products alone: an update's recurrent products (one
+batch x hidden by hidden x gates product per step forward, one batch x gates
+by gates x hidden per step back, and the chunk's recurrent weight gradient),
+timed through numpy (its OpenBLAS) and through torch.mm (torch's MKL) on the
+same arrays, and what rnnpipe's update would cost with torch's products and
+everything else as it is: the most that a numpy engine, whose elementwise
+work cannot get much smaller (docs/benchmarks.md), could gain without
+another BLAS.
 """
 
 import sys
@@ -61,6 +70,53 @@ def main():
     theirs = (time.process_time() - t) / len(chunks[5:])
     print(f"{cell} {H}: rnnpipe {ours * 1000:.1f} ms/update, torch {theirs * 1000:.1f} ms/update, "
           f"rnnpipe's speed {theirs / ours:.2f}x torch's")  # fmt: skip
+    products(cell, H, ours, theirs)
+
+
+def products(cell, H, ours, theirs, B=32, T=50, repeat=5):
+    import torch
+
+    G = (4 if cell == "lstm" else 3 if cell == "gru" else 1) * H
+    rng = np.random.default_rng(0)
+    h, WT = rng.standard_normal((B, H), np.float32), rng.standard_normal((H, G), np.float32)
+    q, W = rng.standard_normal((B, G), np.float32), rng.standard_normal((G, H), np.float32)
+    Q, HS = rng.standard_normal((T * B, G), np.float32), rng.standard_normal((T * B, H), np.float32)
+    o1, o2 = np.empty((B, G), np.float32), np.empty((B, H), np.float32)
+
+    def numpy_update():
+        for _ in range(T):
+            np.dot(h, WT, out=o1)
+        for _ in range(T):
+            np.dot(q, W, out=o2)
+        Q.T @ HS
+
+    th, tWT, tq, tW, tQ, tHS = (torch.from_numpy(a) for a in (h, WT, q, W, Q, HS))
+    t1, t2 = torch.from_numpy(o1), torch.from_numpy(o2)
+
+    def torch_update():
+        for _ in range(T):
+            torch.mm(th, tWT, out=t1)
+        for _ in range(T):
+            torch.mm(tq, tW, out=t2)
+        tQ.T @ tHS
+
+    def best(f):
+        f()
+        times = []
+        for _ in range(repeat):
+            t = time.process_time()
+            f()
+            times.append(time.process_time() - t)
+        return min(times)
+
+    with threadpool_limits(1):
+        mine = best(numpy_update)
+    theirs_mm = best(torch_update)
+    print(f"{cell} {H}: an update's recurrent products, numpy (OpenBLAS) {mine * 1000:.1f} ms, "
+          f"torch.mm (MKL) {theirs_mm * 1000:.1f} ms")  # fmt: skip
+    bound = ours - mine + theirs_mm
+    print(f"  rnnpipe with torch's products and nothing else changed: {bound * 1000:.1f} ms/update, "
+          f"{theirs / bound:.2f}x torch's")  # fmt: skip
 
 
 if __name__ == "__main__":
