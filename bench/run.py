@@ -286,6 +286,8 @@ def main():
             if kind == "torch" and not have_torch:
                 continue
             spec = {"kind": kind, "budget": args.budget, "config": config, "data": args.data}
+            if kind == "rnnpipe" and name != "rnnpipe-default":
+                spec["schedule"] = "none"  # the constant rate the seed's code and torch train at
             if kind == "rnnpipe" and (name in ("rnnpipe-seed", "rnnpipe-default") or config == default_cfg()):
                 spec["sample"] = 2000
                 spec["save"] = saved[name] = os.path.join(folder, f"{name}.rnn")
