@@ -23,7 +23,8 @@ budget); and PyTorch at the best configuration found by bench/run.py's sweep
 nn.Embedding input, each trained once for the longest budget and scored at
 every budget on the way with its clock stopped while it is scored. Each runs
 in its own process, one after another, rnnpipe with its default one BLAS
-thread and torch with its own default threads.
+thread (--threads to change it) and torch with its own default threads (one
+under --clock cpu).
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ def leads(results):
     out = []
     for name in dict.fromkeys(r["corpus"] for r in results):
         here = [r for r in results if r["corpus"] == name]
-        ours = {r["budget"]: r["bits"] for r in here if r["label"] == "rnnpipe default"}
+        # "rnnpipe default" or "rnnpipe default, 2 threads" (--threads)
+        ours = {r["budget"]: r["bits"] for r in here if r["label"].split(",")[0] == "rnnpipe default"}
         for budget in sorted(ours):
             theirs = [r["bits"] for r in here if r["budget"] == budget and r["label"].startswith("torch")]
             out.append((name, budget, ours[budget], min(theirs, default=None)))
@@ -251,6 +253,9 @@ def main():
     parser.add_argument("--rnnpipe", nargs="+", default=["default"], metavar="CONFIG",
                         help="rnnpipe configurations: 'default' or Config fields: 'cell=lstm,lr=0.008'")  # fmt: skip
     parser.add_argument("--schedule", default="cosine", help="rnnpipe's --schedule (default cosine)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="rnnpipe's BLAS threads (default 1, its own default; torch keeps its default threads "
+                        "under the wall clock)")  # fmt: skip
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="budgets in wall-clock seconds, or in CPU seconds with one thread each (cpu: for a "
@@ -271,10 +276,11 @@ def main():
         text = corpus(name, args.chars)
         print(f"\n{name}: {len(text):,} characters, {len(set(text))} distinct", flush=True)
         for cfg in args.rnnpipe:
-            label = "rnnpipe " + cfg
+            label = "rnnpipe " + cfg + (f", {args.threads} threads" if args.threads != 1 else "")
             for budget in args.budgets:
                 spec = {"kind": "rnnpipe", "corpus": name, "chars": args.chars, "config": parse_config(cfg),
-                        "budget": budget, "schedule": args.schedule, "clock": args.clock}  # fmt: skip
+                        "budget": budget, "schedule": args.schedule, "clock": args.clock,
+                        "threads": args.threads}  # fmt: skip
                 r = run_child(spec, timeout=budget * 3 + 600)
                 results.append({"corpus": name, "label": label, "budget": budget, **r})
                 print(f"  {label:40s} {budget:5.0f} s  {r['bits']:.3f} bits/char  {r['chars_per_sec']:8.0f} chars/s "

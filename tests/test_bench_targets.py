@@ -31,3 +31,15 @@ def test_quality_targets_judge_the_lead_over_the_best_torch_and_the_curve():
     assert "(60, 180, 600 s) | 2.300, 2.200, 2.250 | each lower | NO |" in rows[2]
     assert rows[3].endswith("| +0.100 | >= 0.05 | yes |")
     assert len(rows) == 4  # one budget on code: no curve to judge
+
+
+def test_a_run_with_more_threads_is_still_rnnpipes_default():
+    # bench/quality.py --threads 2 labels the default "rnnpipe default, 2 threads"
+    import quality
+
+    points = [
+        point("prose", "rnnpipe default, 2 threads", 60, 2.20),
+        point("prose", "rnnpipe lr=0.02", 60, 2.10),  # another configuration is not the default
+        point("prose", "torch lstm 256 one-hot", 60, 2.30),
+    ]
+    assert quality.leads(points) == [("prose", 60, 2.20, 2.30)]
