@@ -81,24 +81,17 @@ def products(cell, H, ours, theirs, B=32, T=50, repeat=5):
     h, WT = rng.standard_normal((B, H), np.float32), rng.standard_normal((H, G), np.float32)
     q, W = rng.standard_normal((B, G), np.float32), rng.standard_normal((G, H), np.float32)
     Q, HS = rng.standard_normal((T * B, G), np.float32), rng.standard_normal((T * B, H), np.float32)
-    o1, o2 = np.empty((B, G), np.float32), np.empty((B, H), np.float32)
+    arrays = (h, WT, q, W, Q, HS, np.empty((B, G), np.float32), np.empty((B, H), np.float32))
 
-    def numpy_update():
+    def update(mm, h, WT, q, W, Q, HS, o1, o2):
+        """An update's recurrent products through mm (np.dot or torch.mm)."""
         for _ in range(T):
-            np.dot(h, WT, out=o1)
+            mm(h, WT, out=o1)
         for _ in range(T):
-            np.dot(q, W, out=o2)
+            mm(q, W, out=o2)
         Q.T @ HS
 
-    th, tWT, tq, tW, tQ, tHS = (torch.from_numpy(a) for a in (h, WT, q, W, Q, HS))
-    t1, t2 = torch.from_numpy(o1), torch.from_numpy(o2)
-
-    def torch_update():
-        for _ in range(T):
-            torch.mm(th, tWT, out=t1)
-        for _ in range(T):
-            torch.mm(tq, tW, out=t2)
-        tQ.T @ tHS
+    tensors = tuple(torch.from_numpy(a) for a in arrays)
 
     def best(f):
         f()
@@ -110,8 +103,8 @@ def products(cell, H, ours, theirs, B=32, T=50, repeat=5):
         return min(times)
 
     with threadpool_limits(1):
-        mine = best(numpy_update)
-    theirs_mm = best(torch_update)
+        mine = best(lambda: update(np.dot, *arrays))
+    theirs_mm = best(lambda: update(torch.mm, *tensors))
     print(f"{cell} {H}: an update's recurrent products, numpy (OpenBLAS) {mine * 1000:.1f} ms, "
           f"torch.mm (MKL) {theirs_mm * 1000:.1f} ms")  # fmt: skip
     bound = ours - mine + theirs_mm
