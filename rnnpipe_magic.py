@@ -622,6 +622,7 @@ class CharRNNMagics(Magics):
         from IPython.display import HTML
 
         from rnnpipe import show
+        from rnnpipe.errors import SettingError
         from rnnpipe.trace import check_unit, trace
 
         args = _parse(self.charrnn_show, line)
@@ -633,9 +634,8 @@ class CharRNNMagics(Magics):
         neuron = args.neuron is not None
         try:
             check_unit(model.config, args.layer, args.neuron)
-        except ValueError as e:
-            which = "--layer" if e.args[0].startswith("layer") else "--neuron"
-            raise UsageError(f"{which} {e.args[0].split(' ', 1)[1]}") from None
+        except SettingError as e:
+            raise UsageError(e.flag(options.FLAGS)) from None
         note = None
         if len(text) > show.MAX_CHARS:
             note = (

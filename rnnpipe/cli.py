@@ -863,13 +863,13 @@ def _trace(model, text, layers, threads):
 
 
 def _check_unit(model, args):
+    from .errors import SettingError
     from .trace import check_unit
 
     try:
         check_unit(model.config, args.layer, args.neuron)
-    except ValueError as e:
-        which = "--layer" if e.args[0].startswith("layer") else "--neuron"
-        raise UsageError(f"{which} {e.args[0].split(' ', 1)[1]}") from None
+    except SettingError as e:
+        raise UsageError(e.flag(options.FLAGS)) from None
 
 
 def _write_page(path, page):

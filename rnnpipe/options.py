@@ -326,19 +326,20 @@ def check_engine(args):
         raise ValueError(f"--device {args.device} is for --engine torch (the numpy engine runs on the CPU)")
 
 
+# the command line's flags for settings the core names otherwise (errors.SettingError.flag)
+FLAGS = {"n": "-n", "unit": "--neuron"}
+
+
 def check_sample(args):
     """The core's checks of sampling options (rnnpipe.sample.check), in the
-    command line's words."""
+    command line's words (ValueError)."""
+    from .errors import SettingError
     from .sample import check
 
     try:
         check(args.n, args.temperature, args.top_k, args.seed)
-    except ValueError as e:
-        message = str(e)
-        for name, option in (("temperature", "--temperature"), ("top_k", "--top-k"), ("seed", "--seed"), ("n", "-n")):
-            if message.startswith(name + " "):
-                raise ValueError(option + message[len(name) :]) from None
-        raise
+    except SettingError as e:
+        raise ValueError(e.flag(FLAGS)) from None
     check_sample_run(args)
 
 

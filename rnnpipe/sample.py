@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from . import net
+from .errors import SettingError
 
 
 def _pick(logits, temperature, top_k, rng):
@@ -33,15 +34,15 @@ def start_char(vocab):
 
 
 def check(n, temperature, top_k, seed):
-    """Raise ValueError for sampling options that mean nothing."""
+    """Raise SettingError for sampling options that mean nothing."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be 0 (no end) or more characters, not {n!r}")
+        raise SettingError("n", n, "{name} must be 0 (no end) or more characters, not {value}")
     if not (isinstance(temperature, (int, float)) and temperature >= 0):  # NaN fails too
-        raise ValueError(f"temperature must be 0 or more, not {temperature!r}")
+        raise SettingError("temperature", temperature, "{name} must be 0 or more, not {value}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be at least 1, not {top_k!r}")
+        raise SettingError("top_k", top_k, "{name} must be at least 1, not {value}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed must be 0 or more, not {seed!r}")
+        raise SettingError("seed", seed, "{name} must be 0 or more, not {value}")
 
 
 def _usable_prime(vocab, prime, skip_unknown):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import net
+from .errors import SettingError
 
 TOP = 5  # guesses kept per character
 CHUNK = 256  # characters per forward call: long enough to amortise, short enough to keep memory flat
@@ -73,15 +74,13 @@ class Trace:
 
 
 def check_unit(config, layer, unit):
-    """ValueError, in words, for a layer or unit the model does not have."""
+    """SettingError for a layer or unit the model does not have."""
     if not 0 <= layer < config.layers:
-        raise ValueError(
-            f"layer {layer} is out of range: the model has {config.layers} layer(s), 0 to {config.layers - 1}"
-        )
+        raise SettingError("layer", layer, f"{{name}} {{value}} is out of range: the model has {config.layers} layer(s), "
+                           f"0 to {config.layers - 1}")  # fmt: skip
     if unit is not None and not 0 <= unit < config.hidden:
-        raise ValueError(
-            f"unit {unit} is out of range: the model has {config.hidden} units per layer, 0 to {config.hidden - 1}"
-        )
+        raise SettingError("unit", unit, f"{{name}} {{value}} is out of range: the model has {config.hidden} units per "
+                           f"layer, 0 to {config.hidden - 1}")  # fmt: skip
 
 
 def trace(config, vocab, params, text, layers=(), top=TOP):

@@ -1,0 +1,41 @@
+"""Errors the core raises with structured fields, so that each face can word
+them in its own vocabulary: `--max-time` on the command line and in the
+magics, `max_time=` in Python.
+
+This module imports nothing, so the command line starts fast."""
+
+from __future__ import annotations
+
+
+def _shown(value):
+    """A value as a message shows it: 1e+30 and 0.5 as %g, text quoted."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+class SettingError(ValueError):
+    """A setting's value is refused.
+
+    name: the setting as Python spells it (a keyword argument, a Config
+      field: "max_time", "top_k", "unit");
+    value: the value given;
+    template: the message, with {name} and {value} to fill in.
+
+    str(e) is the message in Python's words ("max_time must be ..."); a face
+    calls worded(flag) for its own ("--max-time must be ...")."""
+
+    def __init__(self, name, value, template="{name} must be ..., not {value}"):
+        self.name, self.value, self.template = name, value, template
+        super().__init__(self.worded(name))
+
+    def worded(self, name):
+        return self.template.format(name=name, value=_shown(self.value))
+
+    def flag(self, flags=None):
+        """The message with the command line's flag for the setting: its
+        entry in flags, else --name with dashes ("top_k" -> "--top-k")."""
+        flags = flags or {}
+        return self.worded(flags.get(self.name, "--" + self.name.replace("_", "-")))
