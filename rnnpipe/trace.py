@@ -76,11 +76,11 @@ class Trace:
 def check_unit(config, layer, unit):
     """SettingError for a layer or unit the model does not have."""
     if not 0 <= layer < config.layers:
-        raise SettingError("layer", layer, f"{{name}} {{value}} is out of range: the model has {config.layers} layer(s), "
-                           f"0 to {config.layers - 1}")  # fmt: skip
+        have = f"the model has {config.layers} layer(s), 0 to {config.layers - 1}"
+        raise SettingError("layer", layer, f"{{name}} {{value}} is out of range: {have}")
     if unit is not None and not 0 <= unit < config.hidden:
-        raise SettingError("unit", unit, f"{{name}} {{value}} is out of range: the model has {config.hidden} units per "
-                           f"layer, 0 to {config.hidden - 1}")  # fmt: skip
+        have = f"the model has {config.hidden} units per layer, 0 to {config.hidden - 1}"
+        raise SettingError("unit", unit, f"{{name}} {{value}} is out of range: {have}")
 
 
 def trace(config, vocab, params, text, layers=(), top=TOP):
