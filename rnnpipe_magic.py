@@ -47,7 +47,7 @@ except ImportError as e:
         f"rnnpipe_magic needs IPython ({e}); install it with: pip install 'rnnpipe[notebook]'", name="IPython"
     ) from e
 
-from rnnpipe import options, session
+from rnnpipe import options, session, training
 
 DEFAULT_NAME = "default"
 UPDATES_PER_SEC = 4  # most in-place updates of the progress line per second
@@ -240,17 +240,12 @@ class _View:
             head = f"iteration {p.iteration:,}, smooth loss {p.smooth_bits:.3f} bits/char"
             display(Pretty(f"{head}\n----\n{p.sample}\n----"))
 
-    def finish(self, final, saved):
-        if final.stopped == "stopped":
-            how = f"interrupted at iteration {final.iteration:,}, after {final.chars:,} characters of this run"
-        else:
-            how = f"{final.stopped} at iteration {final.iteration:,}"
-        line = f"{how}; smooth loss {final.smooth_bits:.3f} bits/char"
-        if final.valid_bits is not None:
-            line += f", held out {final.valid_bits:.3f}"
-        line += f"; {final.chars_per_sec:,.0f} chars/s over {final.elapsed:.1f} s"
-        line += f"; saved to {saved}" if saved else f"; kept in memory as {self.entry.label}"
-        self.handle.update(Pretty(line))
+    def finish(self, outcome):
+        """The run's last line, the one the command line prints, and its loss curve."""
+        if self.handle is None:
+            print(outcome.summary)
+            return
+        self.handle.update(Pretty(outcome.summary))
         png = _plot(self.entry)
         if png is not None:
             display(Image(data=png, format="png"))
@@ -400,133 +395,59 @@ class CharRNNMagics(Magics):
         args = _parse(self.charrnn_train, line)
         self._check_output(args.output)
         text = self._text(args, cell, "charrnn_train")
-        if len(text) < 2:
-            raise UsageError("nothing to train on: put the text in the cell body, or name a str variable with --text")
         try:
-            options.check_train(args)  # the command line's rules and words
+            opts = options.train_options(args)  # the command line's rules and words
             options.check_engine(args)
         except ValueError as e:
             raise UsageError(str(e)) from None
-
         if args.model and args.name:
             raise UsageError("give -m FILE or --name NAME, not both")
         if args.save_every is not None and not args.model:
             raise UsageError("--save-every saves to a model file: give -m FILE (a model kept with --name is not saved)")
-        if args.model:
-            self._check_folder(args)
+        path = os.path.expanduser(args.model) if args.model else None
         interrupt = session.Interrupt()
-        # the lock `rnnpipe train` takes (rnnpipe.session), held from before the
-        # file is read to after the last save: one trainer per model, whichever face
-        lock = session.TrainLock(os.path.expanduser(args.model), session.NOTEBOOK) if args.model else None
         try:
-            if lock is not None:
-                lock.acquire()
-                for tmp in session.remove_stale_temp_files(lock.model_path):
-                    print(f"removed {tmp}, left by an interrupted save", file=sys.stderr)
-            self._train(args, text, interrupt)
-        except session.SessionError as e:  # the lock is held elsewhere, a save failed
+            # signals only set a flag from here to after the last save and the lock's release
+            with interrupt, training.Session(path, session.NOTEBOOK, note=print, interrupt=interrupt) as s:
+                self._train(args, text, opts, s)
+        except session.SessionError as e:  # the lock is held elsewhere, a save failed, training gave up
             raise UsageError(str(e)) from None
         finally:
-            if lock is not None:
-                lock.release()
             # a kernel asked to end (SIGTERM) while training: the model is saved
             # and the lock released, so now it ends as it was asked to
             interrupt.pass_on(signal.SIGTERM)
 
-    def _train(self, args, text, interrupt):
-        from rnnpipe import Diverged, Model
-        from rnnpipe.train import VocabularyFull
-
-        changes = options.config_changes(args)
-        entry = self._entry(args, create=True)
+    def _train(self, args, text, opts, s):
+        """Train through the training.Session s (its lock held): this face
+        only finds the model and shows the run."""
+        entry = self._entry(args, create=True)  # read under the lock: the file as it is now
+        label = args.model or (args.name or DEFAULT_NAME)
         try:
             if entry is None:
-                model = Model.new(text=text, **changes)
+                s.open(options.config_changes(args))
             else:
-                before = entry.model.config
-                entry.model.configure(**changes)
-                note = options.changes_note(before, changes)
-                if note:
-                    print(note)
+                s.open(options.config_changes(args), entry.model, saved_at=entry.saved_at)
         except ValueError as e:
             raise UsageError(str(e)) from None
         if entry is None:
-            label = args.model or (args.name or DEFAULT_NAME)
-            path = os.path.abspath(os.path.expanduser(args.model)) if args.model else None
-            entry = _Entry(model, label, path)
-            print(f"new model {label}: {_describe(model)}")
+            entry = _Entry(s.model, label, os.path.abspath(s.path) if s.path else None)
+            print(f"new model {label}: {_describe(s.model)}")
         else:
-            print(f"continuing {entry.label} from iteration {entry.model.iterations:,}: {_describe(entry.model)}")
-        _use_engine(entry.model, args)
-        saver = None
-        if entry.path is not None:
-            saver = session.Saver(
-                entry.model, entry.path, args.save_every, on_disk=entry.saved_at is not None, saved_at=entry.saved_at
-            )
-
-        def stop():
-            # polled after every iteration: the model is whole there
-            if interrupt():
-                return True
-            if saver is not None:
-                saver.maybe_save()  # --save-every
-            return False
-
+            print(f"continuing {entry.label} from iteration {s.model.iterations:,}: {_describe(s.model)}")
+        _use_engine(s.model, args)
         view = _View(entry)
-        entry.curve.append((entry.model.iterations, entry.model.smooth_loss / math.log(2), None))
-        gave_up = False
-        # signals only set a flag from here to after the last save
-        with interrupt:
-            try:
-                with options.blas_threads(args.threads):
-                    final = entry.model.train(
-                        text,
-                        epochs=args.epochs,
-                        max_time=args.max_time,
-                        callback=view,
-                        stop=stop,
-                        report_every=REPORT_EVERY,
-                        sample_every=args.sample_every,
-                        valid_fraction=args.valid_fraction,
-                        restart=args.restart,
-                        max_vocab=args.max_vocab,
-                        schedule=args.schedule,
-                        keep_best=args.keep_best,
-                    )
-            except Diverged as e:
-                # as the command line does: the file stays as it was before the run
-                # (or its last periodic save), and the next cell reads it again
-                gave_up = True
-                where = f"; {entry.label} keeps its last saved state" if saver is not None else ""
-                raise UsageError(f"training diverged: {e}{where}") from None
-            except VocabularyFull as e:
-                raise UsageError(str(e)) from None
-            finally:
-                key = ("file", entry.path) if entry.path else ("name", entry.label)
-                self.models[key] = entry
-                self._saved(entry, saver)
-                if gave_up:
-                    entry.stamp = None
-            saved = self._save(entry, saver)
-        view.finish(final, saved)
-        if args.output:
-            self.shell.user_ns[args.output] = TrainResult(entry.model, final, view.reports, saved)
-
-    def _save(self, entry, saver):
-        """Save a model kept in a file (SIGINT and SIGTERM held back); its label, or None in memory."""
-        if saver is None:
-            return None
+        entry.curve.append((s.model.iterations, s.model.smooth_loss / math.log(2), None))
         try:
-            saver.save()
+            outcome = s.train(text, opts, callback=view, report_every=REPORT_EVERY)
         finally:
-            self._saved(entry, saver)
-        return entry.label
-
-    @staticmethod
-    def _saved(entry, saver):
-        """Remember what the file holds after this run's saves (periodic ones too)."""
-        if saver is not None and saver.on_disk:
-            entry.stamp, entry.saved_at = _stamp(entry.path), saver.clean_at
+            if s.path is not None:
+                entry.stamp, entry.saved_at = _stamp(entry.path), s.saved_at
+            if s.existed or s.saved_at is not None or s.path is None and entry.model.iterations:
+                self.models[("file", entry.path) if entry.path else ("name", entry.label)] = entry
+        view.finish(outcome)
+        if args.output and outcome.final is not None:
+            saved = entry.label if outcome.saved else None
+            self.shell.user_ns[args.output] = TrainResult(entry.model, outcome.final, view.reports, saved)
 
     # -- sampling ----------------------------------------------------------
 

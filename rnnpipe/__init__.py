@@ -15,7 +15,9 @@ _EXPORTS = {
     "ModelFormatError": "modelfile",
     "Progress": "train",
     "Display": "progress",
-    "Stop": "train",
+    "Stop": "errors",
+    "Options": "train",
+    "SettingError": "errors",
 }
 __all__ = list(_EXPORTS)
 

@@ -390,6 +390,12 @@ def parse(parser, argv):
 
 def load_model(path):
     """Load a model or fail with a message naming the file."""
+    return read_model(path)[0]
+
+
+def read_model(path):
+    """(the model, the file's bytes), read once (a pipe can be read only
+    once), or fail with a message naming the file."""
     from .model import Model
     from .modelfile import ModelFormatError
 
@@ -409,7 +415,9 @@ def load_model(path):
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
         raise Failure(f"{path}: is not a regular file")
     try:
-        return Model.load(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        return Model.from_bytes(data), data
     except OSError as e:
         raise Failure(f"{path}: cannot read model: {e.strerror}") from None
     except ModelFormatError as e:
@@ -418,27 +426,17 @@ def load_model(path):
 
 def use_engine(model, args):
     """The model with the engine and device args ask for (Failure without torch)."""
-    from .engine import Unavailable
-
-    try:
-        return model.use(args.engine, args.device)
-    except Unavailable as e:  # no torch, or no such device
-        raise Failure(str(e)) from None
+    return _use(model, args)
 
 
 def check_writable(path):
-    """Fail before any training if the model could not be saved at path."""
-    if os.path.isdir(path):
-        raise Failure(f"{path}: is a directory; give a model file name")
-    # saving follows a symbolic link (modelfile.save_bytes): check its target's folder
-    folder = os.path.dirname(os.path.realpath(path))
-    if not os.path.isdir(folder):
-        what = "is not a folder" if os.path.exists(folder) else "does not exist"
-        raise Failure(f"{path}: folder {folder} {what}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise Failure(f"{path}: cannot write in folder {folder}")
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise Failure(f"{path}: is not a regular file")
+    """Fail before any work if a file could not be saved at path."""
+    from .training import check_writable
+
+    try:
+        check_writable(path)
+    except session.SessionError as e:
+        raise Failure(str(e)) from None
 
 
 def open_inputs(files, stdin):
@@ -475,13 +473,13 @@ def reading_terminal(sources):
 
 def cmd_train(args, io):
     try:
-        options.check_train(args)
+        opts = options.train_options(args)
         options.check_engine(args)
     except ValueError as e:
         raise UsageError(str(e)) from None
     world = _world(args)
     try:
-        return _train_as(args, io, world)
+        return _train(args, io, opts, world)
     finally:
         if world is not None:
             from . import ddp
@@ -510,26 +508,12 @@ def _world(args):
     return ddp.start(args.device)
 
 
-def _train_as(args, io, world):
-    path = args.model
-    if world is not None and world.rank != 0:
-        # rank 0 alone holds the lock and saves; the others train beside it
-        sources = open_inputs(args.files, io.stdin)
-        try:
-            with session.Interrupt(hold=io.process) as interrupt:
-                return _train(args, io, path, sources, interrupt, world)
-        except RuntimeError as e:
-            import torch.distributed as dist
+def _train(args, io, opts, world):
+    """Train through a training.Session: this face only reads the text and shows progress."""
+    from . import training
 
-            # a rank that failed (rank 0's folder or lock, say) closes its connections: say so
-            # in one line; the failed rank's own message says why
-            if isinstance(e, (dist.DistBackendError, dist.DistNetworkError)) or "by peer" in str(e):
-                raise Failure(f"rank {world.rank}: another rank ended, so this one stops too") from None
-            raise
-        finally:
-            for s in sources:
-                s.close()
-    check_writable(path)
+    lead = world is None or world.rank == 0  # rank 0 alone holds the lock, saves and shows progress
+    quiet = args.quiet or not lead
     # opened before signals are only recorded: opening a FIFO waits for a
     # writer, and Ctrl-C must still end that wait
     sources = open_inputs(args.files, io.stdin)
@@ -537,227 +521,98 @@ def _train_as(args, io, world):
         # signals are only recorded from here to the end, lock release
         # included: a burst of Ctrl-C cannot cut short a save or the cleanup
         with session.Interrupt(hold=io.process) as interrupt:
-            # held from before loading to after the last save, so a second run
-            # can neither load a state this one is about to replace nor save over it
-            # (the notebook's %%charrnn_train takes the same lock: rnnpipe.session)
-            with session.TrainLock(path, session.CLI):
-                for tmp in session.remove_stale_temp_files(path):
-                    if not args.quiet:
-                        io.note(f"removed {tmp}, left by an interrupted save")
-                return _train(args, io, path, sources, interrupt, world)
-    except session.SessionError as e:  # the lock is held, a save failed: one line, exit 1
+            note = (lambda text: None) if quiet else io.note
+            with training.Session(args.model, session.CLI, note=note, interrupt=interrupt, lead=lead) as s:
+                _open(args, s, sources, world)
+                try:
+                    return _run(args, io, s, sources, opts if lead else opts.replace(sample_every=0), world, quiet)
+                finally:
+                    # the torch engine's DDP module must go before its process group (ddp.stop)
+                    s.model.engine = None
+    except session.SessionError as e:  # the lock is held, a save failed, training gave up: one line, exit 1
         raise Failure(str(e)) from None
+    except RuntimeError as e:
+        if world is None or lead:
+            raise
+        import torch.distributed as dist
+
+        # a rank that failed (rank 0's folder or lock, say) closes its connections: say so
+        # in one line; the failed rank's own message says why
+        if isinstance(e, (dist.DistBackendError, dist.DistNetworkError)) or "by peer" in str(e):
+            raise Failure(f"rank {world.rank}: another rank ended, so this one stops too") from None
+        raise
     finally:
-        for s in sources:
-            s.close()
+        for src in sources:
+            src.close()
 
 
-def _train(args, io, path, sources, interrupt, world=None):
+def _open(args, s, sources, world):
+    """Open the session's model: the file's (or a new one) with the command
+    line's changes; under torchrun, rank 0's, sent to every rank."""
     from .model import Model
 
-    lead = world is None or world.rank == 0  # the process that saves and shows progress
+    changes = options.config_changes(args)
     if world is not None:
-        inputs = world.gather([s.describe() for s in sources])
+        inputs = world.gather([src.describe() for src in sources])
         if any(i != inputs[0] for i in inputs):
             raise Failure("under torchrun every rank must read the same text: the FILEs differ between ranks")
-    if not lead:
-        data = world.broadcast(None)
-        if data is None:
-            raise Failure(f"rank {world.rank}: rank 0 could not start training (its message says why)")
-        return _train_model(args, io, path, sources, interrupt, world, Model.from_bytes(data), True)
+        if world.rank != 0:
+            data = world.broadcast(None)
+            if data is None:
+                raise Failure(f"rank {world.rank}: rank 0 could not start training (its message says why)")
+            s.open({}, Model.from_bytes(data))
+            return _use(s.model, args, world)
     try:
-        model, existed = _open_model(args, io, path)
+        model = load_model(args.model) if os.path.exists(args.model) else None
+        try:
+            s.open(changes, model)
+        except ValueError as e:
+            raise UsageError(f"{args.model}: {e}" if model is not None else str(e)) from None
     except BaseException:
         if world is not None:
             world.broadcast(None)  # the other ranks stop too
         raise
     if world is not None:
-        world.broadcast(model.to_bytes())
-    return _train_model(args, io, path, sources, interrupt, world, model, existed)
+        world.broadcast(s.model.to_bytes())
+    return _use(s.model, args, world)
 
 
-def _open_model(args, io, path):
-    """(the model to train: loaded, with the command line's changes, or new; whether it existed)."""
-    from .model import Model
-
-    changes = options.config_changes(args)
-    existed = os.path.exists(path)
-    quiet = args.quiet
-    if existed:
-        model = load_model(path)
-        before = model.config
-        try:
-            model.configure(**changes)
-        except ValueError as e:
-            raise UsageError(f"{path}: {e}") from None
-        note = options.changes_note(before, changes)
-        if note and not quiet:
-            io.note(note)
-    else:
-        try:
-            model = Model.new(**changes)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-    return model, existed
-
-
-def _train_model(args, io, path, sources, interrupt, world, model, existed):
+def _use(model, args, world=None):
     from .engine import Unavailable
 
     try:
-        model.use(args.engine, args.device, world)
-    except Unavailable as e:
+        return model.use(args.engine, args.device, world)
+    except Unavailable as e:  # no torch, or no such device
         raise Failure(str(e)) from None
-    try:
-        return _run(args, io, path, sources, interrupt, world, model, existed)
-    finally:
-        # the torch engine's DDP module must go before its process group (ddp.stop)
-        model.engine = None
 
 
-def _run(args, io, path, sources, interrupt, world, model, existed):
-    import numpy as np
+def _run(args, io, s, sources, opts, world, quiet):
+    from .progress import Display, isatty
+    from .reader import TextReader
 
-    from .progress import Display, isatty, si
-    from .reader import InputError, TextReader
-    from .train import Diverged, VocabularyFull
-
-    lead = world is None or world.rank == 0
-    quiet = args.quiet or not lead
-    start_iteration, was_pending = model.iterations, model.resume is not None
-    start_lr = model.config.lr  # the divergence guard lowers it when it rolls back
-    untouched = f"{path} left untouched" if existed else f"{path} not created"
-    saver = session.Saver(model, path, args.save_every, on_disk=existed) if lead else None
-    original = None  # the file's bytes, to put back if a run that saves as it goes gives up
-    if lead and existed and args.save_every:
-        with open(path, "rb") as f:
-            original = f.read()
-
-    def stop():
-        # polled after every iteration, and every fraction of a second
-        # while waiting for input: the model is whole at both points
-        if interrupt():
-            return True
-        if saver is not None:
-            saver.maybe_save()
-        return False
-
-    epochs = args.epochs
-    rereadable = all(s.rereadable for s in sources)
-    if epochs is None and not (args.max_time is not None and rereadable):
-        epochs = 1
-    # files are read again for each pass; stdin is read once, and spooled to
-    # a temporary file when more passes need it (see TRAIN_DESCRIPTION)
-    spool = not rereadable and epochs is not None and epochs > 1
+    rereadable = all(src.rereadable for src in sources)
+    spool = opts.spool(rereadable)  # stdin read once, kept in a temporary file for more passes
     # ranks must read the same blocks: their reader never stops early, and
-    # training stops them all after the same chunk (Run.after_step)
-    reader = TextReader(sources, stopped=stop if world is None else None, binary_ok=args.binary, spool=spool)
+    # training stops them all after the same chunk (train.Run.after_step)
+    reader = TextReader(sources, stopped=s.interrupt if world is None else None, binary_ok=args.binary, spool=spool)
     text = reader.again if rereadable or spool else reader.blocks()
     typed = reading_terminal(sources)
     if typed and not quiet:
         io.note("reading text to train on from the terminal; end it with Ctrl-D (no progress is shown while you type)")
     # a bar or status lines would land in the middle of what is being typed
     display = Display(io.stderr, quiet=quiet, tty=isatty(io.stderr) and not typed, interval=math.inf if typed else 5.0)
+    size = sum(src.chars() for src in sources) if rereadable else None
     try:
-        # overflow on the way to a NaN loss is handled by the divergence guard, not shown as numpy warnings
-        with np.errstate(all="ignore"), options.blas_threads(args.threads):
-            result = model.train(
-                text,
-                epochs=args.epochs,  # None: Model.train's own default, which only a given end schedules
-                max_time=args.max_time,
-                callback=display,
-                stop=stop,
-                report_every=display.report_every,
-                sample_every=args.sample_every if lead else 0,
-                valid_fraction=args.valid_fraction,
-                valid_every=10.0 if lead else math.inf,  # only rank 0 shows held-out bits
-                inputs=[s.describe() for s in sources],
-                restart=args.restart,
-                max_vocab=args.max_vocab,
-                schedule=args.schedule,
-                keep_best=args.keep_best,
-            )
-    except Diverged as e:
-        display.close()
-        if saver is None:
-            raise Failure(f"training diverged: {e}") from None
-        raise Failure(f"training diverged: {e}; {_undo(saver, original, existed)}") from None
-    except (InputError, VocabularyFull) as e:
-        display.close()
-        if saver is None:
-            raise Failure(str(e)) from None
-        if model.iterations > start_iteration:
-            saver.save()
-            raise Failure(f"{e}; saved what was learned before to {path}") from None
-        raise Failure(f"{e}; {untouched}") from None
+        outcome = s.train(text, opts, callback=display, read=lambda: reader.chars,
+                          inputs=[src.describe() for src in sources], size=size, report_every=display.report_every,
+                          valid_every=10.0 if world is None or world.rank == 0 else math.inf)  # fmt: skip
     finally:
         display.close()
-    # a signal that comes after this (during the last save, say) stops nothing:
-    # the run finished, and says so
-    stopped_by_signal = interrupt()
-
     if reader.replaced and not quiet:
         io.note(f"warning: {reader.replaced} invalid UTF-8 byte(s) in the input were replaced by U+FFFD")
-    trained = model.iterations - start_iteration
-    # a run rolled back to where it began still changed the model (its lower
-    # rate), so it is saved, unless a signal stopped it: then the file keeps
-    # what the last periodic save wrote
-    rolled_back = model.config.lr < start_lr
-    if trained == 0 and not (was_pending and model.resume is None) and (stopped_by_signal or not rolled_back):
-        if stopped_by_signal:
-            if not quiet:
-                io.note(f"interrupted before any training; {untouched}")
-            return interrupt.exit_status
-        if reader.chars == 0:
-            if not quiet:
-                io.note(f"empty input: nothing to train on; {untouched}")
-            return 0
-        held = f" after --valid-fraction {args.valid_fraction:g} held out its tail" if args.valid_fraction else ""
-        raise Failure(
-            f"input too short to train on: {reader.chars} character(s){held}; training needs at least 2; {untouched}"
-        )
-    if saver is not None:
-        saver.save()
-
     if not quiet:
-        why = "interrupted" if stopped_by_signal else result.stopped
-        held = f", held-out {result.valid_bits:.3f} bits/char" if result.valid_bits is not None else ""
-        first, last = result.first_epoch, result.epoch
-        passes = ""
-        if first == 1 and last > 1:
-            passes = f" ({last} passes)"
-        elif first > 1:
-            passes = f" (passes {first}-{last})" if last > first else f" (in pass {last})"
-        pending = ""
-        if model.resume is not None:
-            pending = "; run the same command again to continue where it stopped"
-        if world is not None:
-            passes += f" on {world.size} ranks"
-        kept = f"iterations {start_iteration + 1}-{model.iterations}" if trained else "no updates kept"
-        io.note(
-            f"{why}: trained on {si(result.chars)} chars{passes} in {result.elapsed:.1f} s "
-            f"({si(result.chars_per_sec)} chars/s), {kept}, "
-            f"loss {result.smooth_bits:.3f} bits/char{held}; saved {path}{pending}"
-        )
-    return interrupt.exit_status if stopped_by_signal else 0
-
-
-def _undo(saver, original, existed):
-    """After training gave up: the model file as it was before the run (a
-    periodic save may have written a state from this run), in words."""
-    if not existed:
-        if saver.on_disk:
-            with contextlib.suppress(OSError):
-                os.unlink(saver.path)
-        return f"{saver.path} not created"
-    if original is not None:
-        with open(saver.path, "rb") as f:
-            if f.read() != original:
-                from .modelfile import save_bytes
-
-                save_bytes(saver.path, original)
-                return f"{saver.path} put back as it was before this run"
-    return f"{saver.path} left as it was"
+        io.note(outcome.summary)
+    return outcome.exit_status
 
 
 def cmd_sample(args, io):
@@ -833,7 +688,7 @@ def read_text(path, stdin, limit, io):
     try:
         if reading_terminal(sources):
             io.note("reading the text from the terminal; end it with Ctrl-D")
-        reader = TextReader(sources, idle=None)
+        reader = TextReader(sources)
         pieces, have = [], 0
         for piece in reader.blocks():
             if piece:
@@ -973,7 +828,7 @@ def _eval(args, io, model, sources):
 
     if reading_terminal(sources):
         io.note("reading text to score from the terminal; end it with Ctrl-D")
-    reader = TextReader(sources, idle=None)
+    reader = TextReader(sources)
     # the inputs are one text, scored as one stream whatever sizes the reads
     # come in: the scorer cuts it by character position (see evaluate.py)
     scorer = model.scorer()  # evaluate.TextScorer, or the torch engine's
@@ -1065,9 +920,8 @@ def cmd_info(args, io):
 
     from .modelfile import FORMAT
 
-    model = load_model(args.model)
-    with open(args.model, "rb") as f:  # loaded and checked above: the version the file has
-        version = msgpack.unpackb(f.read(), raw=False)["version"]
+    model, raw = read_model(args.model)
+    version = msgpack.unpackb(raw, raw=False)["version"]  # checked by the load: the version the file has
     r = model.resume
     resume = None
     if r is not None:
@@ -1078,6 +932,7 @@ def cmd_info(args, io):
             "inputs": [i["name"] for i in r.inputs],
             "offset": r.offset,
             "chunk": r.chunk,
+            "interrupted": r.interrupted,  # false: the run finished, and this is where its text goes on
         }
     cfg = model.config
     log2 = math.log(2)
@@ -1087,7 +942,7 @@ def cmd_info(args, io):
         "model": args.model,
         "format": FORMAT,
         "version": version,
-        "file_bytes": os.path.getsize(args.model),
+        "file_bytes": len(raw),
         "config": cfg.to_dict(),
         "parameters": int(model.num_params),
         "vocabulary_size": len(model.vocab),
@@ -1131,7 +986,10 @@ def _pending(r):
     of = "" if r.epochs is None else f" of {r.epochs}"
     at = "" if r.fraction is None else f" at {r.fraction:.0%}"
     names = ", ".join(i["name"] for i in r.inputs) or "its text"
-    return f"epoch {r.epoch}{of}{at} of {names}: rnnpipe train on the same input continues it (--restart starts anew)"
+    if not r.interrupted:
+        where = f"pass {r.epoch}{at} of {names}"
+        return f"nothing (the last run finished; a timed or piped run on the same text goes on from {where})"
+    return f"epoch {r.epoch}{of}{at} of {names}: rnnpipe train on the same input finishes it (--restart starts anew)"
 
 
 # -- entry point -------------------------------------------------------------

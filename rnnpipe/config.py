@@ -8,6 +8,7 @@ from dataclasses import dataclass
 CELLS = ("rnn", "lstm", "gru")
 OPTIMIZERS = ("adagrad", "adam")
 DTYPES = ("float32", "float64")
+MAX_VOCAB = 20_000  # distinct characters a model may grow to in training, unless a run allows more
 ADAM_WEIGHT_DECAY = 0.1  # Config.weight_decay's default with Adam (docs/benchmarks.md, "Time to quality")
 
 # Fields fixed when a model is created: changing them would change the shapes
@@ -65,8 +66,9 @@ class Config:
             raise ValueError("; ".join(problems))
 
     def replace(self, **changes) -> Config:
-        if "optimizer" in changes and "weight_decay" not in changes:
-            changes["weight_decay"] = None  # the new optimiser's default, as Config(optimizer=...) gives
+        if changes.get("optimizer", self.optimizer) != self.optimizer and "weight_decay" not in changes:
+            # the new optimiser's default, as Config(optimizer=...) gives; the same one keeps its decay
+            changes["weight_decay"] = None
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:

@@ -2,6 +2,9 @@
 torch (the optional extra). Nothing here imports torch until a command asks
 for the torch engine, so a plain install never needs it."""
 
+import contextlib
+import sys
+
 ENGINES = ("numpy", "torch")
 INSTALL = "pip install 'rnnpipe[torch]'"
 TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for each process it starts
@@ -34,3 +37,24 @@ def launched(environ=None):
 
     environ = os.environ if environ is None else environ
     return all(v in environ for v in TORCHRUN)
+
+
+@contextlib.contextmanager
+def blas_threads(n):
+    """A context that lets numpy's BLAS use n threads (numpy must be
+    imported), and torch's CPU operations too when torch is in use: on a
+    busy 2-core machine torch's second thread made the torch engine 10x
+    slower, as a second BLAS thread does numpy (docs/benchmarks.md)."""
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")  # only when a command asked for it: never imported here
+    with threadpool_limits(limits=n, user_api="blas"):
+        if torch is None:
+            yield
+            return
+        old = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)

@@ -39,3 +39,8 @@ class SettingError(ValueError):
         entry in flags, else --name with dashes ("top_k" -> "--top-k")."""
         flags = flags or {}
         return self.worded(flags.get(self.name, "--" + self.name.replace("_", "-")))
+
+
+class Stop(Exception):
+    """A callback raises this to end training cleanly after the iteration
+    (the reader too, when told to stop while it waits for input)."""

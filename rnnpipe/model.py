@@ -12,11 +12,17 @@ import numpy as np
 
 from . import modelfile, net, optim
 from .config import ARCHITECTURE, Config
+from .engine import blas_threads
+from .errors import SettingError
 from .evaluate import TextScorer
 from .sample import beam_search, check, generate, stop_after
-from .schedule import KINDS, Budget
-from .train import MAX_VOCAB, Diverged, Position, Run
+from .schedule import FLOOR, Budget
+from .train import Diverged, Options, Position, Run
 from .vocab import Vocab
+
+
+def _sha(text):
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _check_dropout(config):
@@ -52,6 +58,7 @@ class Model:
         chars_seen=0,
         smooth_loss=None,
         last_loss=None,
+        rate=None,
     ):
         self.config = config
         self.vocab = vocab
@@ -62,6 +69,7 @@ class Model:
         self.chars_seen = chars_seen  # characters predicted in training so far
         self.smooth_loss = math.log(max(len(vocab), 1)) if smooth_loss is None else smooth_loss
         self.last_loss = last_loss  # nats per character of the latest chunk
+        self.rate = rate  # the latest update's learning rate as a share of config.lr: where the next run starts
         self.resume = None  # a train.Position where a run stopped early, or None
         # None: numpy (net.py, optim.py); or an engine that makes the updates
         # elsewhere (torchnet.Engine) and writes them back on sync()
@@ -113,6 +121,7 @@ class Model:
             state["chars_seen"],
             state["smooth_loss"],
             state["last_loss"],
+            state.get("rate"),  # version 5 on
         )
         if state.get("resume") is not None:  # version 1 files have none
             model.resume = Position(**state["resume"])
@@ -144,6 +153,7 @@ class Model:
             "chars_seen": self.chars_seen,
             "smooth_loss": float(self.smooth_loss),
             "last_loss": None if self.last_loss is None else float(self.last_loss),
+            "rate": None if self.rate is None else float(self.rate),
             "resume": None if self.resume is None else modelfile.pack_resume(dataclasses.asdict(self.resume)),
             # 128-bit integers do not fit msgpack's ints, so they travel as text
             "rng": {
@@ -264,143 +274,126 @@ class Model:
         self.smooth_loss = self.smooth_loss * decay + self.last_loss * (1 - decay)
         return state
 
-    def train(
-        self,
-        text,
-        *,
-        epochs=None,
-        max_time=None,
-        callback=None,
-        stop=None,
-        report_every=1.0,
-        sample_every=0,
-        sample_length=200,
-        valid_fraction=0.0,
-        valid_every=10.0,
-        total=None,
-        inputs=None,
-        restart=False,
-        max_vocab=MAX_VOCAB,
-        schedule="cosine",
-        keep_best=False,
-    ):
+    def train(self, text, options=None, *, callback=None, stop=None, inputs=None, size=None, total=None,
+              report_every=1.0, sample_length=200, valid_every=10.0, **fields):  # fmt: skip
         """Train on text and return the final train.Progress.
 
-        text: a str; or a function returning a fresh iterable of str blocks
-          for each pass (a file read again); or any iterable of str blocks,
-          streamed, which can be read only once. None among the blocks says
-          the input paused: what has arrived is trained on without waiting.
-        epochs: passes over the text. None (the default) means one pass, or,
-          when max_time is given and the text can be read again (a str or a
-          function), pass after pass until the time is up.
-        max_time: seconds after which training stops cleanly; the clock
-          starts when the first text arrives.
+        text: a str; or a function returning a fresh iterable of str pieces
+          for each pass (a file read again); or any iterable of str pieces,
+          streamed, which can be read only once (None among them: nothing
+          new yet, a reader's word while it waits on a pipe).
+        options: a train.Options (how long, the schedule, held-out text, ...);
+          its fields may also be given as keywords, which override it:
+          model.train(text, max_time=60). Each field is documented there:
+          epochs (None: one pass, or with max_time, passes over text that can
+          be read again until the time is up), max_time (seconds; the clock
+          starts when the first text arrives), schedule, valid_fraction,
+          keep_best, restart, max_vocab, sample_every and threads (BLAS
+          threads, 1 by default as on the command line). save_every is for a
+          session on a model file (rnnpipe.training), not for Model.train.
         callback: called with a train.Progress every report_every seconds,
-          with a sample every sample_every iterations, with held-out bits
-          every valid_every seconds, with a note (kind "note") when there is
-          something to tell, and at the end; it may raise train.Stop.
-          rnnpipe.Display(sys.stderr) prints progress as the command line does.
-        stop: a function polled after every iteration; True ends training.
-        valid_fraction: the tail of each block held out and scored.
-        total: characters the run will train on, for progress, when known.
+          with a sample every sample_every iterations (sample_length
+          characters), with held-out bits every valid_every seconds, with a
+          note (kind "note") when there is something to tell, and at the end;
+          it may raise rnnpipe.Stop. rnnpipe.Display(sys.stderr) prints
+          progress as the command line does.
+        stop: a function polled after every iteration (and while a pipe is
+          silent); True ends training.
         inputs: what the text is, as a list of plain values (the command line
           gives each file's name, size and fingerprint); a str describes
-          itself. A run that stops early leaves its position in self.resume,
-          and the next train() on the same inputs, with the same batch size,
-          sequence length and valid_fraction, continues from there exactly
-          (a stream that cannot be read again continues with the counters
-          and hidden state on whatever it brings). restart=True starts a new
-          pass instead.
-        max_vocab: the most distinct characters the model may grow to
-          (train.VocabularyFull beyond).
-        schedule: the learning rate over a run whose end is given (max_time,
-          or epochs over text whose size is known): "cosine" (the default) or
-          "linear" rise over the first 2% of the run and fall to 5% of
-          config.lr by its end; a run given neither trains at half config.lr
-          throughout; "none" keeps config.lr throughout, the seed's way. A
-          continued run follows its interrupted run's schedule (with the same
-          max_time, it trains for what was left of it).
-        keep_best: with valid_fraction, end with the model that scored best on
-          the held-out text (measured every valid_every seconds, at the end
-          of each pass and at the end) rather than the last one, with a note when they differ. The
-          comparison is among measurements on the same held-out text: while
-          the first pass is still adding to it, the best so far is forgotten.
+          itself. size: characters in one pass, when known (for the schedule
+          and progress); total: characters this run will train on, if the
+          caller knows better.
+
+        A run that is interrupted (stop, a callback's Stop, or its time limit
+        when epochs are given) leaves its position in self.resume, and the
+        next train() on the same inputs, with the same batch size, sequence
+        length and valid_fraction, finishes it exactly. A run bounded by time
+        alone finishes when its time is up; the next run starts anew (a new
+        max_time of training) but goes on where the text does. A run on a
+        model trained before starts at the rate the last run ended at
+        (schedule.py); restart=True starts a new pass and a fresh schedule.
 
         The divergence guard: when the loss climbs far above its best in this
         run (or becomes NaN), the weights and optimiser state go back to the
         last good snapshot and the learning rate is divided by 4, with a note;
         after 4 such rollbacks train.Diverged is raised.
         """
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-            raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
-        if max_time is not None and not (isinstance(max_time, (int, float)) and max_time > 0):
-            raise ValueError(f"max_time must be a positive number of seconds, not {max_time!r}")
-        pass_chars = None
+        options = (options or Options()).replace(**fields) if fields else (options or Options())
+        if options.save_every is not None:
+            raise SettingError("save_every", options.save_every, "{name} saves to a model file: train through "
+                               "rnnpipe.training.Session, which saves; Model.train does not")  # fmt: skip
+        pass_chars = size
         if isinstance(text, str):
             passes, again, pass_chars = (lambda: [text]), True, len(text)
             if inputs is None:
-                digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-                inputs = [{"name": "<text>", "size": len(text), "fingerprint": digest}]
+                inputs = [{"name": "<text>", "size": len(text), "fingerprint": _sha(text)}]
         elif callable(text):
             passes, again = text, True
-        elif epochs is not None and epochs > 1:
-            blocks = list(text)  # read once, kept for the later passes
-            passes, again = (lambda: blocks), True
-            pass_chars = sum(len(b) for b in blocks if b is not None)
+        elif options.spool(False):
+            blocks = [b for b in text if b]  # read once, kept for the later passes
+            passes, again, pass_chars = (lambda: blocks), True, sum(len(b) for b in blocks)
         else:
             passes, again = (lambda: text), False
         inputs = [{"name": "<stream>"}] if inputs is None else inputs
-        if pass_chars is None:
-            sizes = [i.get("size") for i in inputs if isinstance(i, dict)]
-            pass_chars = sum(sizes) if sizes and None not in sizes and len(sizes) == len(inputs) else None
-        scheduled = schedule != "none" and (epochs is not None or max_time is not None)  # the run's end is given
-        if epochs is None and not (max_time is not None and again):
-            epochs = 1
-        if keep_best and not valid_fraction > 0:
-            raise ValueError("keep_best needs held-out text to judge by: give a valid_fraction")
-        if schedule not in KINDS:
-            raise ValueError(f"schedule must be one of {', '.join(KINDS)}, not {schedule!r}")
-        resume, note = self._resumable(inputs, epochs, valid_fraction, again, restart)
+        epochs = options.passes(again)
+        resume, note = self._resumable(inputs, options, epochs, again)
         if total is None and pass_chars is not None and epochs is not None:
             total = pass_chars * epochs
             if resume is not None and again:
-                total -= (resume.epoch - 1) * pass_chars + resume.offset
-        saved = resume.schedule if resume is not None else None
-        if scheduled and saved is not None and saved["kind"] == schedule and saved["max_time"] == max_time:
-            budget = Budget(**saved)  # the interrupted run's curve, to its end
-            if max_time is not None:
-                max_time = max(max_time - budget.seconds, 1e-3)
-        else:
-            trained = None if total is None else int(total * (1 - valid_fraction))
-            budget = Budget(schedule, trained, max_time) if scheduled else Budget(schedule, None, None)
-        run = Run(self, callback, stop, max_time, report_every, sample_every, sample_length, valid_fraction,
-                  valid_every, total, inputs, again, resume, max_vocab, budget, keep_best)  # fmt: skip
-        run.pass_chars = pass_chars
-        if note:
-            run.report("note", note=note)
-        return run.finish(run.fit(passes, epochs))
+                total -= (resume.epoch - 1) * pass_chars + resume.trained
+        budget, max_time = self._budget(options, resume, total)
+        with blas_threads(options.threads):
+            run = Run(self, options, budget=budget, resume=resume, note=note, inputs=inputs, rereadable=again,
+                      pass_chars=pass_chars, total=total, callback=callback, stop=stop, max_time=max_time,
+                      report_every=report_every, sample_length=sample_length, valid_every=valid_every)  # fmt: skip
+            return run.finish(run.fit(passes, epochs))
 
-    def _resumable(self, inputs, epochs, valid_fraction, again, restart):
+    def _budget(self, options, resume, total):
+        """(the learning-rate schedule's Budget for a run, its time limit)."""
+        max_time = options.max_time
+        scheduled = options.schedule != "none" and (options.epochs is not None or max_time is not None)
+        saved = resume.schedule if resume is not None and resume.interrupted else None
+        if scheduled and saved is not None and saved["kind"] == options.schedule and saved["max_time"] == max_time:
+            budget = Budget(**saved)
+            if not budget.spent:  # an interrupted run: its curve, to its end, in the time it had left
+                return budget, None if max_time is None else max_time - budget.seconds
+        # a new run: a trained model starts where its last run ended (schedule.factor)
+        start = None if options.restart else self.rate if self.rate is not None else FLOOR if self.iterations else None
+        if not scheduled:
+            return Budget(options.schedule, None, None, start=start), max_time
+        trained = None if total is None else int(total * (1 - options.valid_fraction))
+        return Budget(options.schedule, trained, max_time, start=start), max_time
+
+    def _resumable(self, inputs, options, epochs, again):
         """(the position to continue from or None, a note for the user or None)."""
         r, self.resume = self.resume, None
         if r is None:
             return None, None
-        if restart:
-            return None, "--restart: starting a new pass, not the interrupted one"
+        said = (lambda note: note) if r.interrupted else (lambda note: None)  # a finished run's place goes unsaid
+        if not r.interrupted and epochs is not None and again:
+            return None, None  # passes over a file start at its beginning
+        if options.restart:
+            return None, said("--restart: starting a new pass, not the interrupted one")
         if r.inputs != inputs:
-            return None, "the input is not the one the interrupted run read: starting a new pass"
-        if not r.fits(self.config, valid_fraction):
-            return None, (
+            return None, said("the input is not the one the interrupted run read: starting a new pass")
+        if not r.fits(self.config, options.valid_fraction):
+            return None, said(
                 "--batch-size, --seq-length or --valid-fraction differ from the interrupted run's: starting a new pass"
             )
         if epochs is not None and r.epoch > epochs:
-            return None, f"the interrupted run was in pass {r.epoch}, past --epochs {epochs}: starting a new pass"
+            return None, said(f"the interrupted run was in pass {r.epoch}, past --epochs {epochs}: starting a new pass")
         self.resume = r  # until the run moves on
+        which = "interrupted" if r.interrupted else "last"
         if not again:
-            return r, f"continuing pass {r.epoch} with the interrupted run's hidden state, on the text arriving now"
+            if r.digest is None:  # saved before pipes were fingerprinted
+                return r, f"continuing pass {r.epoch} with the interrupted run's hidden state, on the text arriving now"
+            return r, f"the same text as the {which} run read: skipping the {r.trained:,} characters it trained on"
         of = "" if epochs is None else f" of {epochs}"
         at = "" if r.fraction is None else f" at {r.fraction:.0%}"
-        return r, f"continuing epoch {r.epoch}{of}{at}"
+        if r.interrupted:
+            return r, f"continuing epoch {r.epoch}{of}{at}"
+        return r, f"going on from pass {r.epoch}{at} of the text, where the last run stopped"
 
     # -- using -------------------------------------------------------------
 

@@ -21,8 +21,8 @@ from . import net, optim, schedule
 from .config import Config
 
 FORMAT = "rnnpipe-model"
-VERSION = 4  # what pack writes
-READS = (1, 2, 3, 4)  # what unpack reads; docs/model-format.md says how they differ
+VERSION = 5  # what pack writes
+READS = (1, 2, 3, 4, 5)  # what unpack reads; docs/model-format.md says how they differ
 DTYPES = {"float32": "<f4", "float64": "<f8"}  # config dtype -> stored dtype
 COUNTER_DTYPE = "<i8"  # the optimiser's integer arrays (optim.counters), whatever config.dtype
 
@@ -180,9 +180,17 @@ def unpack_array(doc, what, shape, dtype):
 # docs/model-format.md; unpack returns a file's state as it was, so for an
 # older file the field is simply absent.
 _STATE_V1 = frozenset({"iterations", "chars_seen", "smooth_loss", "last_loss", "rng"})
-STATE_REQUIRED = {1: _STATE_V1, 2: _STATE_V1, 3: _STATE_V1, 4: _STATE_V1}
+STATE_REQUIRED = {v: _STATE_V1 for v in READS}
+
+
+def _check_rate(rate):
+    if rate is not None and not (isinstance(rate, float) and 0 < rate <= 1):
+        _fail("state.rate should be a float in (0, 1] or nil")
+
+
 # resume is checked in unpack, knowing the config
 STATE_OPTIONAL = {1: {}, **{v: {"resume": lambda doc: None} for v in (2, 3, 4)}}
+STATE_OPTIONAL[5] = {**STATE_OPTIONAL[4], "rate": _check_rate}  # where the next run's learning rate starts
 # config fields added in a version, and what a file before it meant by them
 CONFIG_ADDED = {4: {"weight_decay": 0.0}}
 
@@ -324,12 +332,14 @@ RESUME_KEYS = {
 }  # fmt: skip
 
 
-SCHEDULE_KEYS = {"kind", "total", "max_time", "chars", "seconds"}  # schedule.Budget's fields
+SCHEDULE_KEYS = {"kind", "total", "max_time", "chars", "seconds"}  # schedule.Budget's fields (and start, version 5)
+# resume's keys from version 5: how the run's block was cut, a pipe's fingerprints, whether it was interrupted
+RESUME_V5 = {"block", "head", "digest", "interrupted"}
 
 
 def pack_resume(resume):
     """state.resume of the file, from a train.Position's fields (a dict)."""
-    doc = {k: resume[k] for k in RESUME_KEYS - {"state"}}
+    doc = {k: resume[k] for k in (RESUME_KEYS | RESUME_V5) - {"state"}}
     if resume.get("schedule") is not None:  # version 3: the learning-rate schedule's budget
         doc["schedule"] = dict(resume["schedule"])
     doc["state"] = [[pack_array(a) for a in layer] for layer in resume["state"]]
@@ -340,9 +350,21 @@ def _unpack_resume(doc, config, version):
     """state.resume, checked: where an interrupted run stopped."""
     _check_type(doc, dict, "state.resume")
     extra = {"schedule"} if version >= 3 else set()  # version 3 may save the schedule's budget
-    if not RESUME_KEYS <= set(doc) <= RESUME_KEYS | extra:
-        _fail(f"state.resume should have exactly the keys {', '.join(sorted(RESUME_KEYS | extra))}")
-    doc["schedule"] = _unpack_schedule(doc.get("schedule"))
+    want = RESUME_KEYS | (RESUME_V5 if version >= 5 else set())
+    if not want <= set(doc) <= want | extra:
+        _fail(f"state.resume should have exactly the keys {', '.join(sorted(want | extra))}")
+    doc["schedule"] = _unpack_schedule(doc.get("schedule"), version)
+    if version < 5:
+        doc.update(block=None, head=None, digest=None, interrupted=True)  # what such a file meant
+    if doc["block"] is not None and (not isinstance(doc["block"], int) or isinstance(doc["block"], bool)
+                                     or doc["block"] < 2):  # fmt: skip
+        _fail("state.resume.block should be an integer of at least 2 or nil")
+    for k in ("head", "digest"):
+        v = doc[k]
+        if v is not None and not (isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)):
+            _fail(f"state.resume.{k} should be a SHA-256 in hex or nil")
+    if not isinstance(doc["interrupted"], bool):
+        _fail("state.resume.interrupted should be true or false")
 
     def count(k, low, nil=False):
         v = doc[k]
@@ -383,13 +405,17 @@ def _unpack_resume(doc, config, version):
     return doc
 
 
-def _unpack_schedule(doc):
+def _unpack_schedule(doc, version):
     """state.resume.schedule, checked (None where the run had none saved)."""
     if doc is None:
         return None
     _check_type(doc, dict, "state.resume.schedule")
-    if set(doc) != SCHEDULE_KEYS:
-        _fail(f"state.resume.schedule should have exactly the keys {', '.join(sorted(SCHEDULE_KEYS))}")
+    keys = SCHEDULE_KEYS | ({"start"} if version >= 5 else set())
+    if set(doc) != keys:
+        _fail(f"state.resume.schedule should have exactly the keys {', '.join(sorted(keys))}")
+    start = doc.setdefault("start", None)
+    if start is not None and not (isinstance(start, float) and 0 < start <= 1):
+        _fail("state.resume.schedule.start should be a float in (0, 1] or nil")
     if doc["kind"] not in schedule.KINDS:
         _fail(f"state.resume.schedule.kind should be one of {', '.join(schedule.KINDS)}")
     total, chars = doc["total"], doc["chars"]

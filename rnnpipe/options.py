@@ -6,13 +6,8 @@ and `%%charrnn_train --hidden 128` mean the same. Defaults are None ("not
 given"): a new model fills them from Config, an existing one keeps its own.
 """
 
-import contextlib
-import sys
-
-from .config import ADAM_WEIGHT_DECAY, CELLS, DTYPES, OPTIMIZERS, Config
-from .engine import ENGINES
-
-MAX_VOCAB = 20_000  # rnnpipe.train.MAX_VOCAB, repeated so the command line starts without numpy
+from .config import ADAM_WEIGHT_DECAY, CELLS, DTYPES, MAX_VOCAB, OPTIMIZERS, Config
+from .engine import ENGINES, blas_threads  # noqa: F401  (the faces' one name for it)
 
 D = Config()
 
@@ -298,26 +293,20 @@ def config_changes(args):
     return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
-def check_train(args):
-    """Raise ValueError, in the command line's words, for run options that
-    mean nothing (both faces show it as a usage error)."""
-    if args.epochs is not None and args.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, not {args.epochs}")
-    # `not x > 0` refuses NaN too
-    if args.max_time is not None and not args.max_time > 0:
-        raise ValueError(f"--max-time must be a positive number of seconds, not {args.max_time:g}")
-    if getattr(args, "save_every", None) is not None and not args.save_every > 0:
-        raise ValueError(f"--save-every must be a positive number of seconds, not {args.save_every:g}")
-    if args.sample_every < 0:
-        raise ValueError(f"--sample-every must be 0 (never) or more, not {args.sample_every}")
-    if args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, not {args.threads}")
-    if args.max_vocab < 1:
-        raise ValueError(f"--max-vocab must be at least 1, not {args.max_vocab}")
-    if not 0 <= args.valid_fraction < 1:
-        raise ValueError(f"--valid-fraction must be at least 0 and below 1, not {args.valid_fraction:g}")
-    if getattr(args, "keep_best", False) and not args.valid_fraction > 0:
-        raise ValueError("--keep-best needs held-out text to judge by: give --valid-fraction too (0.1, say)")
+def train_options(args):
+    """train.Options from the options of `rnnpipe train` or %%charrnn_train;
+    ValueError, in the command line's words, for values they refuse (both
+    faces show it as a usage error)."""
+    from .errors import SettingError
+    from .train import Options
+
+    try:
+        return Options(epochs=args.epochs, max_time=args.max_time, schedule=args.schedule,
+                       valid_fraction=args.valid_fraction, keep_best=args.keep_best, restart=args.restart,
+                       max_vocab=args.max_vocab, sample_every=args.sample_every, save_every=args.save_every,
+                       threads=args.threads)  # fmt: skip
+    except SettingError as e:
+        raise ValueError(e.flag(FLAGS)) from None
 
 
 def check_engine(args):
@@ -381,24 +370,3 @@ def read_prime_file(path, stdin=None):
             f"--prime-file {'stdin' if path == '-' else path}: not UTF-8 text (byte 0x{data[e.start]:02x} at "
             f"offset {e.start})"
         ) from None
-
-
-@contextlib.contextmanager
-def blas_threads(n):
-    """A context that lets numpy's BLAS use n threads (numpy must be
-    imported), and torch's CPU operations too when torch is in use: on a
-    busy 2-core machine torch's second thread made the torch engine 10x
-    slower, as a second BLAS thread does numpy (docs/benchmarks.md)."""
-    from threadpoolctl import threadpool_limits
-
-    torch = sys.modules.get("torch")  # only when a command asked for it: never imported here
-    with threadpool_limits(limits=n, user_api="blas"):
-        if torch is None:
-            yield
-            return
-        old = torch.get_num_threads()
-        torch.set_num_threads(n)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(old)

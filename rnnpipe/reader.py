@@ -2,11 +2,11 @@
 UTF-8 piece by piece, handed over as read, in pieces of bounded size.
 
 Memory is bounded by the piece size, not by the input. How the reads fall
-does not matter to training (train.py cuts blocks by character position);
-what does is a pause: after `idle` seconds without input that follow some
-text, the reader says so (a None among the pieces), so that
-`tail -f log | rnnpipe train` learns from lines as they come. Files are read
-again for each pass; stdin can be spooled to a temporary file for them.
+does not matter to training (train.py cuts blocks by character position).
+While a pipe is silent the reader says so every POLL seconds (a None among
+the pieces), so that training can learn from what has arrived
+(`tail -f log | rnnpipe train`) and stop on time. Files are read again for
+each pass; stdin can be spooled to a temporary file for them.
 
 This module imports no numpy, so the command line starts fast.
 """
@@ -19,14 +19,12 @@ import os
 import select
 import stat
 import tempfile
-import time
 
 from .vocab import Decoder
 
 READ_BYTES = 1 << 20  # the most one os.read asks for
 BLOCK_CHARS = 1 << 20  # the largest piece handed over (about 1 MB of ASCII)
-IDLE = 1.0  # seconds of silence after which a pause is reported
-POLL = 0.2  # seconds between checks of `stopped` while waiting for input
+POLL = 0.2  # seconds between word that nothing came (None), while waiting for input
 
 
 class InputError(Exception):
@@ -36,6 +34,7 @@ class InputError(Exception):
 FINGERPRINT_BYTES = 1 << 20  # bytes at each end of a file that its fingerprint covers
 BINARY_SNIFF = 1 << 16  # bytes of each input looked at to tell binary data from text
 BINARY_INVALID = 0.1  # the share of invalid UTF-8 among them that makes an input binary
+_CONTINUATION = bytes(range(0x80, 0xC0))  # UTF-8 bytes that continue a character
 
 
 class Source:
@@ -74,6 +73,25 @@ class Source:
         finally:
             os.lseek(self.fd, here, os.SEEK_SET)
         return {"name": self.name, "size": self.size, "fingerprint": h.hexdigest()}
+
+    def chars(self):
+        """Characters in a file (None for a pipe), counted without decoding:
+        every byte but UTF-8's continuation bytes starts one (exact for valid
+        UTF-8; each invalid byte, which becomes U+FFFD, is near enough)."""
+        if not self.rereadable:
+            return None
+        here, n, left = os.lseek(self.fd, 0, os.SEEK_CUR), 0, self.size
+        try:
+            os.lseek(self.fd, self.start, os.SEEK_SET)
+            while left > 0:
+                data = os.read(self.fd, min(left, READ_BYTES))
+                if not data:
+                    break
+                n += len(data.translate(None, _CONTINUATION))
+                left -= len(data)
+        finally:
+            os.lseek(self.fd, here, os.SEEK_SET)
+        return n
 
     def close(self):
         if self._close and self.fd is not None:
@@ -140,22 +158,21 @@ def _cut_short():
     """`stopped` said stop while text was being read: end training there.
     Ending the iteration instead would pass the text read so far off as the
     whole pass (trained as its last block, the pass taken for finished)."""
-    from .train import Stop  # imported here: this module imports no numpy, and training has it loaded
+    from .errors import Stop
 
     raise Stop("stopped")
 
 
 class TextReader:
     """Iterate over `blocks()` to get the inputs' text as it arrives, in
-    pieces of at most `block_chars` characters; None among them means the
-    input has been silent for `idle` seconds after some text (so training can
-    learn from what has arrived: `tail -f log | rnnpipe train`)."""
+    pieces of at most `block_chars` characters; None among them means that
+    nothing came for POLL seconds on a pipe (so training can learn from what
+    has arrived, `tail -f log | rnnpipe train`, and stop on time)."""
 
-    def __init__(self, sources, *, block_chars=BLOCK_CHARS, idle=IDLE, stopped=None, binary_ok=True, spool=False):
+    def __init__(self, sources, *, block_chars=BLOCK_CHARS, stopped=None, binary_ok=True, spool=False):
         self.sources = sources
         self.binary_ok = binary_ok  # False: refuse input that is evidently not text
         self.block_chars = block_chars
-        self.idle = idle  # None: never report a pause
         self.stopped = stopped or (lambda: False)
         self.chars = 0  # characters read so far, over all passes
         self.bytes = 0  # bytes read in the first pass
@@ -202,7 +219,7 @@ class TextReader:
 
     def _pieces(self, source):
         """Yield text read from source as it comes (may be ""), and None
-        after `idle` seconds of silence that follow some text."""
+        after each POLL seconds of silence."""
         decoder = Decoder()
         sniff = None if self.binary_ok else _Sniffer(source.name)
         try:
@@ -240,20 +257,15 @@ class TextReader:
 
     def _pieces_fd(self, fd, decoder):
         pollable = True
-        fresh = False  # text has come since the last pause was reported
-        last_data = time.monotonic()
         while True:
             if self.stopped():
                 _cut_short()
             if pollable:
-                deadline = last_data + self.idle if fresh and self.idle is not None else None
-                ready = self._wait(fd, deadline)
+                ready = self._wait(fd)
                 if ready is None:
                     pollable = False
                 elif not ready:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        fresh = False
-                        yield None
+                    yield None  # nothing new yet: the caller may act on what it has
                     continue
             try:
                 data = os.read(fd, READ_BYTES)
@@ -262,18 +274,15 @@ class TextReader:
             if not data:
                 yield decoder.decode(b"", final=True)
                 return
-            last_data, fresh = time.monotonic(), True
             self._count(data)
             yield decoder.decode(data)
 
     @staticmethod
-    def _wait(fd, deadline):
+    def _wait(fd):
         """True when fd has input (or its end) waiting, False when none came
-        before the deadline or within POLL seconds (so the caller can check
-        `stopped`), None when fd cannot be polled."""
-        timeout = POLL if deadline is None else min(POLL, max(0.0, deadline - time.monotonic()))
+        within POLL seconds, None when fd cannot be polled."""
         try:
-            ready, _, _ = select.select([fd], [], [], timeout)
+            ready, _, _ = select.select([fd], [], [], POLL)
         except (OSError, ValueError):
             return None
         return bool(ready)

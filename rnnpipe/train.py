@@ -13,26 +13,36 @@ starts in the middle of text it has not seen. A pipe's reads therefore
 cannot change what is learned: a file, `cat file |` and a writer sending it
 in pieces train the same model, bit for bit.
 
-Two exceptions, both documented for users: when the input pauses (the caller
-passes None among the blocks, as the reader does after IDLE seconds without
-input, `tail -f`), what has arrived is trained on at once as a shorter block;
-and the last block of a pass is whatever is left, with fewer streams if it is
-short (up to batch_size - 1 characters at its very end go unused).
+Two exceptions, both documented for users: text that cannot be read again
+(a pipe) is trained on as a shorter block once its oldest character not yet
+trained on has waited LATENCY seconds, so `tail -f log | rnnpipe train`
+learns from lines soon after they come (delivery can change the model only
+for a pipe slower than a block per LATENCY seconds); and the last block of a
+pass is whatever is left, with fewer streams if it is short (up to
+batch_size - 1 characters at its very end go unused).
 
 Where a run stops early (a time limit, Ctrl-C) it leaves its position in
 model.resume, which the model file keeps, so the next run on the same input
-continues exactly where this one stopped."""
+continues exactly where this one stopped. For a pipe the position also
+holds a fingerprint of the text read up to there, so that the same text
+piped again is recognised and what was trained on is skipped."""
 
 from __future__ import annotations
 
 import collections
+import dataclasses
+import hashlib
+import itertools
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import net, schedule
+from .config import MAX_VOCAB
+from .errors import SettingError, Stop
 from .evaluate import loss_sum
 from .sample import generate
 
@@ -47,7 +57,68 @@ WINDOW = 2048  # characters of the latest text the guard compares weights on
 MARGIN, MARGIN_SHARE = 1.0, 0.5  # nats per character above the smooth loss (or this share of it): suspicious
 ROLLBACKS = 4  # divergences a run survives (each divides the learning rate by LR_CUT)
 LR_CUT = 4.0
-MAX_VOCAB = 20_000  # distinct characters a model may grow to, unless the caller allows more
+LATENCY = 2.0  # seconds a pipe's text waits, at most, before it is trained on as a shorter block
+HEAD = 1024  # characters of a piped pass whose fingerprint is checked first, before skipping any
+
+
+@dataclass(frozen=True)
+class Options:
+    """How one run trains: the same for Model.train, the command line and
+    the magics (which fill it from their options). Invalid values raise
+    errors.SettingError naming the field."""
+
+    epochs: int | None = None  # passes over the text; None: one, or with max_time, passes until the time is up
+    max_time: float | None = None  # seconds this run trains at most (the clock starts when text arrives)
+    schedule: str = "cosine"  # the learning rate over a run whose end is known: cosine, linear or none (schedule.py)
+    valid_fraction: float = 0.0  # the tail of each block held out and scored, not trained on
+    keep_best: bool = False  # end with the model that scored best on the held-out text, not the last one
+    restart: bool = False  # a new pass and a fresh schedule, not where the last run stopped
+    max_vocab: int = MAX_VOCAB  # the most distinct characters the model may grow to (VocabularyFull beyond)
+    sample_every: int = 0  # report a sample every this many updates (0: never)
+    save_every: float | None = None  # seconds between saves during the run (a session on a file: training.py)
+    threads: int = 1  # BLAS threads: on 2 cores a second one was slower beside any other busy program
+
+    def __post_init__(self):
+        def whole(name, low, rule):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise SettingError(name, v, "{name} must be " + rule + ", not {value}")
+
+        if self.epochs is not None:
+            whole("epochs", 1, "at least 1")
+        # `not 0 < x < inf` refuses NaN and infinity too
+        for name in ("max_time", "save_every"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and 0 < v < math.inf):
+                raise SettingError(name, v, "{name} must be a positive number of seconds, not {value}")
+        if self.schedule not in schedule.KINDS:
+            raise SettingError("schedule", self.schedule, "{name} must be one of " + ", ".join(schedule.KINDS)
+                               + ", not {value}")  # fmt: skip
+        vf = self.valid_fraction
+        if not (isinstance(vf, (int, float)) and 0 <= vf < 1):
+            raise SettingError("valid_fraction", vf, "{name} must be at least 0 and below 1, not {value}")
+        object.__setattr__(self, "valid_fraction", float(vf))  # the model file keeps a float
+        if self.keep_best and not vf > 0:
+            raise SettingError("keep_best", True, "{name} needs held-out text to judge by: give a valid fraction too")
+        whole("max_vocab", 1, "at least 1")
+        whole("sample_every", 0, "0 (never) or more")
+        whole("threads", 1, "at least 1")
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def passes(self, rereadable):
+        """The passes a run makes over text that can (or cannot) be read
+        again: epochs, or None for passes until max_time (text read again
+        only), else one."""
+        if self.epochs is None and not (self.max_time is not None and rereadable):
+            return 1
+        return self.epochs
+
+    def spool(self, rereadable):
+        """Whether text that cannot be read again must be kept for later passes."""
+        passes = self.passes(rereadable)
+        return not rereadable and passes is not None and passes > 1
 
 
 @dataclass
@@ -107,10 +178,6 @@ class Progress:
         return min(left) if left else None
 
 
-class Stop(Exception):
-    """A callback raises this to end training cleanly after the iteration."""
-
-
 class Diverged(FloatingPointError):
     """Training diverged and rolling back did not cure it; the model holds
     its state from before the run's last good snapshot."""
@@ -161,6 +228,10 @@ class Position:
     valid_fraction: float
     chars: int | None = None  # characters in one pass, when known (for "at 41%")
     schedule: dict | None = None  # the learning-rate schedule's schedule.Budget, as a dict
+    block: int | None = None  # characters of the current block: the next run cuts the same one, however it arrives
+    head: str | None = None  # a pipe's pass: SHA-256 of its first HEAD characters (compared before skipping any)
+    digest: str | None = None  # a pipe's pass: SHA-256 of its text to the end of the current block
+    interrupted: bool = True  # False: the run finished (its time was up) and this is only where the text goes on
 
     @property
     def fraction(self):
@@ -171,6 +242,11 @@ class Position:
         done = self.offset + self.chunk * self.seq_length * len(self.state[0][0])
         return min(done / self.chars, 1.0)
 
+    @property
+    def trained(self):
+        """Characters of the pass read up to where the run stopped."""
+        return self.offset + self.chunk * self.seq_length * len(self.state[0][0])
+
     def fits(self, config, valid_fraction):
         return (self.batch_size, self.seq_length, self.valid_fraction) == (
             config.batch_size,
@@ -180,32 +256,25 @@ class Position:
 
 
 class Run:
-    """One call of Model.train: the loop and its bookkeeping."""
+    """One call of Model.train: the loop and its bookkeeping.
 
-    def __init__(
-        self,
-        model,
-        callback=None,
-        stop=None,
-        max_time=None,
-        report_every=1.0,
-        sample_every=0,
-        sample_length=200,
-        valid_fraction=0.0,
-        valid_every=10.0,
-        total=None,
-        inputs=(),
-        rereadable=True,
-        resume=None,
-        max_vocab=MAX_VOCAB,
-        budget=None,
-        keep_best=False,
-    ):
-        self.model, self.callback, self.stop, self.max_time = model, callback, stop, max_time
-        self.report_every, self.sample_every, self.sample_length = report_every, sample_every, sample_length
-        self.valid_fraction, self.valid_every, self.total = valid_fraction, valid_every, total
-        self.inputs, self.rereadable, self.max_vocab = list(inputs), rereadable, max_vocab
-        self.resume = resume  # a Position to continue from, or None
+    options: train.Options; budget: the learning-rate schedule's;
+    resume: the Position to continue from (None: a new pass); note: what to
+    tell the user about it, once text arrives; inputs: what the text is;
+    rereadable: whether it can be read again (a file, a str); pass_chars:
+    characters in one pass, when known; total: characters this run will
+    train on, when known (for progress)."""
+
+    def __init__(self, model, options, *, budget=None, resume=None, note=None, inputs=(), rereadable=True,
+                 pass_chars=None, total=None, callback=None, stop=None, max_time=None, report_every=1.0,
+                 sample_length=200, valid_every=10.0):  # fmt: skip
+        self.model, self.options, self.callback, self.stop = model, options, callback, stop
+        self.max_time = max_time  # this invocation's time limit (what is left of it, for a continued run)
+        self.report_every, self.sample_every, self.sample_length = report_every, options.sample_every, sample_length
+        self.valid_fraction, self.valid_every, self.total = options.valid_fraction, valid_every, total
+        self.inputs, self.rereadable, self.max_vocab = list(inputs), rereadable, options.max_vocab
+        self.pass_chars = pass_chars
+        self.resume, self.note = resume, note
         self.budget = budget or schedule.Budget("none", None, None)  # the learning-rate schedule's
         self.trained = 0  # characters trained on in this run (what the schedule counts)
         self.lr = None  # the latest update's learning rate
@@ -215,12 +284,16 @@ class Run:
         self.skipped = 0  # characters of this pass that a continued run had trained on before
         self.valid = ""  # held-out text: the tail of each block
         self.valid_bits = None
-        self.keep_best = keep_best
+        self.keep_best = options.keep_best
         self.best = None  # (held-out bits, the model's bytes, iteration): the best measurement on today's held-out text
         self.epoch = self.first_epoch = 1
         self.epochs = None
         self.offset = 0  # characters of this pass before the current block
         self.carry = None  # the last stream's state at the end of the last block: the next block's first
+        # a pipe's pass, fingerprinted as it is read, for the position (see Position.digest)
+        self.hash, self.hashed, self.head = None, 0, ""
+        self.digest = self.head_digest = None  # of the pass to the end of the current block
+        self.block_chars = None  # characters of the block being trained
         # the divergence guard
         self.fast = None  # a fast-moving average of chunk losses (nats per character)
         self.recent = collections.deque()  # the last chunks trained on, about WINDOW characters
@@ -278,33 +351,22 @@ class Run:
     # -- the passes ------------------------------------------------------------
 
     def fit(self, passes, epochs=1):
-        """Train on text blocks; returns why it stopped. `passes()` gives a
-        fresh iterable of blocks for each pass (None among them: the input
-        paused); epochs=None means pass after pass until the time limit (or
-        stop) ends the run."""
+        """Train on text; returns why it stopped. `passes()` gives a fresh
+        iterable of str pieces for each pass (None among them: nothing new
+        yet, as a reader says while it waits on a pipe); epochs=None means
+        pass after pass until the time limit (or stop) ends the run."""
         self.epochs = epochs
         r = self.resume
         if r is not None:
             self.epoch = self.first_epoch = r.epoch
-            if not self.rereadable:  # what arrives now is taken to continue what came before
+            if not self.rereadable and r.digest is None:
+                # a file from before pipes were fingerprinted: what arrives now is taken to continue what came before
                 self.offset, self.carry, self.resume = r.offset, _last_stream(r.state), None
         self.take_snapshot()
-        N = block_length(self.model.config)
         try:
             while epochs is None or self.epoch <= epochs:
-                before, resumed = self.model.iterations, self.resume is not None
-                pending, read, self.skipped, chars = "", 0, 0, self.chars
-                for piece in passes():
-                    if piece is None:  # the input paused: learn from what has arrived
-                        if len(pending) > self.model.config.seq_length:
-                            pending = pending[self.block(pending) :]
-                        continue
-                    pending += piece
-                    read += len(piece)
-                    while len(pending) > N:
-                        pending = pending[self.block(pending[: N + 1]) :]
-                if len(pending) > 1:
-                    self.block(pending)
+                before, resumed, chars = self.model.iterations, self.resume is not None, self.chars
+                read = self.train_pass(iter(passes()))
                 # the pass has read it all, held-out text and the last few characters too
                 self.chars = chars + read - self.skipped
                 if self.model.iterations == before and not resumed:
@@ -319,7 +381,143 @@ class Run:
             self.model.resume = None  # finished: nothing pending
             return "end of input"
         except Stop as e:
-            return str(e) or "stopped"
+            why = str(e) or "stopped"
+            if why == "time limit" and self.options.epochs is None and self.model.resume is not None:
+                # bounded by time alone, the run is done; the next one goes on where the text does
+                self.model.resume = dataclasses.replace(self.model.resume, interrupted=False)
+            return why
+
+    def train_pass(self, pieces):
+        """Cut one pass's pieces into blocks and train on them; returns the
+        characters read."""
+        cfg = self.model.config
+        N = block_length(cfg)
+        read, self.skipped = 0, 0
+        self.hash = hashlib.sha256() if not self.rereadable else None
+        self.hashed, self.head = 0, ""
+        if self.resume is not None:
+            pieces, read = self.seek(pieces, N)
+        pending, waited = "", None  # waited: since when the oldest character not trained on has waited
+        for piece in pieces:
+            if piece:
+                self.tell()
+                if not pending:
+                    waited = time.monotonic()
+                pending += piece
+                read += len(piece)
+                while len(pending) > N:
+                    pending = pending[self.block(pending[: N + 1]) :]
+                    waited = time.monotonic()
+            # a pipe's text is not kept waiting long for a full block (tail -f)
+            if not self.rereadable and len(pending) > cfg.seq_length and time.monotonic() - waited >= LATENCY:
+                pending = pending[self.block(pending) :]
+                waited = time.monotonic()
+            if piece is None:
+                self.poll()
+        if len(pending) > 1:
+            self.block(pending)
+        return read
+
+    def tell(self):
+        """Say, once text has come, what this run continues (or why it does not)."""
+        if self.note:
+            self.report("note", note=self.note)
+            self.note = None
+
+    def poll(self):
+        """Between pieces while a pipe is silent: stop for a signal or the
+        time limit now, not when the next text comes."""
+        now = time.monotonic()
+        if self.started and self.max_time is not None and now - self.start >= self.max_time:
+            raise Stop("time limit")
+        if self.stop is not None and self.stop():
+            raise Stop("stopped")
+
+    def seek(self, pieces, N):
+        """Continue the interrupted run's pass: skip the text it trained on
+        before its block, then train that block, cut to the same length, from
+        the chunk it stopped at. A pipe is checked on the way to be the text
+        the run read (Position.head and digest): if it is not, a new pass
+        starts on everything read. Returns the pieces left and the
+        characters read."""
+        r = self.resume
+        pipe = not self.rereadable
+        end = r.offset + (r.block or N + 1)
+        head = min(HEAD, end)
+        spool = tempfile.TemporaryFile("w+", encoding="utf-8", errors="surrogatepass") if pipe else None
+        pending, read, checked, last = "", 0, not pipe or r.head is None, False
+        for piece in pieces:
+            if piece is None:
+                self.poll()
+                continue
+            pending += piece
+            read += len(piece)
+            if not checked and len(pending) >= head:
+                if _sha(pending[:head]) != r.head:
+                    return self.mismatch(spool, pending, pieces)
+                checked = True
+            if not pipe:
+                self.tell()
+            while checked and self.offset < r.offset and len(pending) > min(N, r.offset - self.offset):
+                n = min(N, r.offset - self.offset)
+                self.skip(pending[: n + 1], n, spool)
+                pending = pending[n:]
+            # a full block is cut as soon as it is there; a shorter one ended its pass, unless more text follows
+            if self.offset >= r.offset and len(pending) - (end - r.offset) >= (0 if end - r.offset > N else 1):
+                break
+        else:
+            last = True  # the block ended its pass: what is left after it goes unused, as it did
+        if pipe:
+            if self.offset < r.offset or len(pending) < end - r.offset or not checked:
+                return self.mismatch(spool, pending, pieces)  # the text ended sooner than the run's did
+            self.fingerprint(pending[: end - r.offset])
+            if self.hash.hexdigest() != r.digest:
+                return self.mismatch(spool, pending, pieces)
+            self.tell()
+        used = self.block(pending[: end - r.offset])
+        if last:
+            return iter(()), read
+        return itertools.chain([pending[used:]], pieces), read - len(pending) + used
+
+    def skip(self, text, used, spool):
+        """Pass over a block the interrupted run trained on (text, used up
+        to its last character): its held-out tail is held out again."""
+        self.hold_out(text)
+        if spool is not None:
+            self.fingerprint(text)
+            spool.write(text[:used])
+        self.offset += used
+        self.skipped += used
+
+    def mismatch(self, spool, pending, pieces):
+        """The pipe brings other text than the interrupted run read: a new
+        pass on all of it, what was skipped included."""
+        self.note = "the input is not the text the interrupted run read: starting a new pass"
+        self.tell()
+        self.resume, self.offset, self.skipped, self.valid, self.carry = None, 0, 0, "", None
+        self.hash, self.hashed, self.head = hashlib.sha256(), 0, ""
+        spool.seek(0)
+        replay = iter(lambda: spool.read(1 << 20), "")
+        return itertools.chain(replay, [pending], pieces), 0
+
+    def fingerprint(self, text):
+        """Add a pipe's block (text, from self.offset) to the pass's fingerprints."""
+        new = text[self.hashed - self.offset :]
+        if len(self.head) < HEAD:
+            self.head += new[: HEAD - len(self.head)]
+        self.hash.update(new.encode("utf-8", "surrogatepass"))
+        self.hashed = self.offset + len(text)
+
+    def hold_out(self, text):
+        """The tail of a block that --valid-fraction keeps out of training;
+        returns the part to train on."""
+        if self.valid_fraction == 0:
+            return text
+        cut = len(text) - int(len(text) * self.valid_fraction)
+        if self.epoch == self.first_epoch:  # later passes hold out the same text again
+            self.valid = (self.valid + text[cut:])[-VALID_CAP:]
+            self.best = None  # measured on other held-out text: not comparable
+        return text[:cut]
 
     def block(self, text):
         """Train on one block (text, from the block's first input to its
@@ -329,29 +527,21 @@ class Run:
             self.started = True
             self.start = self.last_report = self.last_valid = time.monotonic()
         m, cfg = self.model, self.model.config
-        r = self.resume
-        skipping = r is not None and self.offset < r.offset  # continuing: this block was trained before
-        if not skipping:
-            new = m.vocab.missing(text)
-            if len(m.vocab) + len(new) > self.max_vocab:
-                raise VocabularyFull(
-                    f"the text has more than {self.max_vocab} distinct characters; raise the limit to train on it "
-                    "(--max-vocab)"
-                )
-            m.grow(text)
-        trained = text
-        if self.valid_fraction > 0:
-            cut = len(text) - int(len(text) * self.valid_fraction)
-            if self.epoch == self.first_epoch:  # later passes hold out the same text again
-                self.valid = (self.valid + text[cut:])[-VALID_CAP:]
-                self.best = None  # measured on other held-out text: not comparable
-            trained = text[:cut]
+        new = m.vocab.missing(text)
+        if len(m.vocab) + len(new) > self.max_vocab:
+            raise VocabularyFull(
+                f"the text has more than {self.max_vocab} distinct characters; raise the limit to train on it "
+                "(--max-vocab)"
+            )
+        m.grow(text)
+        if self.hash is not None:
+            self.fingerprint(text)
+            self.digest, self.head_digest = self.hash.hexdigest(), _sha(self.head)
+        self.block_chars = len(text)
+        trained = self.hold_out(text)
         B, L = layout(len(trained), cfg.seq_length, cfg.batch_size)
         used = len(text) - 1 if self.valid_fraction > 0 else B * L  # held-out text is used up whole
-        if skipping:
-            self.offset += used
-            self.skipped += used
-            return used
+        r = self.resume
         if r is not None:  # the block the last run stopped in
             first, state, self.resume = r.chunk, [tuple(s.copy() for s in layer) for layer in r.state], None
             self.skipped += min(first * cfg.seq_length, L) * B  # what its chunks so far read
@@ -377,18 +567,18 @@ class Run:
         cfg = self.model.config
         b = self.budget
         seconds = b.seconds + time.monotonic() - self.start if b.max_time else 0.0  # no clock in a file that needs none
-        spent = schedule.Budget(b.kind, b.total, b.max_time, b.chars + self.trained, seconds)
+        spent = dataclasses.replace(b, chars=b.chars + self.trained, seconds=seconds)
+        pipe = self.hash is not None
         return Position(self.inputs, self.epoch, self.epochs, self.offset, chunk, state, cfg.batch_size,
-                        cfg.seq_length, self.valid_fraction, self.pass_chars, spent.to_dict())  # fmt: skip
-
-    pass_chars = None  # characters in one pass, when the caller knows (set by Model.train)
+                        cfg.seq_length, self.valid_fraction, self.pass_chars, spent.to_dict(), self.block_chars,
+                        self.head_digest if pipe else None, self.digest if pipe else None)  # fmt: skip
 
     # -- one update, guarded -----------------------------------------------------
 
     def step(self, X, Y, state):
         m = self.model
-        done = self.budget.done(self.trained, time.monotonic() - self.start)
-        self.lr = m.config.lr * schedule.factor(self.budget.kind, done)
+        rate = self.budget.factor(self.trained, time.monotonic() - self.start)
+        self.lr = m.config.lr * rate
         self.trained += X.size
         try:
             new = m.step(X, Y, state, self.lr)
@@ -396,6 +586,7 @@ class Run:
         except FloatingPointError:  # a NaN or infinite loss or gradient: the update was not applied
             return self.roll_back(X.shape[1], math.inf)
         self.steps += 1
+        m.rate = rate  # where the next run on this model starts (schedule.factor)
         self.recent.append((X, Y))
         self.recent_chars += X.size
         while self.recent_chars - self.recent[0][0].size >= WINDOW:
@@ -527,6 +718,10 @@ class Run:
             self.measure()
             self.restore_best()
         return self.report("end", stopped=stopped)
+
+
+def _sha(text):
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _chunk_loss(params, config, X, Y):

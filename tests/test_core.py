@@ -309,7 +309,7 @@ def test_bad_files_raise_model_format_error(mutate, message):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"version": 5}, "version 5"),
+        ({"version": 6}, "version 6"),
         ({"format": "other"}, "not an rnnpipe model"),
         ({"sha256": b"0" * 32}, "checksum mismatch"),
         ({"extra": 1}, "exactly the keys"),

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from cli_util import ROOT, TINY, info, one_error_line, popen, pty_run, run, wait_for
 
+import rnnpipe.train
 from rnnpipe import Config, Display, Model, Progress, cli
 
 SHAKESPEARE = ROOT / "examples" / "shakespeare.txt"
@@ -286,13 +287,13 @@ def test_training_uses_the_blas_threads_asked_for(tmp_path, monkeypatch, given, 
     from threadpoolctl import threadpool_info
 
     seen = []
-    train = Model.train
+    fit = rnnpipe.train.Run.fit
 
-    def recording(self, *args, **kwargs):
+    def recording(self, *args, **kwargs):  # as the training loop starts
         seen.append({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
-        return train(self, *args, **kwargs)
+        return fit(self, *args, **kwargs)
 
-    monkeypatch.setattr(Model, "train", recording)
+    monkeypatch.setattr(rnnpipe.train.Run, "fit", recording)
     out = io.StringIO()
     status = cli.main(["train", "-m", str(tmp_path / "m.msgpack"), *TINY, "-q", *given],
                       stdin=io.StringIO("some text to learn " * 30), stdout=out, stderr=out)  # fmt: skip

@@ -129,10 +129,11 @@ def test_valid_msgpack_with_wrong_types_is_refused(path, value):
         # another character in the vocabulary, a hyperparameter or counter, or
         # another valid RNG state (has_uint32 1, uinteger below 2**32, a decimal
         # state or inc: hypothesis finds these now and then)
-        changeable = {"dropout", "lr", "clip", "seed", "seq_length", "batch_size"}
-        counters = {"smooth_loss", "last_loss", "iterations", "chars_seen"}
-        position = {"epoch", "epochs", "offset", "chunk", "batch_size", "seq_length", "valid_fraction", "chars"}
-        budget = {"kind", "total", "max_time", "chars", "seconds"}
+        changeable = {"dropout", "lr", "clip", "seed", "seq_length", "batch_size", "weight_decay"}
+        counters = {"smooth_loss", "last_loss", "iterations", "chars_seen", "rate"}
+        position = {"epoch", "epochs", "offset", "chunk", "batch_size", "seq_length", "valid_fraction", "chars", "block",
+                    "head", "digest"}  # fmt: skip
+        budget = {"kind", "total", "max_time", "chars", "seconds", "start"}
         assert (
             path[0] == "vocab"
             and isinstance(value, str)
@@ -150,6 +151,8 @@ def test_valid_msgpack_with_wrong_types_is_refused(path, value):
             and len(path) > 2
             and (path[2] in position or path[2:4] in (("schedule", k) for k in budget) or path[2] == "inputs")
             and not isinstance(value, bool)
+            or path == ("state", "resume", "interrupted")  # finished or not: either is a valid file
+            and isinstance(value, bool)
         ), (path, value)
         if path[:2] == ("state", "rng"):  # and it really is one: numpy takes it
             assert model.rng.random() >= 0

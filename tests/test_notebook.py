@@ -75,9 +75,9 @@ def test_notebook_runs_and_samples(tmp_path):
     assert len(training) == 3
     for cell in training:
         shown = text(cell)
-        assert "new model" in shown and ("time limit at iteration" in shown or "end of input at iteration" in shown)
+        assert "new model" in shown and ("time limit: trained on" in shown or "end of input: trained on" in shown)
     # the short setting really was used: the two long runs stopped on time
-    assert sum("time limit at iteration" in text(c) for c in training) == 2
+    assert sum("time limit: trained on" in text(c) for c in training) == 2
 
     compare = text(code[-1])
     assert "vanilla RNN" in compare and "LSTM" in compare and "held out" in compare

@@ -119,24 +119,25 @@ def test_delivery_never_changes_what_is_learned(monkeypatch):
     assert piecewise.to_bytes() == whole.to_bytes()
 
 
-def test_a_pause_trains_on_what_has_arrived():
+@pytest.mark.parametrize("latency", [rnnpipe.train.LATENCY, 0.0])
+def test_a_pipes_text_waits_at_most_the_latency(monkeypatch, latency):
+    monkeypatch.setattr(rnnpipe.train, "LATENCY", latency)
     first, second = TEXT[:5000], TEXT[5000:9000]
     B, L = layout(len(first), SMALL.seq_length, SMALL.batch_size)
-    for pause in (False, True):
-        model, seen = Model.new(SMALL), {}
+    model, seen = Model.new(SMALL), {}
 
-        def arriving(model=model, seen=seen, pause=pause):
-            yield first
-            seen["first read"] = model.iterations
-            if pause:
-                yield None  # what the reader says after a second of silence
-                seen["after the pause"] = model.iterations
-            yield second
+    def arriving():
+        yield first
+        seen["first read"] = model.iterations
+        yield None  # what the reader says while nothing comes
+        seen["while silent"] = model.iterations
+        yield second
 
-        model.train(arriving())
-        assert seen["first read"] == 0  # a block waits for more text
-        if pause:
-            assert seen["after the pause"] == math.ceil(L / SMALL.seq_length)  # all that had come: 4 streams
+    model.train(arriving())
+    if latency:  # not yet waited that long: a block waits for more text
+        assert seen["first read"] == seen["while silent"] == 0
+    else:  # waited long enough: all that had come is trained on at once, in 4 streams
+        assert seen["first read"] == math.ceil(L / SMALL.seq_length)
 
 
 def test_a_wild_learning_rate_is_rolled_back_and_lowered():
@@ -145,7 +146,8 @@ def test_a_wild_learning_rate_is_rolled_back_and_lowered():
     good = model.evaluate(TEXT[-3000:]).bits_per_char
     notes = []
     model.configure(lr=0.5)  # a hundred times the default: the loss climbs to tens of bits per character
-    model.train(TEXT, epochs=2, callback=lambda p: notes.append(p.note) if p.kind == "note" else None)
+    # restart: a fresh schedule, up to the new rate (a trained model would go on at the share it ended at)
+    model.train(TEXT, epochs=2, restart=True, callback=lambda p: notes.append(p.note) if p.kind == "note" else None)
     assert notes and notes[0].startswith("training diverged at iteration ") and "rolled back to iteration" in notes[0]
     assert "lowered the learning rate to 0.125 (saved with the model)" in notes[0]
     assert model.config.lr <= 0.125

@@ -108,24 +108,13 @@ def test_other_input_or_restart_starts_a_new_pass_and_says_so(tmp_path, corpus):
     assert r.stderr.decode().startswith("rnnpipe: --restart: starting a new pass, not the interrupted one\n")
 
 
-def test_stdin_continues_with_the_state_on_what_arrives(tmp_path, corpus):
-    model = tmp_path / "m.msgpack"
-    text = corpus.read_text()
-    assert run("train", "-m", model, *TINY, "--epochs", "2", "--max-time", "0.3", "-q", input=text).returncode == 0
-    assert info(model)["resume"]["inputs"] == ["<stdin>"]
-    r = run("train", "-m", model, *TINY, input=text[:3000])
-    assert r.stderr.decode().startswith(
-        "rnnpipe: continuing pass 1 with the interrupted run's hidden state, on the text arriving now\n"
-    ), r.stderr
-
-
 def test_a_file_a_pipe_and_a_slow_writer_train_the_same_model(tmp_path):
     source = tmp_path / "in.txt"
     source.write_text(SHAKESPEARE.read_text()[:12000])
     models = {how: tmp_path / f"{how}.msgpack" for how in ("file", "cat", "slow")}
     assert run("train", "-m", models["file"], *TINY, "-q", source).returncode == 0
     assert shell(f"cat {source} | rnnpipe train -m {models['cat']} {' '.join(TINY)} -q").returncode == 0
-    # pieces of random sizes, cutting multibyte characters too, with pauses well under the 1 s that counts as idle
+    # pieces of random sizes, cutting multibyte characters too, with pauses: each block arrives well within train.LATENCY
     data, rng = source.read_bytes(), random.Random(3)
     p = popen("train", "-m", models["slow"], *TINY, "-q", stdin=subprocess.PIPE)
     i = 0
@@ -148,7 +137,7 @@ def test_a_wild_learning_rate_is_rolled_back_said_once_and_lowered(tmp_path):
     held = tmp_path / "held.txt"
     held.write_text(SHAKESPEARE.read_text()[-3000:])
     before = json.loads(run("eval", "-m", good, "--json", held).stdout)["bits_per_char"]
-    r = run("train", "-m", good, "--lr", "0.5", "--epochs", "2", input=text)
+    r = run("train", "-m", good, "--lr", "0.5", "--epochs", "2", "--restart", input=text)  # a fresh schedule
     assert r.returncode == 0, r.stderr
     lines = r.stderr.decode().splitlines()
     assert lines[0] == "rnnpipe: changing lr 0.01 -> 0.5 (saved with the model for later runs too)"
