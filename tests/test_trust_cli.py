@@ -114,7 +114,7 @@ def test_a_file_a_pipe_and_a_slow_writer_train_the_same_model(tmp_path):
     models = {how: tmp_path / f"{how}.msgpack" for how in ("file", "cat", "slow")}
     assert run("train", "-m", models["file"], *TINY, "-q", source).returncode == 0
     assert shell(f"cat {source} | rnnpipe train -m {models['cat']} {' '.join(TINY)} -q").returncode == 0
-    # pieces of random sizes, cutting multibyte characters too, with pauses: each block arrives well within train.LATENCY
+    # pieces of random sizes, cutting multibyte characters too, with pauses; the block arrives within train.LATENCY
     data, rng = source.read_bytes(), random.Random(3)
     p = popen("train", "-m", models["slow"], *TINY, "-q", stdin=subprocess.PIPE)
     i = 0
