@@ -18,7 +18,6 @@ import math
 import os
 import stat
 import sys
-import time
 
 from . import __version__, options, session
 
@@ -761,51 +760,33 @@ def _undo(saver, original, existed):
 
 
 def cmd_sample(args, io):
+    from .errors import SettingError
+    from .sampling import pieces
+
     try:
-        options.check_sample(args)  # before the model is read
+        sample = options.sample_options(args)  # before the model is read
         options.check_engine(args)
+    except SettingError as e:
+        raise UsageError(e.flag(options.FLAGS)) from None
     except ValueError as e:
         raise UsageError(str(e)) from None
     model = use_engine(load_model(args.model), args)
-    prime = args.prime
-    if args.prime_file is not None:
-        try:
-            prime = options.read_prime_file(args.prime_file, io.stdin)
-        except ValueError as e:
-            raise Failure(str(e)) from None
-    unknown = model.vocab.missing(prime) if len(model.vocab) else []
-    chars = model.stream(args.n, prime, args.temperature, args.top_k, args.seed, args.skip_unknown, beam=args.beam,
-                         lines=args.lines, until=args.until)  # fmt: skip
+
+    def skipped(chars):
+        io.note("warning: left out of the prime, never seen by the model: " + " ".join(repr(c) for c in chars))
+
     try:
-        first = next(chars, "")  # checks the prime before anything is written
-    except ValueError as e:
+        text = pieces(model, sample, stdin=io.stdin, skipped=skipped)
+    except SettingError as e:  # the prime file
+        raise Failure(e.flag(options.FLAGS)) from None
+    except ValueError as e:  # the prime, or a model that has seen no text
         raise Failure(str(e)) from None
-    if unknown and args.skip_unknown:
-        io.note("warning: left out of the prime, never seen by the model: " + " ".join(repr(c) for c in unknown))
     out = io.stdout
-    pending = []
-
-    def emit():
-        out.write("".join(pending))
-        out.flush()
-        pending.clear()
-
     try:
-        if prime and not args.no_echo_prime:
-            out.write(prime)
-        pending.append(first)
-        emit()
-        last = time.monotonic()
-        for c in chars:
-            pending.append(c)
-            # small pieces: a reader such as less shows text at once
-            if c == "\n" or len(pending) >= 4096 or time.monotonic() - last >= 0.1:
-                emit()
-                last = time.monotonic()
-        emit()
+        for piece in text:
+            out.write(piece)
+            out.flush()
     except KeyboardInterrupt:
-        with contextlib.suppress(OSError, ValueError):
-            emit()
         _end_line(out)
         return 130
     _end_line(out)

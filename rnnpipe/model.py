@@ -13,7 +13,8 @@ import numpy as np
 from . import modelfile, net, optim
 from .config import ARCHITECTURE, Config
 from .evaluate import TextScorer
-from .sample import beam_search, check, generate, stop_after
+from .sample import beam_search, generate, stop_after
+from .sampling import SampleOptions
 from .schedule import KINDS, Budget
 from .train import MAX_VOCAB, Diverged, Position, Run
 from .vocab import Vocab
@@ -406,7 +407,9 @@ class Model:
 
     def stream(self, n, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False, *, beam=None,
                lines=None, until=None):  # fmt: skip
-        """Yield generated characters one at a time; n=0 means forever.
+        """Yield generated characters one at a time; n=0 means forever. Only
+        the generated ones: the prime is never yielded (`rnnpipe sample`
+        writes it first).
 
         Options are checked at once (ValueError): n and top_k, seed must be
         whole numbers (n >= 0, top_k >= 1, seed >= 0), temperature 0 or more
@@ -418,16 +421,7 @@ class Model:
         (sample.beam_search; no temperature or top_k with it). lines=N stops
         right after the Nth newline generated, until=TEXT right after TEXT
         first appears in the generated text; with n, whichever comes first."""
-        check(n, temperature, top_k, seed)
-        if lines is not None and (isinstance(lines, bool) or not isinstance(lines, int) or lines < 1):
-            raise ValueError(f"lines must be at least 1, not {lines!r}")
-        if until is not None and (not isinstance(until, str) or not until):
-            raise ValueError(f"until must be a non-empty str, not {until!r}")
-        if beam is not None:
-            if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
-                raise ValueError(f"beam must be at least 1, not {beam!r}")
-            if temperature != 1.0 or top_k is not None:
-                raise ValueError("beam search finds the likeliest text: it takes no temperature or top_k")
+        SampleOptions(n, temperature, top_k, seed, prime, skip_unknown, beam=beam, lines=lines, until=until)
         self.sync()  # the torch engine's weights, into the arrays the search and the sampler read
         if beam is not None:
             chars = beam_search(self.config, self.vocab, self.params, n, prime, beam, skip_unknown)

@@ -1,0 +1,134 @@
+"""rnnpipe.sampling, the one sampling session under `rnnpipe sample` and
+%charrnn_sample (issue 19): its options and their errors, and the pieces it
+yields. Through the real executable: tests/test_sample_options.py."""
+
+from __future__ import annotations
+
+import io
+import itertools
+
+import pytest
+
+import rnnpipe.sampling
+from rnnpipe import Config, Model, options
+from rnnpipe.errors import SettingError
+from rnnpipe.sampling import SampleOptions, pieces
+
+TEXT = "the cat sat on the mat.\nthe dog sat on the log.\n" * 40
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = Model.new(Config(hidden=16, seq_length=10, batch_size=4), text=TEXT)
+    m.train(TEXT, epochs=2)
+    return m
+
+
+def frozen():
+    return 0.0
+
+
+# -- the options ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, name, python, command_line",
+    [
+        ({"n": -1}, "n", "n must be 0 (no end) or more characters, not -1", "-n must be 0 (no end) or more"),
+        ({"beam": 0}, "beam", "beam must be at least 1, not 0", "--beam must be at least 1, not 0"),
+        (
+            {"beam": 2, "top_k": 3},
+            "beam",
+            "beam searches for the likeliest text: it takes no temperature or top_k",
+            "--beam searches for the likeliest text: it takes no --temperature or --top-k",
+        ),
+        ({"lines": 0}, "lines", "lines must be at least 1, not 0", "--lines must be at least 1, not 0"),
+        ({"until": ""}, "until", "until needs a text to stop after, not an empty one", "--until needs a text to stop"),
+        (
+            {"prime": "a", "prime_file": "p"},
+            "prime_file",
+            "give prime or prime_file, not both",
+            "give --prime or --prime-file",
+        ),
+    ],
+)
+def test_options_are_refused_with_each_faces_words(kwargs, name, python, command_line):
+    with pytest.raises(SettingError) as e:
+        SampleOptions(**kwargs)
+    assert e.value.name == name and str(e.value) == python
+    assert e.value.flag(options.FLAGS).startswith(command_line)
+
+
+# -- the pieces ----------------------------------------------------------------------
+
+
+def test_pieces_are_the_prime_with_the_first_character_then_lines(model):
+    got = list(pieces(model, SampleOptions(400, prime="the ", seed=2), clock=frozen))
+    text = "".join(got)
+    assert text == "the " + model.sample(400, prime="the ", seed=2)
+    assert got[0] == text[:5]  # the prime, and the first character with it: a bad prime fails before any piece
+    # then cut right after each newline, nowhere else while the clock stands still
+    assert got[1:] == [line for line in text[5:].splitlines(keepends=True)]
+
+
+def test_pieces_are_cut_at_a_size_and_at_a_time(model, monkeypatch):
+    monkeypatch.setattr(rnnpipe.sampling, "PIECE_CHARS", 3)
+    got = list(pieces(model, SampleOptions(200, seed=4, echo_prime=False), clock=frozen))
+    assert "".join(got) == model.sample(200, seed=4)
+    assert all(len(p) <= 3 for p in got)
+    assert all(len(p) == 3 or p.endswith("\n") for p in got[1:-1])
+    monkeypatch.setattr(rnnpipe.sampling, "PIECE_CHARS", 4096)
+    ticks = itertools.count()  # a second between one character and the next: longer than PIECE_SECONDS
+    got = list(pieces(model, SampleOptions(50, seed=4), clock=lambda: next(ticks)))
+    assert got == list(model.sample(50, seed=4))
+
+
+def test_no_echo_prime_leaves_the_prime_out():
+    m = Model.new(Config(hidden=8), text="abc\n")
+    assert "".join(pieces(m, SampleOptions(20, prime="ab", seed=1, echo_prime=False))) == m.sample(20, "ab", seed=1)
+
+
+def test_a_bad_prime_fails_before_any_piece_and_skipped_characters_are_reported(model):
+    with pytest.raises(ValueError, match="never seen: 'Z'"):
+        pieces(model, SampleOptions(prime="Zebra"))  # raised by the call itself, not by the first next()
+    seen = []
+    text = pieces(model, SampleOptions(20, prime="Zebra!", skip_unknown=True, seed=1), skipped=seen.append)
+    assert len(seen) == 1 and sorted(seen[0]) == sorted("!Zbr")
+    assert next(text).startswith("Zebra!")  # written as given
+    seen.clear()
+    list(pieces(model, SampleOptions(20, prime="the", skip_unknown=True), skipped=seen.append))
+    assert seen == []  # nothing left out, nothing to say
+
+
+def test_prime_file_errors_name_the_setting(tmp_path):
+    m = Model.new(Config(hidden=8), text="abc\n")
+    with pytest.raises(SettingError) as e:
+        pieces(m, SampleOptions(prime_file=str(tmp_path / "none{1}.txt")))
+    assert e.value.name == "prime_file"
+    assert e.value.flag(options.FLAGS) == f"--prime-file {tmp_path / 'none{1}.txt'}: no such file"
+    (tmp_path / "p.txt").write_bytes(b"ab\xff")
+    with pytest.raises(SettingError, match=r"^prime_file .*p.txt: not UTF-8 text \(byte 0xff at offset 2\)$"):
+        pieces(m, SampleOptions(prime_file=str(tmp_path / "p.txt")))
+    (tmp_path / "p.txt").write_text("ab\nc", encoding="utf-8")
+    from_file = "".join(pieces(m, SampleOptions(10, prime_file=str(tmp_path / "p.txt"), seed=1)))
+    assert from_file == "ab\nc" + m.sample(10, prime="ab\nc", seed=1)
+    assert "".join(pieces(m, SampleOptions(10, prime_file="-", seed=1), stdin=io.StringIO("ab\nc"))) == from_file
+
+
+class Interrupted:
+    """A model whose stream is interrupted (Ctrl-C) after a few characters."""
+
+    def __init__(self, model, text):
+        self.vocab, self.text = model.vocab, text
+
+    def stream(self, *args, **kwargs):
+        yield from self.text
+        raise KeyboardInterrupt
+
+
+def test_an_interrupt_still_yields_what_was_generated_then_is_raised_again(model):
+    got = []
+    with pytest.raises(KeyboardInterrupt):
+        for piece in pieces(Interrupted(model, "ab\ncd"), SampleOptions(prime="the "), clock=frozen):
+            got.append(piece)
+    assert got == ["the a", "b\n", "cd"]
