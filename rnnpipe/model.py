@@ -420,8 +420,11 @@ class Model:
         beam=K searches for the likeliest text instead of sampling
         (sample.beam_search; no temperature or top_k with it). lines=N stops
         right after the Nth newline generated, until=TEXT right after TEXT
-        first appears in the generated text; with n, whichever comes first."""
-        SampleOptions(n, temperature, top_k, seed, prime, skip_unknown, beam=beam, lines=lines, until=until)
+        first appears in the generated text; with n, whichever comes first.
+        n=None is 300 characters, or with lines or until as many as they
+        take, at most sampling.MAX_CHARS (100,000)."""
+        options = SampleOptions(n, temperature, top_k, seed, prime, skip_unknown, beam=beam, lines=lines, until=until)
+        n = options.length()
         self.sync()  # the torch engine's weights, into the arrays the search and the sampler read
         if beam is not None:
             chars = beam_search(self.config, self.vocab, self.params, n, prime, beam, skip_unknown)
@@ -431,9 +434,10 @@ class Model:
                              skip_unknown=skip_unknown, forward=forward)  # fmt: skip
         return stop_after(chars, lines, until) if lines is not None or until is not None else chars
 
-    def sample(self, n=200, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False, *, beam=None,
+    def sample(self, n=None, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False, *, beam=None,
                lines=None, until=None) -> str:  # fmt: skip
-        """n characters following prime (not included in the result); see stream."""
+        """n characters following prime (not included in the result); see
+        stream, also for n=None."""
         return "".join(self.stream(n, prime, temperature, top_k, seed, skip_unknown, beam=beam, lines=lines,
                                    until=until))  # fmt: skip
 

@@ -11,7 +11,7 @@ import sys
 
 from .config import ADAM_WEIGHT_DECAY, CELLS, DTYPES, OPTIMIZERS, Config
 from .engine import ENGINES
-from .sampling import SampleOptions
+from .sampling import DEFAULT_N, MAX_CHARS, SampleOptions
 
 MAX_VOCAB = 20_000  # rnnpipe.train.MAX_VOCAB, repeated so the command line starts without numpy
 
@@ -209,7 +209,12 @@ RUN = [
 SAMPLE = [
     (
         ("-n",),
-        dict(type=int, default=300, metavar="N", help="characters to generate; 0 means until stopped (default 300)"),
+        dict(
+            type=int,
+            metavar="N",
+            help=f"characters to generate; 0 means until stopped (default {DEFAULT_N}; with --lines or --until, "
+            f"as many as they take, at most {MAX_CHARS:,})",
+        ),
     ),
     (
         ("--temperature",),
@@ -251,13 +256,19 @@ SAMPLE = [
     ),
     (
         ("--lines",),
-        dict(type=int, metavar="N", help="stop after N complete lines: right after the Nth newline generated"),
+        dict(
+            type=int,
+            metavar="N",
+            help=f"stop after N complete lines: right after the Nth newline generated, or after -n characters if "
+            f"sooner (without -n, at most {MAX_CHARS:,})",
+        ),
     ),
     (
         ("--until",),
         dict(
             metavar="TEXT",
-            help="stop right after TEXT first appears in the generated text (the prime is not searched)",
+            help=f"stop right after TEXT first appears in the generated text (the prime is not searched), or after -n "
+            f"characters if sooner (without -n, at most {MAX_CHARS:,})",
         ),
     ),
 ]

@@ -18,6 +18,11 @@ from dataclasses import dataclass, replace
 
 from .errors import SettingError
 
+DEFAULT_N = 300  # characters written when neither n nor a stop condition is given
+# without n, lines and until stop where they say, or after this many characters: a text they
+# wait for may never come
+MAX_CHARS = 100_000
+
 PIECE_CHARS = 4096  # the most characters held back from the reader at once
 PIECE_SECONDS = 0.1  # and for at most this long, so a slow model's text still streams
 
@@ -30,7 +35,7 @@ def _whole(value):
 class SampleOptions:
     """What to generate and how; see Model.stream. Checked when made."""
 
-    n: int = 300  # characters to generate, 0 for no end
+    n: int | None = None  # characters to generate, 0 for no end; None: DEFAULT_N, or with lines or until MAX_CHARS
     temperature: float = 1.0  # below 1 safer, above 1 wilder; 0 takes the likeliest character
     top_k: int | None = None  # sample only among the top_k likeliest characters
     seed: int | None = None  # the same seed and model give the same text on any machine
@@ -45,7 +50,7 @@ class SampleOptions:
     def __post_init__(self):
         from .sample import check  # numpy: only once sampling is asked for
 
-        check(self.n, self.temperature, self.top_k, self.seed)
+        check(self.n if self.n is not None else 0, self.temperature, self.top_k, self.seed)
         if self.beam is not None and (not _whole(self.beam) or self.beam < 1):
             raise SettingError("beam", self.beam, "{name} must be at least 1, not {value}")
         if self.beam is not None and (self.temperature != 1.0 or self.top_k is not None):
@@ -61,6 +66,14 @@ class SampleOptions:
             raise SettingError("prime", self.prime, "{name} must be a text, not {value}")
         if self.prime_file is not None and self.prime:
             raise SettingError("prime_file", self.prime_file, "give {prime} or {name}, not both", others=("prime",))
+
+    def length(self):
+        """The n to generate: n when given; else MAX_CHARS with a stop
+        condition (which ends the text sooner), DEFAULT_N without."""
+        if self.n is not None:
+            return self.n
+        # read when called, not when defined, so that a test can lower it
+        return MAX_CHARS if self.lines is not None or self.until is not None else DEFAULT_N
 
 
 def _literal(text):
@@ -111,7 +124,7 @@ def pieces(model, options, *, stdin=None, skipped=None, clock=time.monotonic):
     if options.prime_file is not None:
         options = replace(options, prime=read_prime(options.prime_file, stdin), prime_file=None)
     o = options
-    chars = model.stream(o.n, o.prime, o.temperature, o.top_k, o.seed, o.skip_unknown, beam=o.beam,
+    chars = model.stream(o.length(), o.prime, o.temperature, o.top_k, o.seed, o.skip_unknown, beam=o.beam,
                          lines=o.lines, until=o.until)  # fmt: skip
     first = next(chars, "")  # a bad prime fails here
     unknown = model.vocab.missing(o.prime) if o.skip_unknown else []

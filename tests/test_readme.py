@@ -95,6 +95,17 @@ def test_the_python_example_runs(tmp_path):
     assert (tmp_path / "shakespeare.msgpack").exists()
 
 
+def test_the_sampling_paragraph_says_what_the_code_does():
+    # the behaviour is tested through the executable in tests/test_sample_options.py; here, the numbers are the code's
+    from rnnpipe import sampling
+
+    text = " ".join(README.split())
+    assert (
+        f"Given without `-n`, they are not cut at its default of {sampling.DEFAULT_N}: they stop where they say, "
+        f"or after {sampling.MAX_CHARS:,} characters in case that never comes." in text
+    )
+
+
 def test_the_pictures_section_says_what_the_code_does():
     # the behaviours are tested in tests/test_show.py, test_show_browser.py and test_magic_show.py;
     # here, that the README's numbers and colours are the code's

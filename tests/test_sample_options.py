@@ -11,9 +11,10 @@ import math
 
 import numpy as np
 import pytest
-from cli_util import ROOT, one_error_line, run, shell
+from cli_util import ROOT, TINY, one_error_line, run, shell
+from texts import kafka_text
 
-from rnnpipe import Config, Model, cli, net
+from rnnpipe import Config, Model, cli, net, sampling
 from rnnpipe.sample import beam_search
 
 SHAKESPEARE = ROOT / "examples" / "shakespeare.txt"
@@ -60,6 +61,35 @@ def test_n_and_the_stopping_rules_whichever_comes_first(small):
     out = sample(small, "-n", "0", "--seed", "6", "--lines", "2")
     assert out.count("\n") == 2 and out.endswith("\n")
     assert sample(small, "-n", "0", "--seed", "6", "--until", plain[30:33]).endswith(plain[30:33])
+
+
+@pytest.fixture(scope="module")
+def long_lines(tmp_path_factory):
+    """A tiny model trained on Kafka's paragraphs, one line each (300 to 4,900
+    characters): it writes long lines."""
+    paragraphs = [p for p in kafka_text().split("\n") if len(p) > 300]
+    path = tmp_path_factory.mktemp("long") / "long.msgpack"
+    r = run("train", "-m", path, *TINY, "-q", input="\n".join(paragraphs)[:40_000] + "\n")
+    assert r.returncode == 0, r.stderr
+    return path
+
+
+def test_lines_without_n_are_not_cut_at_ns_default(long_lines):
+    out = sample(long_lines, "--seed", "3", "--lines", "3")
+    assert out.count("\n") == 3 and out.endswith("\n")
+    assert len(out) > 300  # three whole lines, where -n's default of 300 held less than one
+    assert sample(long_lines, "--seed", "3").count("\n") < 3
+    assert len(sample(long_lines, "--seed", "3")) == 300  # without a stop condition, -n's default
+    assert sample(long_lines, "--seed", "3", "-n", "0", "--lines", "3") == out  # the stop condition alone decides
+    until = sample(long_lines, "--seed", "3", "--until", out[400:405])
+    assert until == out[: out.index(out[400:405]) + 5]
+
+
+def test_a_stop_condition_that_never_comes_ends_after_the_bound(small):
+    assert "@" not in Model.load(small).vocab
+    out = sample(small, "--seed", "5", "--until", "@")  # text the model cannot write
+    assert len(out) == 100_000 == sampling.MAX_CHARS
+    assert out.startswith(sample(small, "--seed", "5"))
 
 
 def test_no_echo_prime_with_stopping_rules(small):
@@ -224,6 +254,12 @@ def test_help_explains_the_sampling_options():
     assert "stop right after TEXT first appears in the generated text (the prime is not searched)" in page
     assert "stop after N complete lines: right after the Nth newline generated" in page
     assert "- reads it from stdin" in page
+    # the bound on a stop condition given without -n, in each of the three
+    assert (
+        "-n N characters to generate; 0 means until stopped (default 300; with --lines or --until, as many as "
+        "they take, at most 100,000)" in page
+    )
+    assert page.count("or after -n characters if sooner (without -n, at most 100,000)") == 2
 
 
 def _help(command):

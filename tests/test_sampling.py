@@ -1,6 +1,7 @@
 """rnnpipe.sampling, the one sampling session under `rnnpipe sample` and
-%charrnn_sample (issue 19): its options and their errors, and the pieces it
-yields. Through the real executable: tests/test_sample_options.py."""
+%charrnn_sample (issue 19): its options and their errors, the pieces it
+yields, and the bound on a stop condition given without n. Through the real
+executable: tests/test_sample_options.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import itertools
 import pytest
 
 import rnnpipe.sampling
-from rnnpipe import Config, Model, options
+from rnnpipe import Config, Model, cli, options
 from rnnpipe.errors import SettingError
 from rnnpipe.sampling import SampleOptions, pieces
 
@@ -57,6 +58,36 @@ def test_options_are_refused_with_each_faces_words(kwargs, name, python, command
         SampleOptions(**kwargs)
     assert e.value.name == name and str(e.value) == python
     assert e.value.flag(options.FLAGS).startswith(command_line)
+
+
+def test_n_defaults_to_300_and_a_stop_condition_to_the_bound(monkeypatch):
+    assert SampleOptions().length() == 300
+    assert SampleOptions(lines=3).length() == SampleOptions(until=".").length() == 100_000
+    assert SampleOptions(n=0, lines=3).length() == 0  # given, -n is kept: 0 is no end
+    assert SampleOptions(n=50, until=".").length() == 50
+    monkeypatch.setattr(rnnpipe.sampling, "MAX_CHARS", 7)
+    assert SampleOptions(lines=3).length() == 7
+
+
+def test_a_stop_condition_that_never_comes_ends_at_the_bound(model, monkeypatch, tmp_path):
+    monkeypatch.setattr(rnnpipe.sampling, "MAX_CHARS", 700)
+    assert "@" not in model.vocab
+    assert len(model.sample(until="@")) == 700  # a text the model cannot write
+    assert len(model.sample(until="@", prime="the ")) == 700
+    assert model.sample(until="@", seed=3) == model.sample(700, seed=3)
+    assert len(model.sample(900, until="@")) == 900  # -n given: the bound is not used
+    model.save(tmp_path / "m.msgpack")
+    out = io.StringIO()
+    assert cli.main(["sample", "-m", str(tmp_path / "m.msgpack"), "--until", "@", "--seed", "3"], stdout=out) == 0
+    assert out.getvalue() == model.sample(700, seed=3)
+
+
+def test_lines_without_n_is_not_cut_at_the_default(model):
+    # this model's lines are 24 characters: 40 lines need far more than 300
+    out = model.sample(lines=40, seed=1)
+    assert out.count("\n") == 40 and out.endswith("\n") and len(out) > 300
+    assert out == model.sample(0, lines=40, seed=1)  # the stop condition alone decides
+    assert len(model.sample(seed=1)) == 300 and model.sample(300, lines=40, seed=1).count("\n") < 40
 
 
 # -- the pieces ----------------------------------------------------------------------
