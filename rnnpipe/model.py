@@ -14,7 +14,7 @@ from . import modelfile, net, optim
 from .config import ARCHITECTURE, Config
 from .evaluate import TextScorer
 from .sample import beam_search, generate, stop_after
-from .sampling import SampleOptions
+from .sampling import SampleOptions, pieces
 from .schedule import KINDS, Budget
 from .train import MAX_VOCAB, Diverged, Position, Run
 from .vocab import Vocab
@@ -39,7 +39,7 @@ class Model:
 
         model = Model.new(Config(cell="lstm", hidden=128))
         model.train(text, max_time=60, callback=Display(sys.stderr))
-        print(model.sample(300, prime="ROMEO:"))
+        print(model.sample(300, prime="ROMEO:"))  # the prime, then 300 characters
     """
 
     def __init__(
@@ -408,8 +408,8 @@ class Model:
     def stream(self, n, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False, *, beam=None,
                lines=None, until=None):  # fmt: skip
         """Yield generated characters one at a time; n=0 means forever. Only
-        the generated ones: the prime is never yielded (`rnnpipe sample`
-        writes it first).
+        the generated ones: the prime is never yielded (sample() and
+        `rnnpipe sample` write it first).
 
         Options are checked at once (ValueError): n and top_k, seed must be
         whole numbers (n >= 0, top_k >= 1, seed >= 0), temperature 0 or more
@@ -435,11 +435,14 @@ class Model:
         return stop_after(chars, lines, until) if lines is not None or until is not None else chars
 
     def sample(self, n=None, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False, *, beam=None,
-               lines=None, until=None) -> str:  # fmt: skip
-        """n characters following prime (not included in the result); see
-        stream, also for n=None."""
-        return "".join(self.stream(n, prime, temperature, top_k, seed, skip_unknown, beam=beam, lines=lines,
-                                   until=until))  # fmt: skip
+               lines=None, until=None, echo_prime=True) -> str:  # fmt: skip
+        """The text `rnnpipe sample` writes into a pipe for the same options:
+        the prime as given (unknown characters included, with skip_unknown),
+        then the generated characters; with echo_prime=False the generated
+        characters alone. n=None is 300 characters, or with lines or until
+        as many as they take, at most sampling.MAX_CHARS; see stream."""
+        options = SampleOptions(n, temperature, top_k, seed, prime, skip_unknown, echo_prime, beam, lines, until)
+        return "".join(pieces(self, options))
 
     def evaluate(self, text):
         """Held-out scores of text; see evaluate.Evaluation."""

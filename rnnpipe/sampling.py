@@ -1,6 +1,6 @@
-"""A sampling session, the same for every face: `rnnpipe sample` (rnnpipe.cli)
-and `%charrnn_sample` (rnnpipe_magic) both write what pieces() yields, so they
-write the same text for the same model and options.
+"""A sampling session, the same for every face: `rnnpipe sample` (rnnpipe.cli),
+`%charrnn_sample` (rnnpipe_magic) and Model.sample all write what pieces()
+yields, so they write the same text for the same model and options.
 
 - SampleOptions: the options, checked when made (errors.SettingError, which
   each face words with its own flags).

@@ -90,7 +90,7 @@ def test_the_python_example_runs(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     sample, bits = r.stdout.rsplit("\n", 2)[0], float(r.stdout.split()[-1])
-    assert len(sample) >= 300 and 0 < bits < 8
+    assert sample.startswith("ROMEO:") and len(sample) >= len("ROMEO:") + 300 and 0 < bits < 8
     assert "rnnpipe: iteration " in r.stderr  # Display's progress lines
     assert (tmp_path / "shakespeare.msgpack").exists()
 

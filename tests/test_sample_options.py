@@ -92,6 +92,24 @@ def test_a_stop_condition_that_never_comes_ends_after_the_bound(small):
     assert out.startswith(sample(small, "--seed", "5"))
 
 
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        (["-n", "200", "--prime", "ROMEO:"], {"n": 200, "prime": "ROMEO:"}),
+        (["--prime", "ROMEO:"], {"prime": "ROMEO:"}),  # neither gives n: both write 300 characters after the prime
+        (["-n", "50", "--prime", "ROMEO:", "--no-echo-prime"], {"n": 50, "prime": "ROMEO:", "echo_prime": False}),
+        (["-n", "50", "--prime", "Zoë:\n", "--skip-unknown"], {"n": 50, "prime": "Zoë:\n", "skip_unknown": True}),
+        (["--prime", "A", "--lines", "2", "--temperature", "0.7"], {"prime": "A", "lines": 2, "temperature": 0.7}),
+        (["-n", "80", "--prime", "ROMEO", "--beam", "3"], {"n": 80, "prime": "ROMEO", "beam": 3}),
+    ],
+)
+def test_model_sample_is_what_the_command_line_writes_into_a_pipe(small, args, kwargs):
+    seed = [] if "beam" in kwargs else ["--seed", "11"]
+    written = sample(small, *args, *seed)
+    assert Model.load(small).sample(**kwargs, seed=None if "beam" in kwargs else 11) == written
+    assert written.startswith(kwargs["prime"]) == kwargs.get("echo_prime", True)
+
+
 def test_no_echo_prime_with_stopping_rules(small):
     out = sample(small, "-n", "3000", "--seed", "1", "--prime", "ROMEO", "--no-echo-prime", "--lines", "2")
     assert out.count("\n") == 2 and out.endswith("\n")
@@ -134,7 +152,7 @@ def test_beam_as_wide_as_every_text_finds_the_likeliest_one():
         best = every[int(np.argmax(scores))]
         found = "".join(beam_search(model.config, model.vocab, model.params, 3, "a", width=27))
         assert found == best, seed
-        greedy = model.sample(3, prime="a", temperature=0)
+        greedy = model.sample(3, prime="a", temperature=0, echo_prime=False)
         assert "".join(beam_search(model.config, model.vocab, model.params, 3, "a", width=1)) == greedy
         differs += greedy != best
     assert differs >= 3  # models where greedy decoding misses the likeliest text, and the beam finds it
@@ -151,7 +169,7 @@ def test_a_dispute_held_too_long_is_settled_for_the_likeliest_beam(monkeypatch):
     # with no lag at all, every character is the likeliest beam's at once: greedy decoding
     monkeypatch.setattr(rnnpipe.sample, "MAX_LAG", 0)
     settled = "".join(beam_search(model.config, model.vocab, model.params, 12, "a", width=9))
-    assert settled == model.sample(12, prime="a", temperature=0)
+    assert settled == model.sample(12, prime="a", temperature=0, echo_prime=False)
 
 
 def test_beam_one_is_greedy_decoding(small):
@@ -239,8 +257,8 @@ def test_meaningless_options_are_usage_errors(small, args, words):
 def test_the_core_takes_the_same_options(small):
     model = Model.load(small)
     out = model.sample(3000, prime="ROMEO:", seed=4, lines=3)
-    assert out.count("\n") == 3 and out.endswith("\n")
-    assert "ROMEO:" + out == sample(small, "-n", "3000", "--seed", "4", "--prime", "ROMEO:", "--lines", "3")
+    assert out.startswith("ROMEO:") and out.count("\n") == 3 and out.endswith("\n")
+    assert out == sample(small, "-n", "3000", "--seed", "4", "--prime", "ROMEO:", "--lines", "3")
     assert model.sample(50, prime="ROMEO:", beam=1) == model.sample(50, prime="ROMEO:", temperature=0)
     for kwargs in ({"beam": 0}, {"lines": 0}, {"until": ""}, {"beam": 2, "temperature": 0.5}):
         with pytest.raises(ValueError):

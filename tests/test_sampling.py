@@ -1,7 +1,7 @@
-"""rnnpipe.sampling, the one sampling session under `rnnpipe sample` and
-%charrnn_sample (issue 19): its options and their errors, the pieces it
-yields, and the bound on a stop condition given without n. Through the real
-executable: tests/test_sample_options.py."""
+"""rnnpipe.sampling, the one sampling session under `rnnpipe sample`,
+%charrnn_sample and Model.sample (issue 19): its options and their errors,
+the pieces it yields, and the bound on a stop condition given without n.
+Through the real executable: tests/test_sample_options.py."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_a_stop_condition_that_never_comes_ends_at_the_bound(model, monkeypatch,
     monkeypatch.setattr(rnnpipe.sampling, "MAX_CHARS", 700)
     assert "@" not in model.vocab
     assert len(model.sample(until="@")) == 700  # a text the model cannot write
-    assert len(model.sample(until="@", prime="the ")) == 700
+    assert len(model.sample(until="@", prime="the ", echo_prime=False)) == 700
     assert model.sample(until="@", seed=3) == model.sample(700, seed=3)
     assert len(model.sample(900, until="@")) == 900  # -n given: the bound is not used
     model.save(tmp_path / "m.msgpack")
@@ -96,7 +96,7 @@ def test_lines_without_n_is_not_cut_at_the_default(model):
 def test_pieces_are_the_prime_with_the_first_character_then_lines(model):
     got = list(pieces(model, SampleOptions(400, prime="the ", seed=2), clock=frozen))
     text = "".join(got)
-    assert text == "the " + model.sample(400, prime="the ", seed=2)
+    assert text == model.sample(400, prime="the ", seed=2)
     assert got[0] == text[:5]  # the prime, and the first character with it: a bad prime fails before any piece
     # then cut right after each newline, nowhere else while the clock stands still
     assert got[1:] == [line for line in text[5:].splitlines(keepends=True)]
@@ -114,9 +114,14 @@ def test_pieces_are_cut_at_a_size_and_at_a_time(model, monkeypatch):
     assert got == list(model.sample(50, seed=4))
 
 
-def test_no_echo_prime_leaves_the_prime_out():
+def test_model_sample_writes_the_prime_first_unless_told_not_to():
     m = Model.new(Config(hidden=8), text="abc\n")
-    assert "".join(pieces(m, SampleOptions(20, prime="ab", seed=1, echo_prime=False))) == m.sample(20, "ab", seed=1)
+    generated = "".join(m.stream(20, "ab", seed=1))  # stream: the generated characters only
+    assert len(generated) == 20
+    assert m.sample(20, "ab", seed=1) == "ab" + generated
+    assert m.sample(20, "ab", seed=1, echo_prime=False) == generated
+    assert "".join(pieces(m, SampleOptions(20, prime="ab", seed=1, echo_prime=False))) == generated
+    assert m.sample(20, "aZb", seed=1, skip_unknown=True) == "aZb" + generated  # as given, read without Z
 
 
 def test_a_bad_prime_fails_before_any_piece_and_skipped_characters_are_reported(model):
@@ -142,7 +147,7 @@ def test_prime_file_errors_name_the_setting(tmp_path):
         pieces(m, SampleOptions(prime_file=str(tmp_path / "p.txt")))
     (tmp_path / "p.txt").write_text("ab\nc", encoding="utf-8")
     from_file = "".join(pieces(m, SampleOptions(10, prime_file=str(tmp_path / "p.txt"), seed=1)))
-    assert from_file == "ab\nc" + m.sample(10, prime="ab\nc", seed=1)
+    assert from_file == m.sample(10, prime="ab\nc", seed=1)
     assert "".join(pieces(m, SampleOptions(10, prime_file="-", seed=1), stdin=io.StringIO("ab\nc"))) == from_file
 
 
