@@ -8,10 +8,12 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import signal
+import subprocess
 
 import numpy as np
 import pytest
-from cli_util import ROOT, TINY, one_error_line, run, shell
+from cli_util import ROOT, TINY, one_error_line, popen, run, shell
 from texts import kafka_text
 
 from rnnpipe import Config, Model, cli, net, sampling
@@ -108,6 +110,17 @@ def test_model_sample_is_what_the_command_line_writes_into_a_pipe(small, args, k
     written = sample(small, *args, *seed)
     assert Model.load(small).sample(**kwargs, seed=None if "beam" in kwargs else 11) == written
     assert written.startswith(kwargs["prime"]) == kwargs.get("echo_prime", True)
+
+
+@pytest.mark.posix("sends SIGINT to a sampler")
+def test_ctrl_c_ends_an_endless_sample_with_130_and_the_text_so_far(small):
+    p = popen("sample", "-m", small, "-n", "0", "--seed", "1", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = p.stdout.read(2000)  # it is writing
+    p.send_signal(signal.SIGINT)
+    out = (head + p.stdout.read()).decode("utf-8")
+    assert p.wait(timeout=30) == 130
+    assert p.stderr.read() == b""  # no traceback, no message
+    assert out == Model.load(small).sample(len(out), seed=1)  # exactly the text generated, without a newline
 
 
 def test_no_echo_prime_with_stopping_rules(small):
