@@ -34,7 +34,7 @@ import shlex
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 try:
     from IPython.core.error import UsageError
@@ -476,53 +476,47 @@ class CharRNNMagics(Magics):
         --prime-file reads a prime from a file (a notebook has no stdin, so
         not -). --beam, --lines and --until work as on the command line.
         """
+        from rnnpipe.errors import SettingError
+        from rnnpipe.sampling import pieces
+
         args = _parse(self.charrnn_sample, line)
         self._check_output(args.output)
         try:
-            options.check_sample(args)  # the command line's rules and words
+            sample = options.sample_options(args)  # the command line's rules and words
             options.check_engine(args)
+        except SettingError as e:
+            raise UsageError(e.flag(options.FLAGS)) from None
         except ValueError as e:
             raise UsageError(str(e)) from None
-        prime = args.prime
         if args.prime_file == "-":
             raise UsageError('--prime-file -: a notebook has no stdin to read; use --prime "$variable" or a file')
         if args.prime_file is not None:
-            try:
-                prime = options.read_prime_file(os.path.expanduser(args.prime_file))
-            except ValueError as e:
-                raise UsageError(str(e)) from None
+            sample = replace(sample, prime_file=os.path.expanduser(args.prime_file))
         model = _use_engine(self._entry(args, create=False).model, args)
+
+        def skipped(chars):
+            # the command line's words: the prime is still printed as written
+            print("warning: left out of the prime, never seen by the model: " + " ".join(repr(c) for c in chars),
+                  file=sys.stderr)  # fmt: skip
+
         try:
-            chars = model.stream(args.n, prime, args.temperature, args.top_k, args.seed, args.skip_unknown,
-                                 beam=args.beam, lines=args.lines, until=args.until)  # fmt: skip
-            first = next(chars, "")  # bad primes and untrained models fail here, before any output
+            text = pieces(model, sample, skipped=skipped)  # bad primes and untrained models fail here
+        except SettingError as e:  # the prime file
+            raise UsageError(e.flag(options.FLAGS)) from None
         except ValueError as e:
             raise UsageError(str(e)) from None
-        if args.skip_unknown:
-            dropped = model.vocab.missing(prime)
-            if dropped:
-                # the command line's words: the prime is still printed as written
-                print(
-                    "warning: left out of the prime, never seen by the model: " + " ".join(repr(c) for c in dropped),
-                    file=sys.stderr,
-                )
-        prime = "" if args.no_echo_prime else prime
-        out = [prime, first]
-        sys.stdout.write(prime + first)
-        last_flush = time.monotonic()
+        written = []
         try:
-            for ch in chars:
-                out.append(ch)
-                sys.stdout.write(ch)
-                if time.monotonic() - last_flush > 0.1:
-                    sys.stdout.flush()
-                    last_flush = time.monotonic()
+            for piece in text:
+                written.append(piece)
+                sys.stdout.write(piece)
+                sys.stdout.flush()
         except KeyboardInterrupt:
             pass  # sampling changes nothing: stopping anywhere is fine
         sys.stdout.write("\n")
         sys.stdout.flush()
         if args.output:
-            self.shell.user_ns[args.output] = "".join(out)
+            self.shell.user_ns[args.output] = "".join(written)
 
     # -- pictures ------------------------------------------------------------
 

@@ -22,23 +22,31 @@ class SettingError(ValueError):
     name: the setting as Python spells it (a keyword argument, a Config
       field: "max_time", "top_k", "unit");
     value: the value given;
-    template: the message, with {name} and {value} to fill in.
+    template: the message, with {name} and {value} to fill in;
+    others: the other settings the message names, each written {setting} in
+      the template ("{name} takes no {temperature}"), so that a face words
+      them as it words name.
 
     str(e) is the message in Python's words ("max_time must be ..."); a face
     calls worded(flag) for its own ("--max-time must be ...")."""
 
-    def __init__(self, name, value, template="{name} must be ..., not {value}"):
-        self.name, self.value, self.template = name, value, template
+    def __init__(self, name, value, template="{name} must be ..., not {value}", others=()):
+        self.name, self.value, self.template, self.others = name, value, template, tuple(others)
         super().__init__(self.worded(name))
 
-    def worded(self, name):
-        return self.template.format(name=name, value=_shown(self.value))
+    def worded(self, name, word=str):
+        """The message with name for the setting and word(setting) for each of the others."""
+        return self.template.format(name=name, value=_shown(self.value), **{o: word(o) for o in self.others})
 
     def flag(self, flags=None):
-        """The message with the command line's flag for the setting: its
-        entry in flags, else --name with dashes ("top_k" -> "--top-k")."""
+        """The message with the command line's flag for each setting it
+        names: its entry in flags, else --name with dashes ("top_k" -> "--top-k")."""
         flags = flags or {}
-        return self.worded(flags.get(self.name, "--" + self.name.replace("_", "-")))
+
+        def word(setting):
+            return flags.get(setting, "--" + setting.replace("_", "-"))
+
+        return self.worded(word(self.name), word)
 
 
 class Stop(Exception):

@@ -15,7 +15,8 @@ from .config import ARCHITECTURE, Config
 from .engine import blas_threads
 from .errors import SettingError
 from .evaluate import TextScorer
-from .sample import beam_search, check, generate, stop_after
+from .sample import beam_search, generate, stop_after
+from .sampling import SampleOptions, pieces
 from .schedule import FLOOR, Budget
 from .train import Diverged, Options, Position, Run
 from .vocab import Vocab
@@ -44,7 +45,7 @@ class Model:
 
         model = Model.new(Config(cell="lstm", hidden=128))
         model.train(text, max_time=60, callback=Display(sys.stderr))
-        print(model.sample(300, prime="ROMEO:"))
+        print(model.sample(300, prime="ROMEO:"))  # the prime, then 300 characters
     """
 
     def __init__(
@@ -399,7 +400,9 @@ class Model:
 
     def stream(self, n, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False, *, beam=None,
                lines=None, until=None):  # fmt: skip
-        """Yield generated characters one at a time; n=0 means forever.
+        """Yield generated characters one at a time; n=0 means forever. Only
+        the generated ones: the prime is never yielded (sample() and
+        `rnnpipe sample` write it first).
 
         Options are checked at once (ValueError): n and top_k, seed must be
         whole numbers (n >= 0, top_k >= 1, seed >= 0), temperature 0 or more
@@ -410,17 +413,11 @@ class Model:
         beam=K searches for the likeliest text instead of sampling
         (sample.beam_search; no temperature or top_k with it). lines=N stops
         right after the Nth newline generated, until=TEXT right after TEXT
-        first appears in the generated text; with n, whichever comes first."""
-        check(n, temperature, top_k, seed)
-        if lines is not None and (isinstance(lines, bool) or not isinstance(lines, int) or lines < 1):
-            raise ValueError(f"lines must be at least 1, not {lines!r}")
-        if until is not None and (not isinstance(until, str) or not until):
-            raise ValueError(f"until must be a non-empty str, not {until!r}")
-        if beam is not None:
-            if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
-                raise ValueError(f"beam must be at least 1, not {beam!r}")
-            if temperature != 1.0 or top_k is not None:
-                raise ValueError("beam search finds the likeliest text: it takes no temperature or top_k")
+        first appears in the generated text; with n, whichever comes first.
+        n=None is 300 characters, or with lines or until as many as they
+        take, at most sampling.MAX_CHARS (100,000)."""
+        options = SampleOptions(n, temperature, top_k, seed, prime, skip_unknown, beam=beam, lines=lines, until=until)
+        n = options.length()
         self.sync()  # the torch engine's weights, into the arrays the search and the sampler read
         if beam is not None:
             chars = beam_search(self.config, self.vocab, self.params, n, prime, beam, skip_unknown)
@@ -430,11 +427,15 @@ class Model:
                              skip_unknown=skip_unknown, forward=forward)  # fmt: skip
         return stop_after(chars, lines, until) if lines is not None or until is not None else chars
 
-    def sample(self, n=200, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False, *, beam=None,
-               lines=None, until=None) -> str:  # fmt: skip
-        """n characters following prime (not included in the result); see stream."""
-        return "".join(self.stream(n, prime, temperature, top_k, seed, skip_unknown, beam=beam, lines=lines,
-                                   until=until))  # fmt: skip
+    def sample(self, n=None, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False, *, beam=None,
+               lines=None, until=None, echo_prime=True) -> str:  # fmt: skip
+        """The text `rnnpipe sample` writes into a pipe for the same options:
+        the prime as given (unknown characters included, with skip_unknown),
+        then the generated characters; with echo_prime=False the generated
+        characters alone. n=None is 300 characters, or with lines or until
+        as many as they take, at most sampling.MAX_CHARS; see stream."""
+        options = SampleOptions(n, temperature, top_k, seed, prime, skip_unknown, echo_prime, beam, lines, until)
+        return "".join(pieces(self, options))
 
     def evaluate(self, text):
         """Held-out scores of text; see evaluate.Evaluation."""

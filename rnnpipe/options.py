@@ -8,6 +8,7 @@ given"): a new model fills them from Config, an existing one keeps its own.
 
 from .config import ADAM_WEIGHT_DECAY, CELLS, DTYPES, MAX_VOCAB, OPTIMIZERS, Config
 from .engine import ENGINES, blas_threads  # noqa: F401  (the faces' one name for it)
+from .sampling import DEFAULT_N, MAX_CHARS, SampleOptions
 
 D = Config()
 
@@ -203,7 +204,12 @@ RUN = [
 SAMPLE = [
     (
         ("-n",),
-        dict(type=int, default=300, metavar="N", help="characters to generate; 0 means until stopped (default 300)"),
+        dict(
+            type=int,
+            metavar="N",
+            help=f"characters to generate; 0 means until stopped (default {DEFAULT_N}; with --lines or --until, "
+            f"as many as they take, at most {MAX_CHARS:,})",
+        ),
     ),
     (
         ("--temperature",),
@@ -245,13 +251,19 @@ SAMPLE = [
     ),
     (
         ("--lines",),
-        dict(type=int, metavar="N", help="stop after N complete lines: right after the Nth newline generated"),
+        dict(
+            type=int,
+            metavar="N",
+            help=f"stop after N complete lines: right after the Nth newline generated, or after -n characters if "
+            f"sooner (without -n, at most {MAX_CHARS:,})",
+        ),
     ),
     (
         ("--until",),
         dict(
             metavar="TEXT",
-            help="stop right after TEXT first appears in the generated text (the prime is not searched)",
+            help=f"stop right after TEXT first appears in the generated text (the prime is not searched), or after -n "
+            f"characters if sooner (without -n, at most {MAX_CHARS:,})",
         ),
     ),
 ]
@@ -319,54 +331,9 @@ def check_engine(args):
 FLAGS = {"n": "-n", "unit": "--neuron"}
 
 
-def check_sample(args):
-    """The core's checks of sampling options (rnnpipe.sample.check), in the
-    command line's words (ValueError)."""
-    from .errors import SettingError
-    from .sample import check
-
-    try:
-        check(args.n, args.temperature, args.top_k, args.seed)
-    except SettingError as e:
-        raise ValueError(e.flag(FLAGS)) from None
-    check_sample_run(args)
-
-
-def check_sample_run(args):
-    """The sampling options check() does not know: their combinations and
-    the stopping rules; ValueError in the command line's words."""
-    if args.beam is not None and args.beam < 1:
-        raise ValueError(f"--beam must be at least 1, not {args.beam}")
-    if args.beam is not None and (args.temperature != 1.0 or args.top_k is not None):
-        raise ValueError("--beam searches for the likeliest text: it takes no --temperature or --top-k")
-    if args.lines is not None and args.lines < 1:
-        raise ValueError(f"--lines must be at least 1, not {args.lines}")
-    if args.until is not None and not args.until:
-        raise ValueError("--until needs a text to stop after, not an empty one")
-    if args.prime_file is not None and args.prime:
-        raise ValueError("give --prime or --prime-file, not both")
-
-
-def read_prime_file(path, stdin=None):
-    """The text of a --prime-file (stdin for -), or ValueError saying what is wrong with it."""
-    try:
-        if path == "-":
-            data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read()
-        else:
-            with open(path, "rb") as f:
-                data = f.read()
-    except FileNotFoundError:
-        raise ValueError(f"--prime-file {path}: no such file") from None
-    except IsADirectoryError:
-        raise ValueError(f"--prime-file {path}: is a directory") from None
-    except OSError as e:
-        raise ValueError(f"--prime-file {path}: cannot read it: {e.strerror}") from None
-    if isinstance(data, str):  # a text stream (a test's StringIO): already decoded
-        return data
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(
-            f"--prime-file {'stdin' if path == '-' else path}: not UTF-8 text (byte 0x{data[e.start]:02x} at "
-            f"offset {e.start})"
-        ) from None
+def sample_options(args):
+    """The sampling options of a command line (argparse namespace), checked
+    (errors.SettingError, which a face words with e.flag(FLAGS))."""
+    return SampleOptions(n=args.n, temperature=args.temperature, top_k=args.top_k, seed=args.seed, prime=args.prime,
+                         skip_unknown=args.skip_unknown, echo_prime=not args.no_echo_prime, beam=args.beam,
+                         lines=args.lines, until=args.until, prime_file=args.prime_file)  # fmt: skip

@@ -218,7 +218,7 @@ def test_unknown_prime_characters_refused_or_skipped(small):
     warning = r.stderr.decode()
     assert warning.startswith("rnnpipe: warning: left out of the prime") and "'ë'" in warning
     kept = "".join(c for c in "Zoë said: 1 2 3" if c in Model.load(small).vocab)
-    same = Model.load(small).sample(20, prime=kept, seed=4)
+    same = Model.load(small).sample(20, prime=kept, seed=4, echo_prime=False)
     assert r.stdout.decode() == "Zoë said: 1 2 3" + same  # the prime as typed, then text conditioned on the rest
 
 

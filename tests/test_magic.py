@@ -15,6 +15,7 @@ from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 import rnnpipe
+import rnnpipe.sampling
 
 TEXT = (
     "One morning, when Gregor Samsa woke from troubled dreams, he found himself transformed in his bed into a "
@@ -362,7 +363,7 @@ def test_quoted_primes_are_printed_and_stored_without_quotes(ip, written, prime)
     with capture_output() as cap:
         ip.run_cell(f"%charrnn_sample --name q {option} -n 20 --seed 4 -o out").raise_error()
     model = ip.find_cell_magic("charrnn_train").__self__.models["name", "q"].model
-    expected = prime + model.sample(20, prime=prime, seed=4)
+    expected = model.sample(20, prime=prime, seed=4)  # the prime, then the sample
     assert ip.user_ns["out"] == expected
     assert cap.stdout == expected + "\n"
 
@@ -397,7 +398,7 @@ def test_no_echo_prime_prints_and_stores_only_the_new_text(ip):
         ip.run_cell(
             '%charrnn_sample --name ne --prime "KING HENRY:" --no-echo-prime -n 30 --seed 2 -o out'
         ).raise_error()
-    generated = model.sample(30, prime="KING HENRY:", seed=2)
+    generated = model.sample(30, prime="KING HENRY:", seed=2, echo_prime=False)
     assert ip.user_ns["out"] == generated
     assert cap.stdout == generated + "\n"
 
@@ -413,13 +414,34 @@ def test_skip_unknown_warns_naming_the_characters_then_samples(ip):
             "%charrnn_sample --name sk --prime 'Zoë said: 1 2' --skip-unknown -n 25 --seed 3 -o out"
         ).raise_error()
     assert cap.stderr.strip().splitlines() == ["warning: left out of the prime, never seen by the model: '1' '2' 'ë'"]
-    generated = model.sample(25, prime="Zo said:  ", seed=3)  # conditioned on the prime without them
+    generated = model.sample(25, prime="Zo said:  ", seed=3, echo_prime=False)  # conditioned on the prime without them
     assert ip.user_ns["out"] == "Zoë said: 1 2" + generated  # the prime is shown as it was written
     assert cap.stdout == ip.user_ns["out"] + "\n"
     # nothing to leave out: no warning
     with capture_output() as cap:
         ip.run_cell("%charrnn_sample --name sk --prime Zoe --skip-unknown -n 5").raise_error()
     assert cap.stderr == ""
+
+
+def test_lines_without_n_are_not_cut_at_ns_default(ip):
+    long_lines = (TEXT.replace("\n", " ") * 3 + "\n") * 4  # lines of 780 characters
+    train(ip, f"--name ll {TINY} --epochs 3", long_lines)
+    model = ip.find_cell_magic("charrnn_train").__self__.models["name", "ll"].model
+    with capture_output() as cap:
+        ip.run_cell("%charrnn_sample --name ll --seed 2 --lines 3 -o out").raise_error()
+    out = ip.user_ns["out"]
+    assert out.count("\n") == 3 and out.endswith("\n") and len(out) > 300  # -n's default held less than a line
+    assert out == model.sample(lines=3, seed=2)
+    assert cap.stdout == out + "\n"
+
+
+def test_a_stop_condition_that_never_comes_ends_after_the_bound(ip, monkeypatch):
+    train(ip, f"--name nb {TINY}", QUOTED)
+    monkeypatch.setattr(rnnpipe.sampling, "MAX_CHARS", 500)  # 100,000 takes seconds
+    with capture_output() as cap:
+        ip.run_cell("%charrnn_sample --name nb --prime Gregor --until @ -o out").raise_error()  # never written
+    assert len(ip.user_ns["out"]) == len("Gregor") + 500
+    assert cap.stdout == ip.user_ns["out"] + "\n"
 
 
 def test_infinite_temperature_samples_uniformly(ip):

@@ -90,9 +90,20 @@ def test_the_python_example_runs(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     sample, bits = r.stdout.rsplit("\n", 2)[0], float(r.stdout.split()[-1])
-    assert len(sample) >= 300 and 0 < bits < 8
+    assert sample.startswith("ROMEO:") and len(sample) >= len("ROMEO:") + 300 and 0 < bits < 8
     assert "rnnpipe: iteration " in r.stderr  # Display's progress lines
     assert (tmp_path / "shakespeare.msgpack").exists()
+
+
+def test_the_sampling_paragraph_says_what_the_code_does():
+    # the behaviour is tested through the executable in tests/test_sample_options.py; here, the numbers are the code's
+    from rnnpipe import sampling
+
+    text = " ".join(README.split())
+    assert (
+        f"Given without `-n`, they are not cut at its default of {sampling.DEFAULT_N}: they stop where they say, "
+        f"or after {sampling.MAX_CHARS:,} characters in case that never comes." in text
+    )
 
 
 def test_the_pictures_section_says_what_the_code_does():

@@ -8,12 +8,15 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import signal
+import subprocess
 
 import numpy as np
 import pytest
-from cli_util import ROOT, one_error_line, run, shell
+from cli_util import ROOT, TINY, one_error_line, popen, run, shell
+from texts import kafka_text
 
-from rnnpipe import Config, Model, cli, net
+from rnnpipe import Config, Model, cli, net, sampling
 from rnnpipe.sample import beam_search
 
 SHAKESPEARE = ROOT / "examples" / "shakespeare.txt"
@@ -62,6 +65,64 @@ def test_n_and_the_stopping_rules_whichever_comes_first(small):
     assert sample(small, "-n", "0", "--seed", "6", "--until", plain[30:33]).endswith(plain[30:33])
 
 
+@pytest.fixture(scope="module")
+def long_lines(tmp_path_factory):
+    """A tiny model trained on Kafka's paragraphs, one line each (300 to 4,900
+    characters): it writes long lines."""
+    paragraphs = [p for p in kafka_text().split("\n") if len(p) > 300]
+    path = tmp_path_factory.mktemp("long") / "long.msgpack"
+    r = run("train", "-m", path, *TINY, "-q", input="\n".join(paragraphs)[:40_000] + "\n")
+    assert r.returncode == 0, r.stderr
+    return path
+
+
+def test_lines_without_n_are_not_cut_at_ns_default(long_lines):
+    out = sample(long_lines, "--seed", "3", "--lines", "3")
+    assert out.count("\n") == 3 and out.endswith("\n")
+    assert len(out) > 300  # three whole lines, where -n's default of 300 held less than one
+    assert sample(long_lines, "--seed", "3").count("\n") < 3
+    assert len(sample(long_lines, "--seed", "3")) == 300  # without a stop condition, -n's default
+    assert sample(long_lines, "--seed", "3", "-n", "0", "--lines", "3") == out  # the stop condition alone decides
+    until = sample(long_lines, "--seed", "3", "--until", out[400:405])
+    assert until == out[: out.index(out[400:405]) + 5]
+
+
+def test_a_stop_condition_that_never_comes_ends_after_the_bound(small):
+    assert "@" not in Model.load(small).vocab
+    out = sample(small, "--seed", "5", "--until", "@")  # text the model cannot write
+    assert len(out) == 100_000 == sampling.MAX_CHARS
+    assert out.startswith(sample(small, "--seed", "5"))
+
+
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        (["-n", "200", "--prime", "ROMEO:"], {"n": 200, "prime": "ROMEO:"}),
+        (["--prime", "ROMEO:"], {"prime": "ROMEO:"}),  # neither gives n: both write 300 characters after the prime
+        (["-n", "50", "--prime", "ROMEO:", "--no-echo-prime"], {"n": 50, "prime": "ROMEO:", "echo_prime": False}),
+        (["-n", "50", "--prime", "Zoë:\n", "--skip-unknown"], {"n": 50, "prime": "Zoë:\n", "skip_unknown": True}),
+        (["--prime", "A", "--lines", "2", "--temperature", "0.7"], {"prime": "A", "lines": 2, "temperature": 0.7}),
+        (["-n", "80", "--prime", "ROMEO", "--beam", "3"], {"n": 80, "prime": "ROMEO", "beam": 3}),
+    ],
+)
+def test_model_sample_is_what_the_command_line_writes_into_a_pipe(small, args, kwargs):
+    seed = [] if "beam" in kwargs else ["--seed", "11"]
+    written = sample(small, *args, *seed)
+    assert Model.load(small).sample(**kwargs, seed=None if "beam" in kwargs else 11) == written
+    assert written.startswith(kwargs["prime"]) == kwargs.get("echo_prime", True)
+
+
+@pytest.mark.posix("sends SIGINT to a sampler")
+def test_ctrl_c_ends_an_endless_sample_with_130_and_the_text_so_far(small):
+    p = popen("sample", "-m", small, "-n", "0", "--seed", "1", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = p.stdout.read(2000)  # it is writing
+    p.send_signal(signal.SIGINT)
+    out = (head + p.stdout.read()).decode("utf-8")
+    assert p.wait(timeout=30) == 130
+    assert p.stderr.read() == b""  # no traceback, no message
+    assert out == Model.load(small).sample(len(out), seed=1)  # exactly the text generated, without a newline
+
+
 def test_no_echo_prime_with_stopping_rules(small):
     out = sample(small, "-n", "3000", "--seed", "1", "--prime", "ROMEO", "--no-echo-prime", "--lines", "2")
     assert out.count("\n") == 2 and out.endswith("\n")
@@ -104,7 +165,7 @@ def test_beam_as_wide_as_every_text_finds_the_likeliest_one():
         best = every[int(np.argmax(scores))]
         found = "".join(beam_search(model.config, model.vocab, model.params, 3, "a", width=27))
         assert found == best, seed
-        greedy = model.sample(3, prime="a", temperature=0)
+        greedy = model.sample(3, prime="a", temperature=0, echo_prime=False)
         assert "".join(beam_search(model.config, model.vocab, model.params, 3, "a", width=1)) == greedy
         differs += greedy != best
     assert differs >= 3  # models where greedy decoding misses the likeliest text, and the beam finds it
@@ -121,7 +182,7 @@ def test_a_dispute_held_too_long_is_settled_for_the_likeliest_beam(monkeypatch):
     # with no lag at all, every character is the likeliest beam's at once: greedy decoding
     monkeypatch.setattr(rnnpipe.sample, "MAX_LAG", 0)
     settled = "".join(beam_search(model.config, model.vocab, model.params, 12, "a", width=9))
-    assert settled == model.sample(12, prime="a", temperature=0)
+    assert settled == model.sample(12, prime="a", temperature=0, echo_prime=False)
 
 
 def test_beam_one_is_greedy_decoding(small):
@@ -209,8 +270,8 @@ def test_meaningless_options_are_usage_errors(small, args, words):
 def test_the_core_takes_the_same_options(small):
     model = Model.load(small)
     out = model.sample(3000, prime="ROMEO:", seed=4, lines=3)
-    assert out.count("\n") == 3 and out.endswith("\n")
-    assert "ROMEO:" + out == sample(small, "-n", "3000", "--seed", "4", "--prime", "ROMEO:", "--lines", "3")
+    assert out.startswith("ROMEO:") and out.count("\n") == 3 and out.endswith("\n")
+    assert out == sample(small, "-n", "3000", "--seed", "4", "--prime", "ROMEO:", "--lines", "3")
     assert model.sample(50, prime="ROMEO:", beam=1) == model.sample(50, prime="ROMEO:", temperature=0)
     for kwargs in ({"beam": 0}, {"lines": 0}, {"until": ""}, {"beam": 2, "temperature": 0.5}):
         with pytest.raises(ValueError):
@@ -224,6 +285,12 @@ def test_help_explains_the_sampling_options():
     assert "stop right after TEXT first appears in the generated text (the prime is not searched)" in page
     assert "stop after N complete lines: right after the Nth newline generated" in page
     assert "- reads it from stdin" in page
+    # the bound on a stop condition given without -n, in each of the three
+    assert (
+        "-n N characters to generate; 0 means until stopped (default 300; with --lines or --until, as many as "
+        "they take, at most 100,000)" in page
+    )
+    assert page.count("or after -n characters if sooner (without -n, at most 100,000)") == 2
 
 
 def _help(command):
