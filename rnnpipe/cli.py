@@ -105,26 +105,33 @@ stopped, with characters it has not seen before added to its vocabulary. A
 run that stopped early (Ctrl-C, --max-time) is continued exactly, from the
 same place in the same pass, when run again on the same unchanged input
 (`rnnpipe info` shows what is pending; --restart starts a new pass instead).
+Text piped again after an interrupted run is recognised by a fingerprint,
+and what the run trained on is skipped. A run bounded by --max-time alone is
+finished when its time is up: the same command trains as long again, going
+on where the text does. A run on a trained model starts at the learning rate
+its last run ended at and never rises above it (README.md, "Running it
+again").
 
 Input is read as UTF-8 (invalid bytes become U+FFFD and are counted) and
 streamed, so memory does not grow with the input. It is cut into blocks of
-about a million characters by position, so how a pipe delivers the text
-never changes what is learned; when the input pauses for a second, what has
-arrived is trained on at once, so `tail -f LOG | rnnpipe train -m MODEL`
-learns continuously.
+about a million characters by position; a pipe's text that has waited 2
+seconds is trained on at once as a shorter block, so `tail -f LOG | rnnpipe
+train -m MODEL` learns each line within seconds. How a pipe delivers the
+text changes nothing as long as each million characters comes within 2
+seconds.
 
 How long it trains: one pass over the text by default; --epochs N passes;
 with --max-time and no --epochs, pass after pass over the FILEs until the
 time is up (whichever of --epochs and --max-time ends first, with both).
 FILEs are read again from disk for each pass. Stdin can be read only once:
-without --epochs it is one pass, and --epochs above 1 keeps all of it in
-memory. Input that is evidently binary (NUL bytes, or over a tenth of its
+without --epochs it is one pass, and --epochs above 1 spools it to a
+temporary file. Input that is evidently binary (NUL bytes, or over a tenth of its
 first 64 KiB invalid UTF-8) is refused, as grep would; --binary trains on it.
 
 The model is saved atomically at the end, every --save-every seconds, and
 on Ctrl-C (SIGINT, exit 130) or SIGTERM (exit 143): the file is always a
 whole, loadable model, even if the process is killed outright. Empty input
-leaves an existing model untouched. If the loss climbs far above where it
+leaves an existing model byte for byte as it was, a pending run included. If the loss climbs far above where it
 was or becomes NaN, training rolls back to its last good state and divides
 --lr by 4, saying so; after four tries it stops with an error and the file
 is as it was before the run. A failed save (a full disk) stops training with

@@ -130,7 +130,9 @@ RUN = [
             type=float,
             metavar="SECONDS",
             help="stop cleanly after this long and save; without --epochs, pass over the text again and again "
-            "until then (text read from stdin is read once)",
+            "until then (text read from stdin is read once), and the run is finished: the same command trains as "
+            "long again, going on where the text does; with --epochs, the run is interrupted and the same command "
+            "trains up to this long again toward the passes left",
         ),
     ),
     (
@@ -141,8 +143,9 @@ RUN = [
             help="the learning rate over a run whose end is known from --max-time or --epochs: cosine (the default) "
             "or linear rise over the first 2%% of the run and fall to 5%% of --lr by its end; none keeps --lr "
             "throughout, the seed's way. A run given neither option, or reading a pipe without --max-time, trains "
-            "at half --lr throughout (cosine or linear) or at --lr (none). A run that continues an interrupted "
-            "one with the same --schedule and --max-time follows its schedule to the same end",
+            "at half --lr throughout (cosine or linear) or at --lr (none). A run on a trained model starts at the "
+            "rate its last run ended at, never above (--restart: a fresh schedule); one that continues an "
+            "interrupted run with the same --schedule and --max-time follows its schedule to the same end",
         ),
     ),
     (
@@ -158,8 +161,9 @@ RUN = [
         ("--restart",),
         dict(
             action="store_true",
-            help="start a new pass over the text even if the last run on it stopped early (by default it continues "
-            "where that run stopped)",
+            help="start a new pass over the text and a fresh learning-rate schedule, warm-up and peak included, "
+            "even if the last run stopped early (by default it continues where that run stopped, at the rate it "
+            "ended at)",
         ),
     ),
     (

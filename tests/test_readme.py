@@ -135,3 +135,29 @@ def test_the_pictures_are_there_and_made_by_the_script():
         width, height, rows = decode_png((ROOT / "docs" / name).read_bytes())
         assert (width, height) == (1000, 620)
         assert len({p for row in rows[::4] for p in row[::4]}) > 100  # a picture, not a blank page
+
+
+def test_every_row_of_running_it_again_names_a_test_that_exists():
+    # the rows' behaviours are tested where each row says; here, that each test it names is there
+    import ast
+
+    from rnnpipe import schedule, train
+
+    table = README.split("### Running it again", 1)[1].split("\n\n`--restart`", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 7
+    for row in rows:
+        cited = re.findall(r"`((?:test_\w+\.py)(?:::\w+)?|test_\w+)`", row.rsplit("|", 2)[-2])
+        assert cited, row
+        module = None
+        for name in cited:
+            if name.endswith(".py") or "::" in name:
+                module, _, func = name.partition("::")
+            else:
+                func = name
+            tree = ast.parse((ROOT / "tests" / module).read_text())
+            defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+            assert not func or func in defined, (module, func)
+    text = " ".join(README.split())
+    assert f"once the oldest character not yet trained on has waited {train.LATENCY:g} seconds" in text
+    assert f"falls to {schedule.FLOOR:.0%} of `--lr`" in text
