@@ -33,14 +33,13 @@ import os
 import shlex
 import signal
 import sys
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 try:
     from IPython.core.error import UsageError
     from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
     from IPython.core.magic_arguments import argument, argument_group, magic_arguments
-    from IPython.display import Image, Pretty, display
+    from IPython.display import display
 except ImportError as e:
     # IPython is an extra: the core and the CLI install without it
     raise ModuleNotFoundError(
@@ -49,8 +48,9 @@ except ImportError as e:
 
 from rnnpipe import options, session, training
 
-DEFAULT_NAME = "default"
-UPDATES_PER_SEC = 4  # most in-place updates of the progress line per second
+from . import store, views
+from .views import TrainResult  # noqa: F401  (what `%%charrnn_train -o VAR` stores, by its name here too)
+
 REPORT_EVERY = 0.1  # seconds between progress reports kept for the loss curve
 
 
@@ -88,176 +88,8 @@ def _name_option(func):
     return argument(
         "--name",
         metavar="NAME",
-        help=f"keep the model in this session's memory under NAME, without a file (default {DEFAULT_NAME!r})",
+        help=f"keep the model in this session's memory under NAME, without a file (default {store.DEFAULT_NAME!r})",
     )(func)
-
-
-@dataclass
-class _Entry:
-    """A model held between cells."""
-
-    model: object
-    label: str  # how messages name it
-    path: str | None = None
-    stamp: tuple | None = None  # the file's (mtime, size, inode) when last read or written
-    saved_at: int | None = None  # the iteration the file holds, when it holds this model
-    curve: list = field(default_factory=list)  # (iteration, smooth bits, held-out bits) over this session
-
-
-@dataclass(repr=False)
-class TrainResult:
-    """What `%%charrnn_train -o VAR` stores: one run of training.
-
-    model: the rnnpipe.Model, trained (the same object later cells go on with)
-    final: the last rnnpipe.Progress (kind "end"; .stopped says why)
-    history: every rnnpipe.Progress of the run, samples and held-out scores included
-    saved: the model file written, or None for a model kept in memory
-    """
-
-    model: object
-    final: object
-    history: list
-    saved: str | None = None
-
-    @property
-    def bits_per_char(self):
-        """The smoothed training loss at the end, in bits per character."""
-        return self.final.smooth_bits
-
-    @property
-    def heldout_bits(self):
-        """Bits per character on the held-out text (--valid-fraction), else None."""
-        return self.final.valid_bits
-
-    @property
-    def iterations(self):
-        return self.final.iteration
-
-    @property
-    def stopped(self):
-        return self.final.stopped
-
-    def __repr__(self):
-        f = self.final
-        held = "" if f.valid_bits is None else f", held out {f.valid_bits:.3f}"
-        where = f"saved to {self.saved}" if self.saved else "in memory"
-        return (
-            f"<TrainResult: {f.stopped} at iteration {f.iteration:,}; {self.bits_per_char:.3f} bits/char{held};"
-            f" {f.chars:,} chars in {f.elapsed:.1f} s; {len(self.history)} reports; {where}>"
-        )
-
-
-def _stamp(path):
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-def _status(p):
-    """One line about a training run, from an rnnpipe.Progress."""
-    parts = [f"iteration {p.iteration:,}"]
-    parts.append(f"{p.chars:,} of {p.total:,} chars" if p.total else f"{p.chars:,} chars")
-    if p.epoch > 1:
-        parts.append(f"pass {p.epoch}")
-    if p.done is not None:  # toward whichever of the text's end and --max-time comes first
-        parts.append(f"{100 * p.done:.0f}%")
-    parts.append(f"{p.chars_per_sec:,.0f} chars/s")
-    if not math.isnan(p.loss_bits):  # NaN before the first update
-        parts.append(f"loss {p.loss_bits:.3f} bits/char (smooth {p.smooth_bits:.3f})")
-    if p.valid_bits is not None:
-        parts.append(f"held out {p.valid_bits:.3f}")
-    parts.append(f"{p.elapsed:.1f} of {p.max_time:g} s" if p.max_time else f"{p.elapsed:.1f} s")
-    return " · ".join(parts)
-
-
-def _sparkline(values, width=48):
-    if not values:
-        return ""
-    if len(values) > width:
-        values = [values[i * len(values) // width] for i in range(width - 1)] + [values[-1]]
-    lo, hi = min(values), max(values)
-    bars = "▁▂▃▄▅▆▇█"
-    return "".join(bars[0 if hi == lo else round((v - lo) / (hi - lo) * (len(bars) - 1))] for v in values)
-
-
-def _plot(entry):
-    """The loss curve as PNG bytes, or None without matplotlib."""
-    try:
-        import matplotlib  # noqa: F401  (an optional extra: pip install 'rnnpipe[plot]')
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    import io
-
-    fig = Figure(figsize=(6.4, 2.6), dpi=80)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    it = [c[0] for c in entry.curve]
-    ax.plot(it, [c[1] for c in entry.curve], label="training (smoothed)")
-    held = [(c[0], c[2]) for c in entry.curve if c[2] is not None]
-    if held:
-        ax.plot([h[0] for h in held], [h[1] for h in held], "o-", ms=3, label="held out")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("bits per character")
-    ax.set_title(entry.label)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
-class _View:
-    """Shows a run in the notebook: one line updated in place (throttled),
-    samples as they arrive. Keeps every report for the curve and for -o."""
-
-    def __init__(self, entry):
-        self.entry = entry
-        self.reports = []
-        self.handle = None
-        self.last_update = 0.0
-
-    def __call__(self, p):
-        self.reports.append(p)
-        if p.kind == "note":  # something to tell: a continued run, a rollback
-            print(p.note)
-            return
-        if p.kind != "sample":
-            held_out = p.valid_bits if p.kind in ("valid", "end") else None  # fresh measurements only
-            self.entry.curve.append((p.iteration, p.smooth_bits, held_out))
-        now = time.monotonic()
-        if self.handle is None:
-            self.handle = display(Pretty(_status(p)), display_id=True)
-            self.last_update = now
-        elif p.kind in ("valid", "end") or now - self.last_update >= 1 / UPDATES_PER_SEC:
-            self.handle.update(Pretty(_status(p)))
-            self.last_update = now
-        if p.kind == "sample":
-            head = f"iteration {p.iteration:,}, smooth loss {p.smooth_bits:.3f} bits/char"
-            display(Pretty(f"{head}\n----\n{p.sample}\n----"))
-
-    def finish(self, outcome):
-        """The run's last line, the one the command line prints, and its loss curve."""
-        if self.handle is None:
-            print(outcome.summary)
-            return
-        self.handle.update(Pretty(outcome.summary))
-        png = _plot(self.entry)
-        if png is not None:
-            display(Image(data=png, format="png"))
-        else:
-            bits = [c[1] for c in self.entry.curve]
-            first, last = self.entry.curve[0][0], self.entry.curve[-1][0]
-            display(
-                Pretty(
-                    f"smooth loss, iterations {first:,} to {last:,}: {bits[0]:.3f} {_sparkline(bits)} {bits[-1]:.3f}"
-                    " bits/char (pip install matplotlib for a plot)"
-                )
-            )
 
 
 @magics_class
@@ -270,56 +102,6 @@ class CharRNNMagics(Magics):
         self._shown = 0  # pages shown by %charrnn_show
 
     # -- finding models --------------------------------------------------
-
-    def _entry(self, args, create):
-        """The cached entry for -m/--name, read again if its file changed;
-        None when there is none and create is true."""
-        from rnnpipe import Model, ModelFormatError
-
-        if args.model and args.name:
-            raise UsageError("give -m FILE or --name NAME, not both")
-        if not args.model:
-            name = args.name or DEFAULT_NAME
-            entry = self.models.get(("name", name))
-            if entry is None and not create:
-                raise UsageError(
-                    f"no model named {name!r} in this session;"
-                    f" train one with %%charrnn_train --name {shlex.quote(name)}"
-                )
-            return entry
-        path = os.path.abspath(os.path.expanduser(args.model))
-        key, stamp = ("file", path), _stamp(path)
-        entry = self.models.get(key)
-        if stamp is None:  # the file is the truth: gone means start afresh
-            self.models.pop(key, None)
-            if not create:
-                holder = session.TrainLock(path).holder()
-                if holder is not None:
-                    raise UsageError(
-                        f"no model file {args.model} yet: {holder} is creating it and saves it when it ends"
-                        " (or every --save-every seconds)"
-                    )
-                raise UsageError(
-                    f"no model file {args.model}; train one with %%charrnn_train -m {shlex.quote(args.model)}"
-                )
-            self._check_folder(args)
-            return None
-        if entry is None or entry.stamp != stamp:
-            try:
-                model = Model.load(path)
-            except ModelFormatError as e:
-                raise UsageError(f"{args.model}: {e}") from None
-            except OSError as e:
-                raise UsageError(f"cannot read {args.model}: {e.strerror}") from None
-            entry = self.models[key] = _Entry(model, args.model, path, stamp, saved_at=model.iterations)
-        return entry
-
-    @staticmethod
-    def _check_folder(args):
-        """A new model file must have a folder to be saved in: say so before any training."""
-        folder = os.path.dirname(os.path.abspath(os.path.expanduser(args.model)))
-        if not os.path.isdir(folder):
-            raise UsageError(f"cannot save {args.model}: no folder {folder}")
 
     def _text(self, args, cell, magic):
         """The text a cell magic works on: the cell's body, or for the line
@@ -420,8 +202,8 @@ class CharRNNMagics(Magics):
     def _train(self, args, text, opts, s):
         """Train through the training.Session s (its lock held): this face
         only finds the model and shows the run."""
-        entry = self._entry(args, create=True)  # read under the lock: the file as it is now
-        label = args.model or (args.name or DEFAULT_NAME)
+        entry = store.find(self.models, args, create=True)  # read under the lock: the file as it is now
+        label = args.model or (args.name or store.DEFAULT_NAME)
         try:
             if entry is None:
                 s.open(options.config_changes(args))
@@ -430,24 +212,24 @@ class CharRNNMagics(Magics):
         except ValueError as e:
             raise UsageError(str(e)) from None
         if entry is None:
-            entry = _Entry(s.model, label, os.path.abspath(s.path) if s.path else None)
-            print(f"new model {label}: {_describe(s.model)}")
+            entry = store.Entry(s.model, label, os.path.abspath(s.path) if s.path else None)
+            print(f"new model {label}: {views.describe(s.model)}")
         else:
-            print(f"continuing {entry.label} from iteration {s.model.iterations:,}: {_describe(s.model)}")
+            print(f"continuing {entry.label} from iteration {s.model.iterations:,}: {views.describe(s.model)}")
         _use_engine(s.model, args)
-        view = _View(entry)
+        view = views.View(entry)
         entry.curve.append((s.model.iterations, s.model.smooth_loss / math.log(2), None))
         try:
             outcome = s.train(text, opts, callback=view, report_every=REPORT_EVERY)
         finally:
             if s.path is not None:
-                entry.stamp, entry.saved_at = _stamp(entry.path), s.saved_at
+                entry.stamp, entry.saved_at = store.stamp(entry.path), s.saved_at
             if s.existed or s.saved_at is not None or s.path is None and entry.model.iterations:
                 self.models[("file", entry.path) if entry.path else ("name", entry.label)] = entry
         view.finish(outcome)
         if args.output and outcome.final is not None:
             saved = entry.label if outcome.saved else None
-            self.shell.user_ns[args.output] = TrainResult(entry.model, outcome.final, view.reports, saved)
+            self.shell.user_ns[args.output] = views.TrainResult(entry.model, outcome.final, view.reports, saved)
 
     # -- sampling ----------------------------------------------------------
 
@@ -492,7 +274,7 @@ class CharRNNMagics(Magics):
             raise UsageError('--prime-file -: a notebook has no stdin to read; use --prime "$variable" or a file')
         if args.prime_file is not None:
             sample = replace(sample, prime_file=os.path.expanduser(args.prime_file))
-        model = _use_engine(self._entry(args, create=False).model, args)
+        model = _use_engine(store.find(self.models, args, create=False).model, args)
 
         def skipped(chars):
             # the command line's words: the prime is still printed as written
@@ -544,7 +326,7 @@ class CharRNNMagics(Magics):
         text = self._text(args, cell, "charrnn_show")
         if not text:
             raise UsageError("nothing to show: the text is empty")
-        entry = self._entry(args, create=False)
+        entry = store.find(self.models, args, create=False)
         model = entry.model
         neuron = args.neuron is not None
         try:
@@ -577,14 +359,6 @@ def _use_engine(model, args):
         return model.use(args.engine, args.device)
     except Unavailable as e:
         raise UsageError(str(e)) from None
-
-
-def _describe(model):
-    c = model.config
-    return (
-        f"{c.cell} cell, {c.layers} × {c.hidden} hidden, {model.num_params:,} parameters, {c.optimizer} lr {c.lr:g},"
-        f" {c.batch_size} × {c.seq_length} characters per iteration"
-    )
 
 
 def load_ipython_extension(ipython):
