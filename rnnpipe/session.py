@@ -337,6 +337,15 @@ class TrainLock:
                 os.unlink(self.path)
 
 
+def being_created(path):
+    """For a model file that does not exist yet: the words saying who is
+    creating it, when a run holds its lock, else None."""
+    holder = TrainLock(path).holder()
+    if holder is None:
+        return None
+    return f"no model file yet: {holder} is creating it and saves it when it ends (or every --save-every seconds)"
+
+
 def remove_stale_temp_files(path):
     """Remove the temp files left by a run killed mid-save; returns their
     paths. Only with the lock held: no other run is saving this model, so

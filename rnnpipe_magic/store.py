@@ -55,12 +55,9 @@ def find(models, args, create):
     if now is None:  # the file is the truth: gone means start afresh
         models.pop(key, None)
         if not create:
-            holder = session.TrainLock(path).holder()
-            if holder is not None:
-                raise UsageError(
-                    f"no model file {args.model} yet: {holder} is creating it and saves it when it ends"
-                    " (or every --save-every seconds)"
-                )
+            creating = session.being_created(path)
+            if creating:
+                raise UsageError(f"{args.model}: {creating}")
             raise UsageError(f"no model file {args.model}; train one with %%charrnn_train -m {shlex.quote(args.model)}")
         return None
     if entry is None or entry.stamp != now:

@@ -401,7 +401,7 @@ def test_sampling_in_a_notebook_a_model_still_being_created_names_the_run(ip, tm
     with session.TrainLock(path, session.CLI):  # as a `rnnpipe train` creating it holds it
         with pytest.raises(UsageError) as e:
             ip.run_line_magic("charrnn_sample", f"-m {path}")
-    assert str(e.value).startswith(f"no model file {path} yet: rnnpipe train (pid {os.getpid()}) is creating it")
+    assert str(e.value).startswith(f"{path}: no model file yet: rnnpipe train (pid {os.getpid()}) is creating it")
     with pytest.raises(UsageError, match="no model file .*; train one with"):
         ip.run_line_magic("charrnn_sample", f"-m {path}")
 

@@ -41,12 +41,9 @@ def read_model(path):
     from ..modelfile import ModelFormatError
 
     if not os.path.exists(path):
-        holder = session.TrainLock(path).holder()
-        if holder is not None:
-            raise Failure(
-                f"{path}: no model file yet: {holder} is creating it and saves it when it ends "
-                "(or every --save-every seconds)"
-            )
+        creating = session.being_created(path)
+        if creating:
+            raise Failure(f"{path}: {creating}")
         raise Failure(f"{path}: no such model file (create one with: rnnpipe train -m {path} FILE)")
     if os.path.isdir(path):
         raise Failure(f"{path}: is a directory, not a model file")
