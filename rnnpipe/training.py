@@ -81,6 +81,7 @@ class Session:
         self.interrupt = interrupt or (lambda: False)
         self.lock = session.TrainLock(self.path, face) if self.path is not None and lead else None
         self.model = None
+        self.held = None  # a model kept in memory (path None): its bytes before this run changed its configuration
         self.existed = False  # whether the file held a model when the run began
         self.saved_at = None  # the iteration the file holds, when it holds this model
 
@@ -118,6 +119,8 @@ class Session:
             self.model = Model.new(**changes)
             return self.model
         before = model.config
+        if self.path is None:
+            self.held = model.to_bytes()  # a run that gives up undoes these changes too, as the file keeps them out
         model.configure(**changes)
         note = changes_note(before, changes)
         if note:
@@ -204,9 +207,10 @@ class Session:
 
     def _before(self):
         """What to put back if the run gives up: the file's bytes when a
-        periodic save may overwrite them, else the model's (kept in memory)."""
+        periodic save may overwrite them, else the model's (kept in memory),
+        as it was before open() changed its configuration."""
         if self.path is None:
-            return self.model.to_bytes()
+            return self.held if self.held is not None else self.model.to_bytes()
         if self.existed and self.lead:
             with open(self.path, "rb") as f:
                 return f.read()
