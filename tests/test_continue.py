@@ -14,6 +14,7 @@ import threading
 
 import pytest
 from cli_util import TINY, copy, info, one_error_line, popen, run, shell, wait_for
+from test_session import cell, ip  # noqa: F401  (ip: a real IPython shell with the magics loaded)
 from texts import SHAKESPEARE_FILE
 
 import rnnpipe.train
@@ -316,3 +317,21 @@ def test_a_copy_of_the_file_continues_as_the_original_does(tmp_path, corpus):
     for m in (model, twin):
         assert run("train", "-m", m, *TINY, "--epochs", "3", "-q", corpus).returncode == 0
     assert model.read_bytes() == twin.read_bytes()
+
+
+# -- the same in a notebook ---------------------------------------------------------------
+
+
+def test_a_second_timed_cell_trains_as_long_again(ip, tmp_path):
+    """Row: `--max-time T` in a notebook too: running the cell again trains T again, not the last 0.1 s."""
+    path = tmp_path / "n.msgpack"
+    line = f"-m {path} {' '.join(TINY)} --max-time 1"
+    result, cap = cell(ip, line, TEXT)
+    result.raise_error()
+    first = Model.load(path)
+    assert first.resume is not None and first.resume.interrupted is False
+    result, cap = cell(ip, line, TEXT)
+    result.raise_error()
+    assert "going on from pass " in cap.stdout
+    assert any("time limit: trained on " in o.data.get("text/plain", "") for o in cap.outputs)
+    assert Model.load(path).iterations - first.iterations > 20
