@@ -322,7 +322,7 @@ def test_a_copy_of_the_file_continues_as_the_original_does(tmp_path, corpus):
 # -- the same in a notebook ---------------------------------------------------------------
 
 
-def test_a_second_timed_cell_trains_as_long_again(ip, tmp_path):
+def test_a_second_timed_cell_trains_as_long_again(ip, tmp_path):  # noqa: F811  (the fixture imported above)
     """Row: `--max-time T` in a notebook too: running the cell again trains T again, not the last 0.1 s."""
     path = tmp_path / "n.msgpack"
     line = f"-m {path} {' '.join(TINY)} --max-time 1"
