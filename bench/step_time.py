@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import rnnpipe  # noqa: E402
-from rnnpipe import net  # noqa: E402
+from rnnpipe.cells import net  # noqa: E402
 from rnnpipe.train import batches  # noqa: E402
 
 

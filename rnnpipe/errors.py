@@ -52,3 +52,11 @@ class SettingError(ValueError):
 class Stop(Exception):
     """A callback raises this to end training cleanly after the iteration
     (the reader too, when told to stop while it waits for input)."""
+
+
+class Unavailable(RuntimeError):
+    """The engine asked for cannot run here (rnnpipe.engines); the message is one line."""
+
+
+class Missing(Unavailable):
+    """The torch engine was asked for and torch is not installed."""

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import net
+from .cells import net
 
 STREAMS = 32  # segments scored side by side: one window
 SEGMENT = 8192  # characters (predictions) per segment
@@ -240,9 +240,3 @@ class TextScorer:
         per = nats / chars
         perplexity = math.exp(per) if per < 700 else math.inf  # a ruined model: beyond a float
         return Evaluation(per / math.log(2), per, perplexity, chars, int(self.unknown))
-
-
-def evaluate(config, vocab, params, text):
-    scorer = TextScorer(config, vocab, params)
-    scorer.feed(text)
-    return scorer.result()

@@ -4,26 +4,22 @@ state together, as one object and one file."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 
 import numpy as np
 
-from . import modelfile, net, optim
+from . import modelfile, optim, plan
+from .cells import net
 from .config import ARCHITECTURE, Config
-from .engine import blas_threads
+from .engines import blas_threads
 from .errors import SettingError
 from .evaluate import TextScorer
+from .plan import Options
 from .sample import beam_search, generate, stop_after
 from .sampling import SampleOptions, pieces
-from .schedule import FLOOR, Budget
-from .train import Diverged, Options, Position, Run
+from .train import Diverged, Position, Run
 from .vocab import Vocab
-
-
-def _sha(text):
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _check_dropout(config):
@@ -128,13 +124,17 @@ class Model:
             model.resume = Position(**state["resume"])
         return model
 
-    def become(self, data: bytes):
-        """Turn into the model saved in data (Model.to_bytes), in place, so
-        that whoever holds this object holds that model; its engine stays,
-        and loads the new weights before its next use."""
-        engine = self.engine
-        vars(self).update(vars(Model.from_bytes(data)))
-        self.engine = engine
+    STATE = ("config", "vocab", "params", "opt_state", "rng", "iterations", "chars_seen", "smooth_loss", "last_loss",
+             "rate", "resume")  # fmt: skip
+
+    def restore(self, data: bytes):
+        """Go back to the model saved in data (Model.to_bytes), in place, so
+        that whoever holds this object holds that model: every field of
+        STATE taken from it; the engine stays, and loads the restored weights
+        before its next use."""
+        saved = Model.from_bytes(data)
+        for name in self.STATE:
+            setattr(self, name, getattr(saved, name))
         self.touched()
 
     def save(self, path):
@@ -177,9 +177,9 @@ class Model:
         if engine == "numpy":
             self.engine = None
             return self
-        from .engine import torchnet
+        from .engines import torch_engine
 
-        self.engine = torchnet().Engine(self, device, world)
+        self.engine = torch_engine().Engine(self, device, world)
         return self
 
     def sync(self):
@@ -324,77 +324,19 @@ class Model:
         if options.save_every is not None:
             raise SettingError("save_every", options.save_every, "{name} saves to a model file: train through "
                                "rnnpipe.training.Session, which saves; Model.train does not")  # fmt: skip
-        pass_chars = size
-        if isinstance(text, str):
-            passes, again, pass_chars = (lambda: [text]), True, len(text)
-            if inputs is None:
-                inputs = [{"name": "<text>", "size": len(text), "fingerprint": _sha(text)}]
-        elif callable(text):
-            passes, again = text, True
-        elif options.spool(False):
-            blocks = [b for b in text if b]  # read once, kept for the later passes
-            passes, again, pass_chars = (lambda: blocks), True, sum(len(b) for b in blocks)
-        else:
-            passes, again = (lambda: text), False
-        inputs = [{"name": "<stream>"}] if inputs is None else inputs
+        passes, again, inputs, size = plan.passes(text, options, inputs, size)
         epochs = options.passes(again)
-        resume, note = self._resumable(inputs, options, epochs, again)
-        if total is None and pass_chars is not None and epochs is not None:
-            total = pass_chars * epochs
+        resume, note = plan.start(self, inputs, options, epochs, again)
+        if total is None and size is not None and epochs is not None:
+            total = size * epochs
             if resume is not None and again:
-                total -= (resume.epoch - 1) * pass_chars + resume.trained
-        budget, max_time = self._budget(options, resume, total)
+                total -= (resume.epoch - 1) * size + resume.trained
+        budget, max_time = plan.budget(self, options, resume, total)
         with blas_threads(options.threads):
             run = Run(self, options, budget=budget, resume=resume, note=note, inputs=inputs, rereadable=again,
-                      pass_chars=pass_chars, total=total, callback=callback, stop=stop, max_time=max_time,
+                      pass_chars=size, total=total, callback=callback, stop=stop, max_time=max_time,
                       report_every=report_every, sample_length=sample_length, valid_every=valid_every)  # fmt: skip
             return run.finish(run.fit(passes, epochs))
-
-    def _budget(self, options, resume, total):
-        """(the learning-rate schedule's Budget for a run, its time limit)."""
-        max_time = options.max_time
-        scheduled = options.schedule != "none" and (options.epochs is not None or max_time is not None)
-        saved = resume.schedule if resume is not None and resume.interrupted else None
-        if scheduled and saved is not None and saved["kind"] == options.schedule and saved["max_time"] == max_time:
-            budget = Budget(**saved)
-            if not budget.spent:  # an interrupted run: its curve, to its end, in the time it had left
-                return budget, None if max_time is None else max_time - budget.seconds
-        # a new run: a trained model starts where its last run ended (schedule.factor)
-        start = None if options.restart else self.rate if self.rate is not None else FLOOR if self.iterations else None
-        if not scheduled:
-            return Budget(options.schedule, None, None, start=start), max_time
-        trained = None if total is None else int(total * (1 - options.valid_fraction))
-        return Budget(options.schedule, trained, max_time, start=start), max_time
-
-    def _resumable(self, inputs, options, epochs, again):
-        """(the position to continue from or None, a note for the user or None)."""
-        r, self.resume = self.resume, None
-        if r is None:
-            return None, None
-        said = (lambda note: note) if r.interrupted else (lambda note: None)  # a finished run's place goes unsaid
-        if not r.interrupted and epochs is not None and again:
-            return None, None  # passes over a file start at its beginning
-        if options.restart:
-            return None, said("--restart: starting a new pass, not the interrupted one")
-        if r.inputs != inputs:
-            return None, said("the input is not the one the interrupted run read: starting a new pass")
-        if not r.fits(self.config, options.valid_fraction):
-            return None, said(
-                "--batch-size, --seq-length or --valid-fraction differ from the interrupted run's: starting a new pass"
-            )
-        if epochs is not None and r.epoch > epochs:
-            return None, said(f"the interrupted run was in pass {r.epoch}, past --epochs {epochs}: starting a new pass")
-        self.resume = r  # until the run moves on
-        which = "interrupted" if r.interrupted else "last"
-        if not again:
-            if r.digest is None:  # saved before pipes were fingerprinted
-                return r, f"continuing pass {r.epoch} with the interrupted run's hidden state, on the text arriving now"
-            return r, f"the same text as the {which} run read: skipping the {r.trained:,} characters it trained on"
-        of = "" if epochs is None else f" of {epochs}"
-        at = "" if r.fraction is None else f" at {r.fraction:.0%}"
-        if r.interrupted:
-            return r, f"continuing epoch {r.epoch}{of}{at}"
-        return r, f"going on from pass {r.epoch}{at} of the text, where the last run stopped"
 
     # -- using -------------------------------------------------------------
 
@@ -449,6 +391,6 @@ class Model:
         self.sync()
         if self.engine is None:
             return TextScorer(self.config, self.vocab, self.params)
-        from .engine import torchnet
+        from .engines import torch_engine
 
-        return torchnet().Scorer(self)
+        return torch_engine().Scorer(self)

@@ -17,7 +17,8 @@ import tempfile
 import msgpack
 import numpy as np
 
-from . import net, optim, schedule
+from . import optim, schedule
+from .cells import net
 from .config import Config
 
 FORMAT = "rnnpipe-model"
@@ -174,13 +175,12 @@ def unpack_array(doc, what, shape, dtype):
     return a.astype(a.dtype.newbyteorder("="))  # a writable native-order copy
 
 
-# `state`'s keys by file version: those a file must hold (checked in
-# _unpack_state), and those it may hold, each with the function that checks
-# its value. A field added in a later version goes here and in
-# docs/model-format.md; unpack returns a file's state as it was, so for an
-# older file the field is simply absent.
-_STATE_V1 = frozenset({"iterations", "chars_seen", "smooth_loss", "last_loss", "rng"})
-STATE_REQUIRED = {v: _STATE_V1 for v in READS}
+# `state`'s keys: those every version's file must hold (checked in
+# _unpack_state), and those a file may hold from the version that added
+# them, each with the function that checks its value. A field added in a
+# later version goes here and in docs/model-format.md; unpack returns a
+# file's state as it was, so for an older file the field is simply absent.
+STATE_REQUIRED = frozenset({"iterations", "chars_seen", "smooth_loss", "last_loss", "rng"})
 
 
 def _check_rate(rate):
@@ -188,16 +188,16 @@ def _check_rate(rate):
         _fail("state.rate should be a float in (0, 1] or nil")
 
 
-# resume is checked in unpack, knowing the config
-STATE_OPTIONAL = {1: {}, **{v: {"resume": lambda doc: None} for v in (2, 3, 4)}}
-STATE_OPTIONAL[5] = {**STATE_OPTIONAL[4], "rate": _check_rate}  # where the next run's learning rate starts
+# resume is checked in unpack, knowing the config; rate: where the next run's learning rate starts
+STATE_OPTIONAL = {"resume": (2, lambda doc: None), "rate": (5, _check_rate)}
 # config fields added in a version, and what a file before it meant by them
 CONFIG_ADDED = {4: {"weight_decay": 0.0}}
 
 
 def _unpack_state(doc, version):
     _check_type(doc, dict, "state")
-    want, optional = set(STATE_REQUIRED[version]), STATE_OPTIONAL[version]
+    want = set(STATE_REQUIRED)
+    optional = {k: check for k, (since, check) in STATE_OPTIONAL.items() if version >= since}
     if not want <= set(doc) <= want | set(optional):
         if optional:
             _fail(f"state should have the keys {', '.join(sorted(want))} and optionally {', '.join(sorted(optional))}")
@@ -447,10 +447,3 @@ def _unpack_arrays(doc, what, specs):
     if extra:
         _fail(f"{what} has unexpected entries {_names(extra)}")
     return {k: unpack_array(doc[k], f"{what}.{k}", s, dtype) for k, (s, dtype) in specs.items()}
-
-
-def read(path):
-    """Read a file; OSErrors pass through, everything else is a ModelFormatError."""
-    with open(path, "rb") as f:
-        data = f.read()
-    return unpack(data)

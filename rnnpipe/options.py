@@ -7,14 +7,10 @@ given"): a new model fills them from Config, an existing one keeps its own.
 """
 
 from .config import ADAM_WEIGHT_DECAY, CELLS, DTYPES, MAX_VOCAB, OPTIMIZERS, Config
-from .engine import ENGINES, blas_threads  # noqa: F401  (the faces' one name for it)
+from .engines import ENGINES, blas_threads  # noqa: F401  (the faces' one name for it)
 from .sampling import DEFAULT_N, MAX_CHARS, SampleOptions
 
 D = Config()
-
-
-def _int(text):
-    return int(text)
 
 
 MODEL = (("-m", "--model"), dict(metavar="MODEL", help="model file (msgpack)"))
@@ -294,13 +290,6 @@ SHOW = [
 def add(parser, options):
     for flags, kwargs in options:
         parser.add_argument(*flags, **kwargs)
-
-
-def changes_note(before, changes):
-    """The note both faces give when options change a saved model's
-    hyperparameters, or None when they change nothing."""
-    changed = [f"{k} {getattr(before, k)!r} -> {v!r}" for k, v in changes.items() if getattr(before, k) != v]
-    return f"changing {', '.join(changed)} (saved with the model for later runs too)" if changed else None
 
 
 def config_changes(args):

@@ -1,11 +1,69 @@
-"""Showing training progress on stderr: a tqdm bar on a terminal, a plain
-status line now and then otherwise, nothing with -q. A Display is the
-callback Model.train reports to (see train.Progress)."""
+"""Training progress: what a run reports (Progress), and showing it on
+stderr (Display: a tqdm bar on a terminal, a plain status line now and then
+otherwise, nothing with -q), the callback Model.train reports to."""
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Progress:
+    """What the loop reports; `kind` says why it reports now. Losses are
+    cross-entropies per character, in nats (the seed's unit) and, through
+    the *_bits properties, in bits (what every display shows)."""
+
+    kind: str  # "progress", "sample", "valid", "note" (with `note`) or "end"
+    iteration: int  # updates made to this model, over all runs
+    chars: int  # characters of input consumed in this run
+    total: int | None  # characters this run will train on, when known
+    elapsed: float  # seconds since this run started
+    loss_nats: float  # nats per character of the latest chunk (NaN before the first)
+    smooth_nats: float  # the seed's smooth loss, in nats per character
+    valid_bits: float | None = None  # held-out bits per character, when measured
+    sample: str | None = None  # with kind "sample"
+    stopped: str | None = None  # with kind "end": why training ended
+    max_time: float | None = None  # the run's time limit in seconds, if it has one
+    epoch: int = 1  # the pass over the text this run is in (1 = the first)
+    first_epoch: int = 1  # the pass it began in (more than 1 when it continued an interrupted run)
+    note: str | None = None  # with kind "note": something the user should be told, one line
+    lr: float | None = None  # the learning rate of the latest update (the schedule's)
+
+    @property
+    def chars_per_sec(self):
+        return self.chars / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def loss_bits(self):
+        return self.loss_nats / math.log(2)
+
+    @property
+    def smooth_bits(self):
+        return self.smooth_nats / math.log(2)
+
+    @property
+    def done(self):
+        """The fraction of the run done, counted toward whichever limit (the
+        characters to train on, or the time limit) ends it first; None when
+        the run has neither."""
+        parts = []
+        if self.total:
+            parts.append(self.chars / self.total)
+        if self.max_time:
+            parts.append(self.elapsed / self.max_time)
+        return min(max(parts), 1.0) if parts else None
+
+    @property
+    def eta(self):
+        """Seconds left by the same rule, or None when unknown."""
+        left = []
+        if self.total and self.chars_per_sec > 0:
+            left.append(max(self.total - self.chars, 0) / self.chars_per_sec)
+        if self.max_time:
+            left.append(max(self.max_time - self.elapsed, 0.0))
+        return min(left) if left else None
 
 
 def si(n):

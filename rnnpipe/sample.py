@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from . import net
+from .cells import net
 from .errors import SettingError
 
 

@@ -17,10 +17,11 @@ starts at the rate the model's last run ended at (saved with the model as
 Model.rate) and follows the schedule's curve from there down to FLOOR, so
 that no moment of it, Ctrl-C anywhere, leaves the model worse than before
 the run. Measured (docs/benchmarks.md, "A second run"): warming up to --lr
-again, or even restarting the cosine at half of it, made held-out text
-worse by 0.22 and 0.11 bits/char for most of the second run, while the rate
-the first run ended at never did beyond noise and kept improving it.
-`--restart` asks for a fresh schedule, warm-up and all.
+again, or restarting the cosine at half of it, made held-out text worse by
+up to 0.12 and 0.05 bits/char in the first part of a second pass, while the
+rate the first run ended at never made it worse and kept improving it, if
+slowly. `--restart` asks for a fresh schedule, warm-up and all: it learns
+more from a second run left to finish.
 
 The budget travels with an interrupted run's position in the model file, so
 the run that continues it follows the same curve to the same end.

@@ -29,158 +29,28 @@ piped again is recognised and what was trained on is skipped."""
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import hashlib
 import itertools
 import math
 import tempfile
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
-from . import net, schedule
-from .config import MAX_VOCAB
-from .errors import SettingError, Stop
+from . import schedule
+from .cells import net
+from .errors import Stop
 from .evaluate import loss_sum
+from .guard import Diverged, Guard  # noqa: F401  (Diverged: raised through Model.train, by this name too)
+from .plan import Options, Position, sha  # noqa: F401  (Options, Position: by these names too)
+from .progress import Progress
 from .sample import generate
 
 VALID_CAP = 256 * 1024  # held-out characters kept (the most recent)
 BLOCK_CHARS = 1 << 20  # about this many characters make one block of streams
-SNAPSHOT_CHARS = 200_000  # characters trained on between snapshots a divergence rolls back to
-FAST = 0.1  # weight of the newest chunk in the fast-moving loss the divergence guard watches
-WARMUP = 10  # iterations of a run before the guard judges
-PATIENCE = 20  # iterations the loss must stay up before the guard looks closer
-SNAPSHOT_SLACK = 0.1  # nats per character a new snapshot may be worse than the last on the same text
-WINDOW = 2048  # characters of the latest text the guard compares weights on
-MARGIN, MARGIN_SHARE = 1.0, 0.5  # nats per character above the smooth loss (or this share of it): suspicious
-ROLLBACKS = 4  # divergences a run survives (each divides the learning rate by LR_CUT)
-LR_CUT = 4.0
 LATENCY = 2.0  # seconds a pipe's text waits, at most, before it is trained on as a shorter block
 HEAD = 1024  # characters of a piped pass whose fingerprint is checked first, before skipping any
-
-
-@dataclass(frozen=True)
-class Options:
-    """How one run trains: the same for Model.train, the command line and
-    the magics (which fill it from their options). Invalid values raise
-    errors.SettingError naming the field."""
-
-    epochs: int | None = None  # passes over the text; None: one, or with max_time, passes until the time is up
-    max_time: float | None = None  # seconds this run trains at most (the clock starts when text arrives)
-    schedule: str = "cosine"  # the learning rate over a run whose end is known: cosine, linear or none (schedule.py)
-    valid_fraction: float = 0.0  # the tail of each block held out and scored, not trained on
-    keep_best: bool = False  # end with the model that scored best on the held-out text, not the last one
-    restart: bool = False  # a new pass and a fresh schedule, not where the last run stopped
-    max_vocab: int = MAX_VOCAB  # the most distinct characters the model may grow to (VocabularyFull beyond)
-    sample_every: int = 0  # report a sample every this many updates (0: never)
-    save_every: float | None = None  # seconds between saves during the run (a session on a file: training.py)
-    threads: int = 1  # BLAS threads: on 2 cores a second one was slower beside any other busy program
-
-    def __post_init__(self):
-        def whole(name, low, rule):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise SettingError(name, v, "{name} must be " + rule + ", not {value}")
-
-        if self.epochs is not None:
-            whole("epochs", 1, "at least 1")
-        # `not 0 < x < inf` refuses NaN and infinity too
-        for name in ("max_time", "save_every"):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, (int, float)) and 0 < v < math.inf):
-                raise SettingError(name, v, "{name} must be a positive number of seconds, not {value}")
-        if self.schedule not in schedule.KINDS:
-            raise SettingError("schedule", self.schedule, "{name} must be one of " + ", ".join(schedule.KINDS)
-                               + ", not {value}")  # fmt: skip
-        vf = self.valid_fraction
-        if not (isinstance(vf, (int, float)) and 0 <= vf < 1):
-            raise SettingError("valid_fraction", vf, "{name} must be at least 0 and below 1, not {value}")
-        object.__setattr__(self, "valid_fraction", float(vf))  # the model file keeps a float
-        if self.keep_best and not vf > 0:
-            raise SettingError("keep_best", True, "{name} needs held-out text to judge by: give a valid fraction too")
-        whole("max_vocab", 1, "at least 1")
-        whole("sample_every", 0, "0 (never) or more")
-        whole("threads", 1, "at least 1")
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
-
-    def passes(self, rereadable):
-        """The passes a run makes over text that can (or cannot) be read
-        again: epochs, or None for passes until max_time (text read again
-        only), else one."""
-        if self.epochs is None and not (self.max_time is not None and rereadable):
-            return 1
-        return self.epochs
-
-    def spool(self, rereadable):
-        """Whether text that cannot be read again must be kept for later passes."""
-        passes = self.passes(rereadable)
-        return not rereadable and passes is not None and passes > 1
-
-
-@dataclass
-class Progress:
-    """What the loop reports; `kind` says why it reports now. Losses are
-    cross-entropies per character, in nats (the seed's unit) and, through
-    the *_bits properties, in bits (what every display shows)."""
-
-    kind: str  # "progress", "sample", "valid", "note" (with `note`) or "end"
-    iteration: int  # updates made to this model, over all runs
-    chars: int  # characters of input consumed in this run
-    total: int | None  # characters this run will train on, when known
-    elapsed: float  # seconds since this run started
-    loss_nats: float  # nats per character of the latest chunk (NaN before the first)
-    smooth_nats: float  # the seed's smooth loss, in nats per character
-    valid_bits: float | None = None  # held-out bits per character, when measured
-    sample: str | None = None  # with kind "sample"
-    stopped: str | None = None  # with kind "end": why training ended
-    max_time: float | None = None  # the run's time limit in seconds, if it has one
-    epoch: int = 1  # the pass over the text this run is in (1 = the first)
-    first_epoch: int = 1  # the pass it began in (more than 1 when it continued an interrupted run)
-    note: str | None = None  # with kind "note": something the user should be told, one line
-    lr: float | None = None  # the learning rate of the latest update (the schedule's)
-
-    @property
-    def chars_per_sec(self):
-        return self.chars / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def loss_bits(self):
-        return self.loss_nats / math.log(2)
-
-    @property
-    def smooth_bits(self):
-        return self.smooth_nats / math.log(2)
-
-    @property
-    def done(self):
-        """The fraction of the run done, counted toward whichever limit (the
-        characters to train on, or the time limit) ends it first; None when
-        the run has neither."""
-        parts = []
-        if self.total:
-            parts.append(self.chars / self.total)
-        if self.max_time:
-            parts.append(self.elapsed / self.max_time)
-        return min(max(parts), 1.0) if parts else None
-
-    @property
-    def eta(self):
-        """Seconds left by the same rule, or None when unknown."""
-        left = []
-        if self.total and self.chars_per_sec > 0:
-            left.append(max(self.total - self.chars, 0) / self.chars_per_sec)
-        if self.max_time:
-            left.append(max(self.max_time - self.elapsed, 0.0))
-        return min(left) if left else None
-
-
-class Diverged(FloatingPointError):
-    """Training diverged and rolling back did not cure it; the model holds
-    its state from before the run's last good snapshot."""
 
 
 class VocabularyFull(ValueError):
@@ -210,49 +80,6 @@ def layout(n_chars, seq_length, batch_size):
     n = n_chars - 1
     B = max(1, min(batch_size, n // seq_length))
     return B, n // B
-
-
-@dataclass
-class Position:
-    """Where a run that stopped early was: the model keeps it (model.resume)
-    so that the next run on the same input continues from there exactly."""
-
-    inputs: list  # what was read: [{"name", "size", "fingerprint"}], as the caller described it
-    epoch: int  # the pass it was in, from 1
-    epochs: int | None  # passes the run was to make (None: until its time limit)
-    offset: int  # characters of the pass before the current block
-    chunk: int  # chunks of the current block already trained
-    state: list  # per layer, a tuple of (streams, hidden) arrays: the state to go on from
-    batch_size: int  # the layout it was cut with: a run with another one starts a new pass
-    seq_length: int
-    valid_fraction: float
-    chars: int | None = None  # characters in one pass, when known (for "at 41%")
-    schedule: dict | None = None  # the learning-rate schedule's schedule.Budget, as a dict
-    block: int | None = None  # characters of the current block: the next run cuts the same one, however it arrives
-    head: str | None = None  # a pipe's pass: SHA-256 of its first HEAD characters (compared before skipping any)
-    digest: str | None = None  # a pipe's pass: SHA-256 of its text to the end of the current block
-    interrupted: bool = True  # False: the run finished (its time was up) and this is only where the text goes on
-
-    @property
-    def fraction(self):
-        """How far into the current pass, when its length is known: the
-        streams of a block advance together, a chunk of characters each."""
-        if not self.chars:
-            return None
-        done = self.offset + self.chunk * self.seq_length * len(self.state[0][0])
-        return min(done / self.chars, 1.0)
-
-    @property
-    def trained(self):
-        """Characters of the pass read up to where the run stopped."""
-        return self.offset + self.chunk * self.seq_length * len(self.state[0][0])
-
-    def fits(self, config, valid_fraction):
-        return (self.batch_size, self.seq_length, self.valid_fraction) == (
-            config.batch_size,
-            config.seq_length,
-            valid_fraction,
-        )
 
 
 class Run:
@@ -294,15 +121,8 @@ class Run:
         self.hash, self.hashed, self.head = None, 0, ""
         self.digest = self.head_digest = None  # of the pass to the end of the current block
         self.block_chars = None  # characters of the block being trained
-        # the divergence guard
-        self.fast = None  # a fast-moving average of chunk losses (nats per character)
-        self.recent = collections.deque()  # the last chunks trained on, about WINDOW characters
-        self.recent_chars = 0
-        self.since_snapshot = 0  # characters trained on since the last snapshot
-        self.steps = 0  # updates in this run
-        self.climbing = 0  # consecutive updates with the loss suspiciously high
-        self.rollbacks = 0
-        self.snapshot = None
+        # rolls a run whose loss climbs away back to its last good state (guard.py)
+        self.guard = Guard(model, lambda note: self.report("note", note=note))
 
     def report(self, kind, **extra):
         m = self.model
@@ -342,7 +162,7 @@ class Run:
             return
         bits, data, iteration = self.best
         resume = self.model.resume  # where this run really ended: a continued run goes on from there
-        self.model.become(data)
+        self.model.restore(data)
         self.model.resume = resume
         self.report("note", note=f"kept the model of iteration {iteration}, the best on the held-out text "
                                  f"({bits:.4f} bits/char, against {self.valid_bits:.4f} at the end)")  # fmt: skip
@@ -362,7 +182,7 @@ class Run:
             if not self.rereadable and r.digest is None:
                 # a file from before pipes were fingerprinted: what arrives now is taken to continue what came before
                 self.offset, self.carry, self.resume = r.offset, _last_stream(r.state), None
-        self.take_snapshot()
+        self.guard.take_snapshot()
         try:
             while epochs is None or self.epoch <= epochs:
                 before, resumed, chars = self.model.iterations, self.resume is not None, self.chars
@@ -453,7 +273,7 @@ class Run:
             pending += piece
             read += len(piece)
             if not checked and len(pending) >= head:
-                if _sha(pending[:head]) != r.head:
+                if sha(pending[:head]) != r.head:
                     return self.mismatch(spool, pending, pieces)
                 checked = True
             if not pipe:
@@ -536,7 +356,7 @@ class Run:
         m.grow(text)
         if self.hash is not None:
             self.fingerprint(text)
-            self.digest, self.head_digest = self.hash.hexdigest(), _sha(self.head)
+            self.digest, self.head_digest = self.hash.hexdigest(), sha(self.head)
         self.block_chars = len(text)
         trained = self.hold_out(text)
         B, L = layout(len(trained), cfg.seq_length, cfg.batch_size)
@@ -582,105 +402,11 @@ class Run:
         self.trained += X.size
         try:
             new = m.step(X, Y, state, self.lr)
-            loss = m.last_loss
         except FloatingPointError:  # a NaN or infinite loss or gradient: the update was not applied
-            return self.roll_back(X.shape[1], math.inf)
-        self.steps += 1
+            return self.guard.roll_back(X.shape[1], math.inf)
         m.rate = rate  # where the next run on this model starts (schedule.factor)
-        self.recent.append((X, Y))
-        self.recent_chars += X.size
-        while self.recent_chars - self.recent[0][0].size >= WINDOW:
-            self.recent_chars -= self.recent.popleft()[0].size
-        self.since_snapshot += X.size
-        self.fast = loss if self.fast is None else (1 - FAST) * self.fast + FAST * loss
-        # "where it was" is the seed's smooth loss, which a sudden climb leaves far behind
-        margin = max(MARGIN, MARGIN_SHARE * m.smooth_loss)
-        suspicious = self.fast > m.smooth_loss + margin or self.fast > math.log(len(m.vocab)) + MARGIN
-        self.climbing = self.climbing + 1 if self.steps > WARMUP and suspicious else 0
-        if self.climbing >= PATIENCE:
-            # the loss has stayed up: new kinds of text do that too, so ask whether
-            # the last good weights do better on the latest text than these do
-            if self.worse_than_snapshot() > margin:
-                return self.roll_back(X.shape[1], self.fast)
-            self.climbing = 0  # harder text, not divergence
-        elif (
-            self.since_snapshot >= SNAPSHOT_CHARS
-            and not suspicious
-            # a slow drift must not become the next good state
-            and self.worse_than_snapshot() <= SNAPSHOT_SLACK
-        ):
-            self.take_snapshot()
-        return new
-
-    def worse_than_snapshot(self):
-        """How much worse, in nats per character, the weights now predict the
-        latest text (the last WINDOW or so characters trained on) than the
-        snapshot's do."""
-        if not self.recent:
-            return 0.0
-        self.model.sync()
-        cfg, snapshot = self.model.config, self.snapshot_params()
-        by_length = collections.defaultdict(list)  # chunks side by side: one forward pass per length
-        for X, Y in self.recent:
-            by_length[X.shape[0]].append((X, Y))
-        now = then = chars = 0.0
-        for chunks in by_length.values():
-            X = np.concatenate([x for x, _ in chunks], axis=1)
-            Y = np.concatenate([y for _, y in chunks], axis=1)
-            now += _chunk_loss(self.model.params, cfg, X, Y) * X.size
-            then += _chunk_loss(snapshot, cfg, X, Y) * X.size
-            chars += X.size
-        worse = (now - then) / chars
-        world = self.model.world  # ranks training together decide together, on all their chunks
-        return worse if world is None else world.mean(worse)
-
-    def snapshot_params(self):
-        params = {}
-        for name, saved in self.snapshot[0].items():
-            params[name] = self.model.params[name].copy()
-            _restore(params[name], saved)
-        return params
-
-    def take_snapshot(self):
-        m = self.model
-        m.sync()
-        self.since_snapshot = 0
-        self.snapshot = (
-            {k: v.copy() for k, v in m.params.items()},
-            {k: v.copy() for k, v in m.opt_state.items()},
-            m.rng.bit_generator.state,
-            (m.iterations, m.chars_seen, m.smooth_loss, m.last_loss),
-        )
-
-    def roll_back(self, streams, loss):
-        """Back to the last good snapshot with a lower learning rate, or give
-        up (Diverged) after ROLLBACKS tries."""
-        m = self.model
-        params, opt_state, rng, counters = self.snapshot
-        for name, saved in params.items():
-            _restore(m.params[name], saved)
-        for name, saved in opt_state.items():
-            _restore(m.opt_state[name], saved)
-        m.touched()  # an engine with its own copy of the weights takes these
-        m.rng.bit_generator.state = rng
-        at = m.iterations + 1
-        m.iterations, m.chars_seen, m.smooth_loss, m.last_loss = counters
-        self.rollbacks += 1
-        bits = "NaN or infinite" if not math.isfinite(loss) else f"{loss / math.log(2):.3g} bits/char"
-        if self.rollbacks > ROLLBACKS:
-            raise Diverged(f"the loss was {bits} at iteration {at} after {ROLLBACKS} rollbacks; try a lower --lr")
-        lr = m.config.lr / LR_CUT
-        m.config = m.config.replace(lr=lr)
-        self.report(
-            "note",
-            note=f"training diverged at iteration {at} (loss {bits}): rolled back to iteration {m.iterations}"
-            f" and lowered the learning rate to {lr:g} (saved with the model)",
-        )
-        self.fast, self.steps, self.climbing = None, 0, 0
-        self.recent.clear()
-        self.recent_chars = 0
-        # the streams' states were computed by the weights just thrown away
-        return net.zero_state(m.config, streams)
+        bad = self.guard.judge(X, Y, m.last_loss)
+        return new if bad is None else self.guard.roll_back(X.shape[1], bad)
 
     # -- reporting ---------------------------------------------------------------
 
@@ -712,35 +438,12 @@ class Run:
     def finish(self, stopped):
         # the last updates before the end had no time to show a climb: judge
         # them now, and lower the rate as any rollback does, for the next run
-        if self.steps and self.worse_than_snapshot() > max(MARGIN, MARGIN_SHARE * self.model.smooth_loss):
-            self.roll_back(1, self.model.last_loss)
+        self.guard.finish()
         if self.valid:
             self.measure()
             self.restore_best()
         return self.report("end", stopped=stopped)
 
 
-def _sha(text):
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _chunk_loss(params, config, X, Y):
-    """Nats per character of predicting Y from X with params, from a zero state."""
-    hs, _, _ = net.forward(params, config, X, net.zero_state(config, X.shape[1]))
-    logp = net.log_softmax(net.logits(params, hs))
-    with np.errstate(all="ignore"):
-        loss = -float(logp[np.arange(logp.shape[0]), Y.reshape(-1)].mean())
-    return loss if math.isfinite(loss) else math.inf
-
-
 def _last_stream(state):
     return [tuple(s[-1:].copy() for s in layer) for layer in state]
-
-
-def _restore(array, saved):
-    """Copy saved back into array in place (other views of it stay valid); a
-    vocabulary grown since the snapshot keeps its new rows or columns."""
-    if array.shape == saved.shape:
-        array[...] = saved
-    else:
-        array[tuple(slice(0, n) for n in saved.shape)] = saved

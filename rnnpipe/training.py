@@ -49,6 +49,13 @@ class Outcome:
     saved: bool = False  # whether the model was written to its file at the end
 
 
+def changes_note(before, changes):
+    """The note both faces give when options change a saved model's
+    hyperparameters, or None when they change nothing."""
+    changed = [f"{k} {getattr(before, k)!r} -> {v!r}" for k, v in changes.items() if getattr(before, k) != v]
+    return f"changing {', '.join(changed)} (saved with the model for later runs too)" if changed else None
+
+
 def check_writable(path):
     """SessionError before any training when the model could not be saved at path."""
     if os.path.isdir(path):
@@ -110,7 +117,6 @@ class Session:
         when they change a saved model. ValueError for changes it cannot
         take; ModelFormatError for a file that is not a model."""
         from .model import Model
-        from .options import changes_note
 
         self.existed = self.path is not None and os.path.exists(self.path)
         if model is None and self.existed:
@@ -222,7 +228,7 @@ class Session:
         from .modelfile import save_bytes
 
         if self.path is None:
-            self.model.become(before)
+            self.model.restore(before)
             return "the model is as it was before this run"
         if not self.lead:
             return "rank 0 keeps the file as it was"
@@ -232,7 +238,7 @@ class Session:
                     os.unlink(self.path)
                 self.saver.on_disk = False
             return f"{self.path} not created"
-        self.model.become(before)
+        self.model.restore(before)
         self.saved_at = self.model.iterations
         with open(self.path, "rb") as f:
             if f.read() != before:

@@ -318,9 +318,9 @@ class CharRNNMagics(Magics):
         """
         from IPython.display import HTML
 
-        from rnnpipe import show
         from rnnpipe.errors import SettingError
-        from rnnpipe.trace import check_unit, trace
+        from rnnpipe.pages import show
+        from rnnpipe.pages.trace import check_unit, trace
 
         args = _parse(self.charrnn_show, line)
         text = self._text(args, cell, "charrnn_show")
@@ -353,7 +353,7 @@ class CharRNNMagics(Magics):
 
 def _use_engine(model, args):
     """The model with --engine and --device applied (UsageError without torch, as the command line's one line)."""
-    from rnnpipe.engine import Unavailable
+    from rnnpipe.engines import Unavailable
 
     try:
         return model.use(args.engine, args.device)

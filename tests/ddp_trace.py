@@ -8,7 +8,7 @@ import os
 import sys
 
 import rnnpipe.cli
-from rnnpipe import ddp
+from rnnpipe.engines import ddp
 
 folder = sys.argv[1]
 argv = [a.replace("{rank}", os.environ["RANK"]) for a in sys.argv[2:]]

@@ -8,7 +8,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from rnnpipe import Config, Model, ModelFormatError, net, optim
+from rnnpipe import Config, Model, ModelFormatError, optim
+from rnnpipe.cells import net
 from rnnpipe.modelfile import VERSION
 
 B1, B2 = optim.ADAM_BETAS

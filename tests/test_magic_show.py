@@ -11,7 +11,8 @@ from IPython.utils.capture import capture_output
 from test_magic import TEXT, TINY, get_ipython, train
 from test_show import Page
 
-from rnnpipe import Model, show
+from rnnpipe import Model
+from rnnpipe.pages import show
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_line_magic_with_text_variable_and_neuron(ip, tmp_path):
     assert "unit 2 of layer 0" in page
     # the same page, in the notebook's markup, as the command line's (bar the ids)
     model = Model.load(tmp_path / "k.msgpack")
-    from rnnpipe.trace import trace
+    from rnnpipe.pages.trace import trace
 
     tr = trace(model.config, model.vocab, model.params, TEXT[:300], layers=[0])
     assert Page(page).colours() == [show.activation_colour(float(a)) for a in tr.units[0][:, 2]]

@@ -109,7 +109,7 @@ def test_the_sampling_paragraph_says_what_the_code_does():
 def test_the_pictures_section_says_what_the_code_does():
     # the behaviours are tested in tests/test_show.py, test_show_browser.py and test_magic_show.py;
     # here, that the README's numbers and colours are the code's
-    from rnnpipe import features, show
+    from rnnpipe.pages import features, show
 
     text = " ".join(README.split())
     assert f"at most the first {show.MAX_CHARS:,} characters of a text" in text

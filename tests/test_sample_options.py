@@ -16,7 +16,8 @@ import pytest
 from cli_util import ROOT, TINY, one_error_line, popen, run, shell
 from texts import kafka_text
 
-from rnnpipe import Config, Model, cli, net, sampling
+from rnnpipe import Config, Model, cli, sampling
+from rnnpipe.cells import net
 from rnnpipe.sample import beam_search
 
 SHAKESPEARE = ROOT / "examples" / "shakespeare.txt"

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from cli_util import ROOT, TINY, one_error_line, run, shell
 
-from rnnpipe import Config, Model, cli, features, show
-from rnnpipe.trace import trace
+from rnnpipe import Config, Model, cli
+from rnnpipe.pages import features, show
+from rnnpipe.pages.trace import trace
 
 SHAKESPEARE = ROOT / "examples" / "shakespeare.txt"
 TRICKY = "a <b> & \"c\" 'd'\tx\n\nשלום עולם 123\nمرحبا\n🙂 ok 👍🏽\r\n</script><!-- done -->\n"
@@ -227,7 +228,7 @@ def test_unit_activations_are_the_cells_state():
         model = Model.new(Config(cell=cell, hidden=6, layers=2, dtype="float64"), text="abc d")
         text = "abc dab cd"
         tr = trace(model.config, model.vocab, model.params, text, layers=[0, 1])
-        from rnnpipe import net
+        from rnnpipe.cells import net
 
         state = net.zero_state(model.config, 1)
         for t, c in enumerate(text):
@@ -375,7 +376,7 @@ def test_one_stream_whatever_the_chunking():
     model = Model.new(Config(cell="gru", hidden=8, dtype="float64"), text="abcdefgh \n")
     text = ("abc defg\nhab " * 60)[:700]
     tr = trace(model.config, model.vocab, model.params, text)
-    from rnnpipe import net
+    from rnnpipe.cells import net
 
     state, logp = net.zero_state(model.config, 1), None
     total = 0.0

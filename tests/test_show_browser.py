@@ -18,7 +18,7 @@ from cli_util import ROOT, TINY, run
 from test_show import TRICKY
 
 from rnnpipe import Model
-from rnnpipe.trace import trace
+from rnnpipe.pages.trace import trace
 
 pytestmark = pytest.mark.skipif(
     find() is None, reason="no chromium on PATH (apt-get install chromium); .ci/run installs it"

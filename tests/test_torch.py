@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from cli_util import ENV, ROOT, info, run
 
-from rnnpipe import Config, Model, net
+from rnnpipe import Config, Model
+from rnnpipe.cells import net
 from rnnpipe.train import Diverged
 
 if importlib.util.find_spec("torch") is None:
@@ -279,7 +280,7 @@ def test_export_loads_into_plain_torch_modules_with_the_readmes_lines(tmp_path, 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_import_round_trips_exactly(tmp_path, cell):
-    from rnnpipe import export
+    from rnnpipe.engines import export
 
     a = Model.new(Config(cell=cell, layers=2, hidden=16, seq_length=10, batch_size=4))
     a.train(TEXT[:2000])
@@ -470,7 +471,21 @@ def test_the_divergence_guard_rolls_back_the_torch_engine_as_numpy():
 
 
 def test_the_default_device_is_cuda_when_available_else_cpu():
-    from rnnpipe import torchnet
+    from rnnpipe.engines import torchnet
 
     assert torchnet.device().type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert torchnet.device("cpu").type == "cpu"
+
+
+def test_the_torch_engine_leaves_the_process_random_numbers_alone():
+    # dropout masks come from the engine's own generator state, not a reseeded global one
+    text = TEXT[:4000]
+    before = torch.get_rng_state()
+    runs = []
+    for _ in range(2):
+        model = Model.new(hidden=16, layers=2, dropout=0.3, seq_length=10, batch_size=4).use("torch", "cpu")
+        model.train(text)
+        model.sync()
+        runs.append(model.to_bytes())
+    assert torch.equal(torch.get_rng_state(), before)
+    assert runs[0] == runs[1]  # and its own state is seeded the same way each time: the same masks

@@ -64,7 +64,7 @@ def read_model(path):
 
 def use_engine(model, args, world=None):
     """The model with the engine and device args ask for (Failure without torch)."""
-    from ..engine import Unavailable
+    from ..engines import Unavailable
 
     try:
         return model.use(args.engine, args.device, world)

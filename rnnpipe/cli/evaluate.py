@@ -45,15 +45,7 @@ def _eval(args, io, model, sources):
             "scoring needs at least two characters the model knows"
         ) from None
     scored, unknown = ev.chars, ev.unknown
-    result = {
-        "model": args.model,
-        "bits_per_char": ev.bits_per_char,
-        "nats_per_char": ev.nats_per_char,
-        "perplexity": ev.perplexity,
-        "chars": scored,
-        "unknown": unknown,
-        "invalid_bytes": reader.replaced,
-    }
+    result = {"model": args.model, **ev.to_dict(), "invalid_bytes": reader.replaced}
     if args.json:
         print(json.dumps(result), file=io.stdout)
     else:

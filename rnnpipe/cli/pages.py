@@ -38,7 +38,7 @@ def read_text(path, stdin, limit, io):
 
 
 def _trace(model, text, layers, threads):
-    from ..trace import trace
+    from ..pages.trace import trace
 
     with options.blas_threads(threads):
         try:
@@ -49,7 +49,7 @@ def _trace(model, text, layers, threads):
 
 def _check_unit(model, args):
     from ..errors import SettingError
-    from ..trace import check_unit
+    from ..pages.trace import check_unit
 
     try:
         check_unit(model.config, args.layer, args.neuron)
@@ -68,7 +68,7 @@ def _write_page(path, page):
 
 
 def cmd_show(args, io):
-    from .. import show
+    from ..pages import show
 
     model = load_model(args.model)
     if args.neuron is not None or args.layer != 0:
@@ -94,7 +94,7 @@ def cmd_show(args, io):
 
 
 def cmd_neurons(args, io):
-    from .. import features, show
+    from ..pages import features, show
 
     if args.top < 1:
         raise UsageError(f"--top must be at least 1, not {args.top}")
@@ -131,7 +131,7 @@ def cmd_neurons(args, io):
 
 def _cut_trace(tr, limit):
     """The first `limit` characters of a trace: a page shows at most show.MAX_CHARS."""
-    from ..trace import Trace
+    from ..pages.trace import Trace
 
     if len(tr.text) <= limit:
         return tr

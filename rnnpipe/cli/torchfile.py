@@ -9,13 +9,13 @@ from .common import Failure, check_writable, load_model
 
 
 def _export_module():
-    from ..engine import Unavailable, torchnet
+    from ..engines import Unavailable, torch_engine
 
     try:
-        torchnet()
+        torch_engine()
     except Unavailable as e:
         raise Failure(str(e).replace("--engine torch", "export and import")) from None
-    from .. import export
+    from ..engines import export
 
     return export
 

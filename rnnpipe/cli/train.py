@@ -20,14 +20,14 @@ def cmd_train(args, io):
         return _train(args, io, opts, world)
     finally:
         if world is not None:
-            from .. import ddp
+            from ..engines import ddp
 
             ddp.stop()
 
 
 def _world(args):
     """The ddp.World when torchrun started this process, else None."""
-    from ..engine import launched
+    from ..engines import launched
 
     if not launched():
         return None
@@ -36,12 +36,12 @@ def _world(args):
     if not args.files or "-" in args.files:
         raise UsageError("under torchrun, give the text as FILEs, which every rank reads (not stdin)")
     try:
-        from ..engine import torchnet
+        from ..engines import torch_engine
 
-        torchnet()
+        torch_engine()
     except RuntimeError as e:
         raise Failure(str(e)) from None
-    from .. import ddp
+    from ..engines import ddp
 
     return ddp.start(args.device)
 

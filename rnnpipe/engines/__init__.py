@@ -5,21 +5,15 @@ for the torch engine, so a plain install never needs it."""
 import contextlib
 import sys
 
+from ..errors import Missing, Unavailable  # noqa: F401  (raised here, caught by the faces as engines.Unavailable)
+
 ENGINES = ("numpy", "torch")
 INSTALL = "pip install 'rnnpipe[torch]'"
 TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for each process it starts
 
 
-class Unavailable(RuntimeError):
-    """The engine asked for cannot run here; the message is one line."""
-
-
-class Missing(Unavailable):
-    """The torch engine was asked for and torch is not installed."""
-
-
-def torchnet():
-    """rnnpipe.torchnet, importing torch; Missing (one line, naming the
+def torch_engine():
+    """rnnpipe.engines.torchnet, importing torch; Missing (one line, naming the
     extra) when torch is not installed."""
     try:
         import torch  # noqa: F401

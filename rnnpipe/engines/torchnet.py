@@ -19,8 +19,9 @@ onto torch.nn.RNN / LSTM / GRU(V, H, L) and a torch.nn.Linear(H, V) head:
 Training keeps torch's zero biases at zero by masking their gradients, so
 the optimiser sees exactly rnnpipe's parameters (the global norm Adam clips
 counts each bias once). The optimisers are optim.py's, as tensor ops. Dropout
-masks come from torch's random generator, seeded from the model's seed and
-iteration count when the engine loads the weights: not the numpy engine's
+masks come from the engine's own torch random state, seeded from the model's
+seed and iteration count when the engine is made (the process's torch random
+numbers are left as they were): not the numpy engine's
 masks, so a run with dropout is not the numpy run bit for bit (without
 dropout it is, to float rounding).
 
@@ -33,6 +34,7 @@ whenever the model's arrays were replaced (the vocabulary grew) or written
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -40,10 +42,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import optim
+from .. import optim
 
 MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CHUNK = 4096  # characters per forward call when scoring a text as one stream
 
@@ -51,7 +52,7 @@ CHUNK = 4096  # characters per forward call when scoring a text as one stream
 def device(name=None):
     """A torch.device that works here: name as given, else cuda when
     available, else cpu; engine.Unavailable, in one line, if it does not."""
-    from .engine import Unavailable
+    from ..errors import Unavailable
 
     try:
         dev = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -127,8 +128,12 @@ class Net(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         dtype = DTYPES[config.dtype]
-        self.rnn = MODULES[config.cell](vocab_size, config.hidden, config.layers, dropout=config.dropout, dtype=dtype)
-        self.head = nn.Linear(config.hidden, vocab_size, dtype=dtype)
+        # torch draws initial weights that the model's own replace at once: from a forked generator, so
+        # that making an engine leaves the process's random numbers as they were
+        with torch.random.fork_rng(devices=[]):
+            self.rnn = MODULES[config.cell](vocab_size, config.hidden, config.layers, dropout=config.dropout,
+                                            dtype=dtype)  # fmt: skip
+            self.head = nn.Linear(config.hidden, vocab_size, dtype=dtype)
 
     def forward(self, X, state):
         """X: (time, streams) indices; returns logits (time * streams, V) and the state after."""
@@ -201,8 +206,27 @@ class Engine:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.module = DistributedDataParallel(self.net, device_ids=ids)
-        torch.manual_seed(cfg.seed * 1_000_003 + m.iterations)  # dropout masks: see the module's docstring
+        # dropout masks (see the module's docstring) from the engine's own random state, made from
+        # this seed on first use: the process's torch random numbers are left as they were
+        self.seed, self.random = cfg.seed * 1_000_003 + m.iterations, None
         self.loaded, self.stale, self.dirty = self._sources(), False, False
+
+    @contextlib.contextmanager
+    def _own_random(self):
+        """torch's random numbers, inside, are the engine's own (self.random):
+        the process's generators are put back as they were on the way out."""
+        cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.device] if cuda else []):
+            if self.random is None:
+                torch.manual_seed(self.seed)
+            else:
+                torch.set_rng_state(self.random[0])
+                if cuda:
+                    torch.cuda.set_rng_state(self.random[1], self.device)
+            try:
+                yield
+            finally:
+                self.random = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None)
 
     def _current(self):
         """Load the model's arrays unless the device copy is made from them."""
@@ -271,9 +295,10 @@ class Engine:
         self.net.train()
         for p in self.params:
             p.grad = None
-        z, out = self.module(X, h0)
-        loss = F.cross_entropy(z, Y.reshape(-1), reduction="sum")
-        (loss * weight).backward()
+        with self._own_random():
+            z, out = self.module(X, h0)
+            loss = F.cross_entropy(z, Y.reshape(-1), reduction="sum")
+            (loss * weight).backward()
         for n, p in zip(self.names, self.params, strict=True):
             if n in self.masks:
                 p.grad.mul_(self.masks[n])
@@ -403,7 +428,7 @@ class Scorer:
         self.last = int(known[-1])
 
     def result(self):
-        from .evaluate import Evaluation
+        from ..evaluate import Evaluation
 
         if self.chars == 0:
             raise ValueError("nothing to score: the text needs at least two characters the model knows")

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import net
-from .errors import SettingError
+from ..cells import net
+from ..errors import SettingError
 
 TOP = 5  # guesses kept per character
 CHUNK = 256  # characters per forward call: long enough to amortise, short enough to keep memory flat

@@ -21,8 +21,9 @@ import io
 import numpy as np
 import torch
 
-from . import optim, torchnet
-from .config import Config
+from .. import optim
+from ..config import Config
+from . import torchnet
 
 
 class FormatError(ValueError):
@@ -58,8 +59,8 @@ def _config(data, state):
 
 def from_file(path):
     """A Model with the weights, vocabulary and config of an exported file."""
-    from .model import Model
-    from .vocab import Vocab
+    from ..model import Model
+    from ..vocab import Vocab
 
     data = torch.load(path, weights_only=True, map_location="cpu")
     if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):

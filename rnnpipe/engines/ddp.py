@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .engine import TORCHRUN
+from . import TORCHRUN
 
 
 class World:

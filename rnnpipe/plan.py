@@ -1,0 +1,189 @@
+"""What a run is to do, before it starts: its options (Options, the same
+for Model.train, the command line and the magics), where it starts (the
+interrupted run's place, the last run's place in the text, or a new pass)
+and its learning-rate budget. Model.train asks; train.Run does."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass
+
+from . import schedule
+from .config import MAX_VOCAB
+from .errors import SettingError
+from .schedule import FLOOR, Budget
+
+
+@dataclass(frozen=True)
+class Options:
+    """How one run trains: the same for Model.train, the command line and
+    the magics (which fill it from their options). Invalid values raise
+    errors.SettingError naming the field."""
+
+    epochs: int | None = None  # passes over the text; None: one, or with max_time, passes until the time is up
+    max_time: float | None = None  # seconds this run trains at most (the clock starts when text arrives)
+    schedule: str = "cosine"  # the learning rate over a run whose end is known: cosine, linear or none (schedule.py)
+    valid_fraction: float = 0.0  # the tail of each block held out and scored, not trained on
+    keep_best: bool = False  # end with the model that scored best on the held-out text, not the last one
+    restart: bool = False  # a new pass and a fresh schedule, not where the last run stopped
+    max_vocab: int = MAX_VOCAB  # the most distinct characters the model may grow to (VocabularyFull beyond)
+    sample_every: int = 0  # report a sample every this many updates (0: never)
+    save_every: float | None = None  # seconds between saves during the run (a session on a file: training.py)
+    threads: int = 1  # BLAS threads: on 2 cores a second one was slower beside any other busy program
+
+    def __post_init__(self):
+        def whole(name, low, rule):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise SettingError(name, v, "{name} must be " + rule + ", not {value}")
+
+        if self.epochs is not None:
+            whole("epochs", 1, "at least 1")
+        # `not 0 < x < inf` refuses NaN and infinity too
+        for name in ("max_time", "save_every"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and 0 < v < math.inf):
+                raise SettingError(name, v, "{name} must be a positive number of seconds, not {value}")
+        if self.schedule not in schedule.KINDS:
+            raise SettingError("schedule", self.schedule, "{name} must be one of " + ", ".join(schedule.KINDS)
+                               + ", not {value}")  # fmt: skip
+        vf = self.valid_fraction
+        if not (isinstance(vf, (int, float)) and 0 <= vf < 1):
+            raise SettingError("valid_fraction", vf, "{name} must be at least 0 and below 1, not {value}")
+        object.__setattr__(self, "valid_fraction", float(vf))  # the model file keeps a float
+        if self.keep_best and not vf > 0:
+            raise SettingError("keep_best", True, "{name} needs held-out text to judge by: give a valid fraction too")
+        whole("max_vocab", 1, "at least 1")
+        whole("sample_every", 0, "0 (never) or more")
+        whole("threads", 1, "at least 1")
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def passes(self, rereadable):
+        """The passes a run makes over text that can (or cannot) be read
+        again: epochs, or None for passes until max_time (text read again
+        only), else one."""
+        if self.epochs is None and not (self.max_time is not None and rereadable):
+            return 1
+        return self.epochs
+
+    def spool(self, rereadable):
+        """Whether text that cannot be read again must be kept for later passes."""
+        passes = self.passes(rereadable)
+        return not rereadable and passes is not None and passes > 1
+
+
+@dataclass
+class Position:
+    """Where a run that stopped early was: the model keeps it (model.resume)
+    so that the next run on the same input continues from there exactly."""
+
+    inputs: list  # what was read: [{"name", "size", "fingerprint"}], as the caller described it
+    epoch: int  # the pass it was in, from 1
+    epochs: int | None  # passes the run was to make (None: until its time limit)
+    offset: int  # characters of the pass before the current block
+    chunk: int  # chunks of the current block already trained
+    state: list  # per layer, a tuple of (streams, hidden) arrays: the state to go on from
+    batch_size: int  # the layout it was cut with: a run with another one starts a new pass
+    seq_length: int
+    valid_fraction: float
+    chars: int | None = None  # characters in one pass, when known (for "at 41%")
+    schedule: dict | None = None  # the learning-rate schedule's schedule.Budget, as a dict
+    block: int | None = None  # characters of the current block: the next run cuts the same one, however it arrives
+    head: str | None = None  # a pipe's pass: SHA-256 of its first HEAD characters (compared before skipping any)
+    digest: str | None = None  # a pipe's pass: SHA-256 of its text to the end of the current block
+    interrupted: bool = True  # False: the run finished (its time was up) and this is only where the text goes on
+
+    @property
+    def fraction(self):
+        """How far into the current pass, when its length is known: the
+        streams of a block advance together, a chunk of characters each."""
+        if not self.chars:
+            return None
+        done = self.offset + self.chunk * self.seq_length * len(self.state[0][0])
+        return min(done / self.chars, 1.0)
+
+    @property
+    def trained(self):
+        """Characters of the pass read up to where the run stopped."""
+        return self.offset + self.chunk * self.seq_length * len(self.state[0][0])
+
+    def fits(self, config, valid_fraction):
+        return (self.batch_size, self.seq_length, self.valid_fraction) == (
+            config.batch_size,
+            config.seq_length,
+            valid_fraction,
+        )
+
+
+def passes(text, options, inputs=None, size=None):
+    """How a run reads text (anything Model.train takes): (a function giving
+    each pass's pieces, whether it can be read again, what the text is,
+    characters in one pass or None)."""
+    if isinstance(text, str):
+        if inputs is None:
+            inputs = [{"name": "<text>", "size": len(text), "fingerprint": sha(text)}]
+        return (lambda: [text]), True, inputs, len(text)
+    inputs = [{"name": "<stream>"}] if inputs is None else inputs
+    if callable(text):
+        return text, True, inputs, size
+    if options.spool(False):
+        blocks = [b for b in text if b]  # read once, kept for the later passes
+        return (lambda: blocks), True, inputs, sum(len(b) for b in blocks)
+    return (lambda: text), False, inputs, size
+
+
+def sha(text):
+    """SHA-256 in hex of a text's UTF-8 (lone surrogates kept as they are)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def start(model, inputs, options, epochs, again):
+    """(the position to continue from or None, a note for the user or None)."""
+    r, model.resume = model.resume, None
+    if r is None:
+        return None, None
+    said = (lambda note: note) if r.interrupted else (lambda note: None)  # a finished run's place goes unsaid
+    if not r.interrupted and epochs is not None and again:
+        return None, None  # passes over a file start at its beginning
+    if options.restart:
+        return None, said("--restart: starting a new pass, not the interrupted one")
+    if r.inputs != inputs:
+        return None, said("the input is not the one the interrupted run read: starting a new pass")
+    if not r.fits(model.config, options.valid_fraction):
+        return None, said(
+            "--batch-size, --seq-length or --valid-fraction differ from the interrupted run's: starting a new pass"
+        )
+    if epochs is not None and r.epoch > epochs:
+        return None, said(f"the interrupted run was in pass {r.epoch}, past --epochs {epochs}: starting a new pass")
+    model.resume = r  # until the run moves on
+    which = "interrupted" if r.interrupted else "last"
+    if not again:
+        if r.digest is None:  # saved before pipes were fingerprinted
+            return r, f"continuing pass {r.epoch} with the interrupted run's hidden state, on the text arriving now"
+        return r, f"the same text as the {which} run read: skipping the {r.trained:,} characters it trained on"
+    of = "" if epochs is None else f" of {epochs}"
+    at = "" if r.fraction is None else f" at {r.fraction:.0%}"
+    if r.interrupted:
+        return r, f"continuing epoch {r.epoch}{of}{at}"
+    return r, f"going on from pass {r.epoch}{at} of the text, where the last run stopped"
+
+
+def budget(model, options, resume, total):
+    """(the learning-rate schedule's Budget for a run, its time limit)."""
+    max_time = options.max_time
+    scheduled = options.schedule != "none" and (options.epochs is not None or max_time is not None)
+    saved = resume.schedule if resume is not None and resume.interrupted else None
+    if scheduled and saved is not None and saved["kind"] == options.schedule and saved["max_time"] == max_time:
+        budget = Budget(**saved)
+        if not budget.spent:  # an interrupted run: its curve, to its end, in the time it had left
+            return budget, None if max_time is None else max_time - budget.seconds
+    # a new run: a trained model starts where its last run ended (schedule.factor)
+    start = None if options.restart else model.rate if model.rate is not None else FLOOR if model.iterations else None
+    if not scheduled:
+        return Budget(options.schedule, None, None, start=start), max_time
+    trained = None if total is None else int(total * (1 - options.valid_fraction))
+    return Budget(options.schedule, trained, max_time, start=start), max_time
