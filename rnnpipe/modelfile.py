@@ -424,7 +424,10 @@ def _unpack_schedule(doc, version):
     if not isinstance(chars, int) or isinstance(chars, bool) or chars < 0:
         _fail("state.resume.schedule.chars should be a non-negative integer")
     max_time, seconds = doc["max_time"], doc["seconds"]
-    if max_time is not None and not (isinstance(max_time, (int, float)) and 0 < max_time < math.inf):
+    # true is an int to Python but no number of seconds msgpack would hold for rnnpipe: refused like the others
+    if max_time is not None and (
+        not isinstance(max_time, (int, float)) or isinstance(max_time, bool) or not 0 < max_time < math.inf
+    ):
         _fail("state.resume.schedule.max_time should be a positive number or nil")
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds < math.inf:
         _fail("state.resume.schedule.seconds should be a non-negative number")
