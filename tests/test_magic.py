@@ -273,6 +273,8 @@ def test_interrupt_stops_saves_and_says_where(ip, tmp_path):
         ("charrnn_train", "--name u --epochs 0", "--epochs must be at least 1, not 0"),
         ("charrnn_train", "--name u --max-time 0", "--max-time must be a positive number of seconds, not 0"),
         ("charrnn_train", "--name u --max-time nan", "--max-time must be a positive number of seconds, not nan"),
+        ("charrnn_train", "--name u --max-time inf", "--max-time must be a positive number of seconds, not inf"),
+        ("charrnn_train", "--name u --max-time 10x", "argument --max-time: '10x' is not a duration"),
         ("charrnn_train", "--name u --sample-every -1", "--sample-every must be 0 (never) or more, not -1"),
         ("charrnn_train", "--name u --valid-fraction 1", "--valid-fraction must be at least 0 and below 1, not 1"),
         # the core refuses dropout that would silently do nothing; the magic says so in one line
@@ -500,9 +502,9 @@ def test_train_output_is_a_result_with_the_model_and_losses(ip, tmp_path):
 
 
 def test_max_time_without_epochs_trains_for_that_time(ip):
-    train(ip, f"--name mt {TINY} --max-time 1.5 -o run")
+    train(ip, f"--name mt {TINY} --max-time 0.025m -o run")  # the command line's suffixes: 1.5 s
     run = ip.user_ns["run"]
-    assert run.stopped == "time limit" and run.final.elapsed >= 1.5
+    assert run.stopped == "time limit" and run.final.max_time == 1.5 and run.final.elapsed >= 1.5
     assert run.final.epoch > 1 and run.final.chars > 3 * len(TEXT)  # pass after pass, not one
     train(ip, f"--name one {TINY} -o run")
     assert ip.user_ns["run"].stopped == "end of input" and ip.user_ns["run"].final.chars == len(TEXT)
