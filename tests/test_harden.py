@@ -4,6 +4,7 @@ behaviour is the command line's (docs/reliability.md, "Hostile options,
 paths and files")."""
 
 import math
+import os
 import re
 
 import pytest
@@ -60,3 +61,38 @@ def test_python_refuses_an_endless_time_limit_so_no_file_holds_one():
         with pytest.raises(SettingError, match="max_time must be a positive number of seconds"):
             model.train(TEXT, max_time=bad)
     assert model.iterations == 0
+
+
+# -- the lock file is opened as itself ----------------------------------------------------
+
+
+def planted(tmp_path, kind):
+    """MODEL.lock planted as a link to a victim, a second name of it, or a FIFO; the victim's path."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    lock = tmp_path / "m.msgpack.lock"
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "hard link":
+        os.link(victim, lock)
+    else:
+        os.mkfifo(lock)
+    return victim
+
+
+@pytest.mark.posix("symbolic links, hard links and FIFOs")
+@pytest.mark.parametrize(
+    "kind, says",
+    [("symlink", "is a symbolic link"), ("hard link", "has 2 names (hard links)"), ("fifo", "is not a regular file")],
+)
+def test_a_planted_lock_file_is_refused_and_what_it_points_at_is_untouched(tmp_path, kind, says):
+    victim = planted(tmp_path, kind)
+    model = tmp_path / "m.msgpack"
+    line = one_error_line(run("train", "-m", model, *TINY, input=TEXT, timeout=30), 1)
+    assert f"lock file {model}.lock {says}" in line and "remove it" in line, line
+    assert victim.read_text() == "precious\n" and not model.exists()
+    # sample on a model not there yet asks the lock who creates it: a FIFO must not block it
+    assert "no such model" in one_error_line(run("sample", "-m", model, timeout=30), 1)
+    (tmp_path / "m.msgpack.lock").unlink()  # removed, as the message says: then it trains
+    assert run("train", "-m", model, *TINY, "-q", input=TEXT).returncode == 0
+    assert victim.read_text() == "precious\n"
