@@ -7,10 +7,13 @@ Writing is atomic: the old file stays whole until the new one is on disk.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
 
@@ -90,6 +93,11 @@ def save_bytes(path, data: bytes):
     link stays (renaming over the link itself would leave its target stale)."""
     path = os.path.realpath(os.fspath(path))
     folder = os.path.dirname(path)
+    with contextlib.suppress(FileNotFoundError):
+        # renaming over a device or a FIFO would replace it (as root, /dev/null too) with this file
+        mode = os.stat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a directory fails in the rename, as it says
+            raise OSError(errno.EINVAL, "not a regular file: only a regular file is replaced by a save", path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path), suffix=".tmp")
     try:
         # mkstemp makes the file private (0600); give it the mode the old file

@@ -6,6 +6,9 @@ paths and files")."""
 import math
 import os
 import re
+import socket
+import stat
+import threading
 
 import pytest
 from cli_util import TINY, info, one_error_line, run
@@ -96,3 +99,98 @@ def test_a_planted_lock_file_is_refused_and_what_it_points_at_is_untouched(tmp_p
     (tmp_path / "m.msgpack.lock").unlink()  # removed, as the message says: then it trains
     assert run("train", "-m", model, *TINY, "-q", input=TEXT).returncode == 0
     assert victim.read_text() == "precious\n"
+
+
+# -- outputs never over the model, never replacing a device or a FIFO ---------------------
+
+PAGE = 'He said "to be (or not) to be", and went.\n'  # every feature varies: no notes before an error
+
+
+def output_commands(model, out, tmp_path):
+    """Every command that writes a file named on its command line, writing out from model."""
+    text = tmp_path / "page.txt"
+    text.write_text(PAGE)
+    yield "show", ["show", "-m", model, text, "-o", out]
+    yield "export", ["export", "-m", model, "--torch", out]
+
+
+@pytest.mark.parametrize("through", ["the same name", "a symbolic link", "a hard link"])
+def test_an_output_is_never_written_over_the_model_being_read(small, tmp_path, through):
+    pytest.importorskip("torch")
+    model = tmp_path / "m.msgpack"
+    model.write_bytes(small.read_bytes())
+    before = model.read_bytes()
+    out = {"the same name": model, "a symbolic link": tmp_path / "out", "a hard link": tmp_path / "out"}[through]
+    if through == "a symbolic link":
+        out.symlink_to(model)
+    elif through == "a hard link":
+        os.link(model, out)
+    for name, args in output_commands(model, out, tmp_path):
+        line = one_error_line(run(*args), 1)
+        assert line == f"rnnpipe: error: {out}: is the model being read ({model}); give the output another name", name
+        assert model.read_bytes() == before, name
+    assert out.is_symlink() == (through == "a symbolic link")
+
+
+def test_a_neurons_page_is_never_written_over_the_model(small, tmp_path):
+    model, pages = tmp_path / "m.msgpack", tmp_path / "pages"
+    model.write_bytes(small.read_bytes())
+    before = model.read_bytes()
+    assert run("neurons", "-m", model, "--html", pages, "--top", "1", input=PAGE * 20).returncode == 0
+    page = sorted(pages.iterdir())[0]
+    page.unlink()
+    page.symlink_to(model)  # the page it will write again is now the model
+    r = run("neurons", "-m", model, "--html", pages, "--top", "1", input=PAGE * 20)
+    assert r.returncode == 1 and r.stdout.startswith(b"  unit")  # the table, then the pages
+    assert r.stderr.decode().splitlines() == [f"rnnpipe: error: {page}: is the model being read ({model}); give the "
+                                               "output another name"]  # fmt: skip
+    assert model.read_bytes() == before and page.is_symlink()
+
+
+@pytest.mark.posix("FIFOs")
+def test_an_output_that_is_a_fifo_is_written_as_a_stream(small, tmp_path):
+    pytest.importorskip("torch")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for name, args in output_commands(small, fifo, tmp_path):
+        got = {}
+        reader = threading.Thread(target=lambda got=got: got.setdefault("data", fifo.read_bytes()), daemon=True)
+        reader.start()
+        r = run(*args, timeout=60)
+        if r.returncode != 0 and reader.is_alive():  # unblock the reader so the test can end
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=30)
+        assert r.returncode == 0, (name, r.stderr)
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode), name  # still a FIFO, not replaced by a file
+        assert got["data"].startswith(b"<!DOCTYPE html>" if name == "show" else b"PK"), name
+
+
+@pytest.mark.posix("mknod")
+def test_an_output_that_is_a_character_device_is_written_as_a_stream(small, tmp_path):
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of this test's own
+    except PermissionError:
+        pytest.skip("creating a device node needs CAP_MKNOD")
+    text = tmp_path / "page.txt"
+    text.write_text(PAGE)
+    r = run("show", "-m", small, text, "-o", device)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISCHR(os.lstat(device).st_mode)  # still the device
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    # and in Python: a save never renames a file over a device
+    with pytest.raises(OSError, match="not a regular file"):
+        Model.load(small).save(device)
+    assert stat.S_ISCHR(os.lstat(device).st_mode)
+
+
+def test_an_output_that_is_another_special_file_is_refused(small, tmp_path):
+    text = tmp_path / "page.txt"
+    text.write_text(PAGE)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    try:
+        line = one_error_line(run("show", "-m", small, text, "-o", tmp_path / "sock"), 1)
+    finally:
+        sock.close()
+    assert "sock: is not a regular file, a FIFO or a character device; cannot write the page" in line
