@@ -256,6 +256,16 @@ def test_interrupt_stops_saves_and_says_where(ip, tmp_path):
         ("charrnn_train", "--text missing", "--text: no variable 'missing'"),
         ("charrnn_train", "--text number", "--text: number is a int, not a str"),
         ("charrnn_train", "-o 2x", "-o needs a variable name, not '2x'"),
+        # names whose loss breaks the notebook: IPython's own, dunders, keywords, builtins
+        *(
+            ("charrnn_train", f"-o {n}", f"-o {n} would replace a name the notebook or Python needs")
+            for n in ("get_ipython", "In", "Out", "exit", "__name__", "__builtins__", "print", "len", "open")
+        ),
+        *(
+            ("charrnn_sample", f"--name u -o {n}", f"-o needs a variable name, not {n!r}")
+            for n in ("None", "True", "False", "class", "lambda")
+        ),
+        ("charrnn_sample", "--name u -o get_ipython", "-o get_ipython would replace a name the notebook or Python"),
         (
             "charrnn_train",
             "-m /no/such/folder/x.model",
