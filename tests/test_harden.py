@@ -194,3 +194,41 @@ def test_an_output_that_is_another_special_file_is_refused(small, tmp_path):
     finally:
         sock.close()
     assert "sock: is not a regular file, a FIFO or a character device; cannot write the page" in line
+
+
+# -- import --torch of weights rnnpipe cannot hold ------------------------------------------
+
+
+def exported(tmp_path, small):
+    torch = pytest.importorskip("torch")
+    pt = tmp_path / "m.pt"
+    assert run("export", "-m", small, "--torch", pt).returncode == 0
+    return torch, torch.load(pt, weights_only=True)
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (lambda t, w: w.double().fill_(float("nan")), "holds NaN or infinite weights"),
+        (lambda t, w: w.double().fill_(float("inf")), "holds NaN or infinite weights"),
+        (lambda t, w: w.double().fill_(1e39), "weights too large for float32"),  # finite in float64 only
+        (lambda t, w: w.to(t.complex64), "holds torch.complex64, not real floating-point weights"),
+        (lambda t, w: w.to(t.int64), "holds torch.int64, not real floating-point weights"),
+    ],
+)
+def test_import_refuses_weights_it_cannot_hold(small, tmp_path, change, says):
+    torch, data = exported(tmp_path, small)
+    data["state_dict"]["head.bias"] = change(torch, data["state_dict"]["head.bias"])
+    torch.save(data, tmp_path / "bad.pt")
+    line = one_error_line(run("import", "--torch", tmp_path / "bad.pt", "-m", tmp_path / "new.msgpack"), 1)
+    assert line.startswith(f"rnnpipe: error: {tmp_path / 'bad.pt'}: head.bias ") and says in line, line
+    assert not (tmp_path / "new.msgpack").exists()
+
+
+def test_import_refuses_a_vocabulary_with_a_lone_surrogate(small, tmp_path):
+    torch, data = exported(tmp_path, small)
+    data["vocab"][-1] = "\ud800"
+    torch.save(data, tmp_path / "bad.pt")
+    line = one_error_line(run("import", "--torch", tmp_path / "bad.pt", "-m", tmp_path / "new.msgpack"), 1)
+    assert line.endswith("vocab holds a lone surrogate, not a character: '\\ud800'"), line
+    assert not (tmp_path / "new.msgpack").exists()
