@@ -214,8 +214,9 @@ def _unpack_state(doc, version):
         if k in doc:
             check(doc[k])
     for k in ("iterations", "chars_seen"):
-        if not isinstance(doc[k], int) or isinstance(doc[k], bool) or doc[k] < 0:
-            _fail(f"state.{k} should be a non-negative integer")
+        # below 2**63: rnnpipe counts on from here, and the next save must still fit msgpack's integers
+        if not isinstance(doc[k], int) or isinstance(doc[k], bool) or not 0 <= doc[k] < 2**63:
+            _fail(f"state.{k} should be a non-negative integer below 2**63")
     if not isinstance(doc["smooth_loss"], float) or not math.isfinite(doc["smooth_loss"]):
         _fail("state.smooth_loss should be a finite float")
     if doc["last_loss"] is not None and not (isinstance(doc["last_loss"], float) and math.isfinite(doc["last_loss"])):

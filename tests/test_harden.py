@@ -232,3 +232,37 @@ def test_import_refuses_a_vocabulary_with_a_lone_surrogate(small, tmp_path):
     line = one_error_line(run("import", "--torch", tmp_path / "bad.pt", "-m", tmp_path / "new.msgpack"), 1)
     assert line.endswith("vocab holds a lone surrogate, not a character: '\\ud800'"), line
     assert not (tmp_path / "new.msgpack").exists()
+
+
+# -- integers beyond the file format's ranges or sane memory --------------------------------
+
+
+@pytest.mark.parametrize(
+    "flag, says",
+    [
+        ("--epochs", "--epochs must be at most 2**63-1"),
+        ("--max-vocab", "--max-vocab must be at most 2**63-1"),
+        ("--seed", "seed must be at most 2**63-1"),
+        ("--hidden", "hidden must be at most 32,768"),
+        ("--layers", "layers must be at most 1,024"),
+        ("--seq-length", "seq_length must be at most 1,048,576"),
+        ("--batch-size", "batch_size must be at most 1,048,576"),
+    ],
+)
+def test_integers_beyond_the_formats_range_or_memory_are_refused_before_any_work(tmp_path, flag, says):
+    # 2**64: once an overflow in the save, an OOM kill (--layers), or a run that never ended (--epochs)
+    line = one_error_line(run("train", "-m", tmp_path / "m.msgpack", flag, str(2**64), input=TEXT, timeout=60), 2)
+    assert says in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("field", ["iterations", "chars_seen"])
+def test_a_file_counting_past_2_63_is_refused(field):
+    from test_fuzz import body, seal
+
+    from rnnpipe import ModelFormatError
+
+    doc = body()
+    doc["state"][field] = 2**63
+    with pytest.raises(ModelFormatError, match=f"state.{field} should be a non-negative integer below 2\\*\\*63"):
+        Model.from_bytes(seal(doc))
