@@ -16,6 +16,16 @@ ADAM_WEIGHT_DECAY = 0.1  # Config.weight_decay's default with Adam (docs/benchma
 ARCHITECTURE = ("cell", "hidden", "layers", "optimizer", "dtype")
 
 
+INT64 = 2**63 - 1  # the largest count or seed the model file (msgpack's signed 64-bit integers) holds for rnnpipe
+# The most each size may be, and why: chosen bounds, not measured ones (docs/reliability.md)
+MOST = {
+    "hidden": (2**15, "no larger recurrent weight array fits in one model-file binary of 4 GiB"),
+    "layers": (2**10, "each layer's arrays are built one by one"),
+    "seq_length": (2**20, "a chunk's activations are held for backpropagation"),
+    "batch_size": (2**20, "each stream's activations are held at once"),
+}
+
+
 @dataclass(frozen=True)
 class Config:
     # The defaults are the configuration that reached the best held-out bits
@@ -52,6 +62,8 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 problems.append(f"{name} must be a positive integer, not {value!r}")
+            elif value > MOST[name][0]:  # refused before any work, not an overflow or the OOM killer mid-run
+                problems.append(f"{name} must be at most {MOST[name][0]:,} ({MOST[name][1]}), not {value:,}")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             problems.append(f"dropout must be in [0, 1), not {self.dropout!r}")
         for name in ("lr", "clip"):
@@ -62,6 +74,8 @@ class Config:
             problems.append(f"weight_decay must be a non-negative number, not {self.weight_decay!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             problems.append(f"seed must be a non-negative integer, not {self.seed!r}")
+        elif self.seed > INT64:
+            problems.append(f"seed must be at most 2**63-1, not {self.seed}")
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -7,10 +7,13 @@ Writing is atomic: the old file stays whole until the new one is on disk.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
 
@@ -91,6 +94,11 @@ def save_bytes(path, data: bytes):
     link stays (renaming over the link itself would leave its target stale)."""
     path = os.path.realpath(os.fspath(path))
     folder = os.path.dirname(path)
+    with contextlib.suppress(FileNotFoundError):
+        # renaming over a device or a FIFO would replace it (as root, /dev/null too) with this file
+        mode = os.stat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a directory fails in the rename, as it says
+            raise OSError(errno.EINVAL, "not a regular file: only a regular file is replaced by a save", path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path), suffix=".tmp")
     try:
         # mkstemp makes the file private (0600); give it the mode the old file
@@ -206,8 +214,9 @@ def _unpack_state(doc, version):
         if k in doc:
             check(doc[k])
     for k in ("iterations", "chars_seen"):
-        if not isinstance(doc[k], int) or isinstance(doc[k], bool) or doc[k] < 0:
-            _fail(f"state.{k} should be a non-negative integer")
+        # below 2**63: rnnpipe counts on from here, and the next save must still fit msgpack's integers
+        if not isinstance(doc[k], int) or isinstance(doc[k], bool) or not 0 <= doc[k] < 2**63:
+            _fail(f"state.{k} should be a non-negative integer below 2**63")
     if not isinstance(doc["smooth_loss"], float) or not math.isfinite(doc["smooth_loss"]):
         _fail("state.smooth_loss should be a finite float")
     if doc["last_loss"] is not None and not (isinstance(doc["last_loss"], float) and math.isfinite(doc["last_loss"])):
@@ -424,7 +433,10 @@ def _unpack_schedule(doc, version):
     if not isinstance(chars, int) or isinstance(chars, bool) or chars < 0:
         _fail("state.resume.schedule.chars should be a non-negative integer")
     max_time, seconds = doc["max_time"], doc["seconds"]
-    if max_time is not None and not (isinstance(max_time, (int, float)) and 0 < max_time < math.inf):
+    # true is an int to Python but no number of seconds msgpack would hold for rnnpipe: refused like the others
+    if max_time is not None and (
+        not isinstance(max_time, (int, float)) or isinstance(max_time, bool) or not 0 < max_time < math.inf
+    ):
         _fail("state.resume.schedule.max_time should be a positive number or nil")
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds < math.inf:
         _fail("state.resume.schedule.seconds should be a non-negative number")

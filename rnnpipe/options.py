@@ -6,11 +6,29 @@ and `%%charrnn_train --hidden 128` mean the same. Defaults are None ("not
 given"): a new model fills them from Config, an existing one keeps its own.
 """
 
+import argparse
+
 from .config import ADAM_WEIGHT_DECAY, CELLS, DTYPES, MAX_VOCAB, OPTIMIZERS, Config
 from .engines import ENGINES, blas_threads  # noqa: F401  (the faces' one name for it)
 from .sampling import DEFAULT_N, MAX_CHARS, SampleOptions
 
 D = Config()
+
+
+UNITS = {"s": 1, "m": 60, "h": 3600}  # the suffixes a duration may carry: --max-time 10m, --save-every 1h
+
+
+def seconds(text):
+    """A duration as argparse's type: seconds, or a number followed by s, m or h
+    ("90", "1.5m", "2h"). Its range (positive, finite) is train.Options' to
+    check, so that Model.train(max_time=...) is refused in the same words."""
+    number, unit = (text[:-1], UNITS[text[-1]]) if text[-1:] in UNITS else (text, 1)
+    try:
+        return float(number) * unit
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: give seconds, or a number followed by s, m or h (10m)"
+        ) from None
 
 
 MODEL = (("-m", "--model"), dict(metavar="MODEL", help="model file (msgpack)"))
@@ -123,9 +141,10 @@ RUN = [
     (
         ("--max-time",),
         dict(
-            type=float,
-            metavar="SECONDS",
-            help="stop cleanly after this long and save; without --epochs, pass over the text again and again "
+            type=seconds,
+            metavar="TIME",
+            help="stop cleanly after this long (seconds, or with s, m or h: 90, 10m, 1.5h) and save; without "
+            "--epochs, pass over the text again and again "
             "until then (text read from stdin is read once), and the run is finished: the same command trains as "
             "long again, going on where the text does; with --epochs, the run is interrupted and the same command "
             "trains up to this long again toward the passes left",
@@ -194,9 +213,10 @@ RUN = [
     (
         ("--save-every",),
         dict(
-            type=float,
-            metavar="SECONDS",
-            help="also save the model this often while training (default: only at the end and on interruption)",
+            type=seconds,
+            metavar="TIME",
+            help="also save the model this often while training (seconds, or with s, m or h: 10m) "
+            "(default: only at the end and on interruption)",
         ),
     ),
 ]

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from . import schedule
-from .config import MAX_VOCAB
+from .config import INT64, MAX_VOCAB
 from .errors import SettingError
 from .schedule import FLOOR, Budget
 
@@ -38,6 +38,8 @@ class Options:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise SettingError(name, v, "{name} must be " + rule + ", not {value}")
+            if v > INT64:  # saved with an interrupted run: beyond this the save itself would overflow
+                raise SettingError(name, v, "{name} must be at most 2**63-1, not {value}")
 
         if self.epochs is not None:
             whole("epochs", 1, "at least 1")

@@ -28,6 +28,7 @@ import contextlib
 import errno
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -38,6 +39,11 @@ CLI = "rnnpipe train"
 NOTEBOOK = "%%charrnn_train in a notebook"
 
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+# A lock file is opened as itself, never through what it points to: a link
+# planted at MODEL.lock would otherwise have the lock's pid written over its
+# target. Not inherited by children (a torchrun rank, a shell-out), and never
+# blocking on a FIFO planted there. Windows has none of these flags.
+_OWN = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 _BUSY_RETRIES = 5  # tries before a held lock is reported: 80 ms, so still "at once"
 _BUSY_WAIT = 0.02  # seconds between those tries
 
@@ -245,9 +251,15 @@ class TrainLock:
         busy = 0
         while True:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _BINARY, 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _BINARY | _OWN, 0o644)
             except OSError as e:
+                if os.path.islink(self.path):  # O_NOFOLLOW's ELOOP
+                    raise SessionError(self._not_ours("is a symbolic link")) from None
                 raise SessionError(f"{self.model_path}: cannot create lock file {self.path}: {e.strerror}") from None
+            problem = self._not_a_lock_file(fd)
+            if problem:
+                os.close(fd)
+                raise SessionError(self._not_ours(problem))
             try:
                 locked = self.impl.lock(fd)
             except OSError as e:  # no locks on this file system (some network mounts)
@@ -284,13 +296,33 @@ class TrainLock:
             os.lseek(fd, 0, os.SEEK_SET)
             os.write(fd, f"{os.getpid()}\n{self.what}\n".encode())
 
+    def _not_ours(self, problem):
+        return (
+            f"{self.model_path}: lock file {self.path} {problem}; rnnpipe writes only a plain file of its own "
+            "there: remove it"
+        )
+
+    @staticmethod
+    def _not_a_lock_file(fd):
+        """Why the opened file must not be written as a lock file, or None.
+        Its pid is written over what it holds: a device, a FIFO or a second
+        name (hard link) of some other file is not ours to overwrite."""
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "is not a regular file"
+        if st.st_nlink > 1:
+            return f"has {st.st_nlink} names (hard links), so it is another file too"
+        return None
+
     def holder(self):
         """The Holder when a run holds the lock now, else None."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | _BINARY)
+            fd = os.open(self.path, os.O_RDONLY | _BINARY | _OWN)
         except OSError:
             return None
         try:
+            if self._not_a_lock_file(fd):  # no run could have locked it: nothing to read there
+                return None
             try:
                 if self.impl.lock(fd, shared=True):
                     self._unlock_quietly(fd)

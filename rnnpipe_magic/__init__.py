@@ -28,6 +28,8 @@ that only stop training between iterations.
 
 from __future__ import annotations
 
+import builtins
+import keyword
 import math
 import os
 import shlex
@@ -119,10 +121,15 @@ class CharRNNMagics(Magics):
             raise UsageError(f"%{magic} needs --text VAR; or put the text in the body of a %%{magic} cell")
         return cell
 
-    @staticmethod
-    def _check_output(var):
-        if var is not None and not var.isidentifier():
+    def _check_output(self, var):
+        if var is None:
+            return
+        if not var.isidentifier() or keyword.iskeyword(var):  # None, True and False are keywords too
             raise UsageError(f"-o needs a variable name, not {var!r}")
+        # storing over one of these breaks the notebook itself: get_ipython, In, Out, exit, print, __name__
+        ipython = set(getattr(self.shell, "user_ns_hidden", ()))
+        if var.startswith("__") and var.endswith("__") or var in ipython or hasattr(builtins, var):
+            raise UsageError(f"-o {var} would replace a name the notebook or Python needs; choose another name")
 
     # -- training ----------------------------------------------------------
 

@@ -152,11 +152,10 @@ def test_valid_fraction_and_samples_are_reported(tmp_path, text):
 
 def test_max_time_stops_and_saves(tmp_path, text):
     model = tmp_path / "m.rnn"
-    start = time.monotonic()
     tiny = ["--hidden", "8", "--seq-length", "5", "--batch-size", "1"]
     r = run("train", "-m", model, *tiny, "--max-time", "1", input=text)
     assert r.returncode == 0, r.stderr
-    assert time.monotonic() - start < 20
+    # stopped by the limit, not by the end of the text: it says so, and less than half was trained
     assert b"time limit" in r.stderr
     d = info(model)
     assert 0 < d["chars_seen"] < len(text) // 2

@@ -10,7 +10,6 @@ import os
 import re
 import shlex
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -27,11 +26,9 @@ SHAKESPEARE = ROOT / "examples" / "shakespeare.txt"
 
 def test_max_time_alone_passes_over_a_file_until_the_time_is_up(tmp_path):
     model = tmp_path / "m.msgpack"
-    start = time.monotonic()
     r = run("train", "-m", model, *TINY, "--max-time", "3", SHAKESPEARE)
-    took = time.monotonic() - start
     assert r.returncode == 0, r.stderr
-    assert took >= 3, took  # one pass of this file takes well under a second at this size
+    # the run's own clock says it trained the 3 s, pass after pass (one pass takes well under a second)
     last = r.stderr.decode().splitlines()[-1]
     assert last.startswith("rnnpipe: time limit: ") and " passes) in 3." in last, last
     passes = int(re.search(r"\((\d+) passes\)", last).group(1))
@@ -41,10 +38,9 @@ def test_max_time_alone_passes_over_a_file_until_the_time_is_up(tmp_path):
 def test_stdin_is_one_pass_even_with_a_time_limit(tmp_path):
     model = tmp_path / "m.msgpack"
     text = SHAKESPEARE.read_text()[:20000]
-    start = time.monotonic()
     r = run("train", "-m", model, *TINY, "--max-time", "30", input=text)
     assert r.returncode == 0, r.stderr
-    assert time.monotonic() - start < 20
+    # ended by the input, not by the 30 s: one pass, however long it took
     assert b"end of input" in r.stderr and b"passes" not in r.stderr
     assert info(model)["chars_seen"] < len(text)
 
@@ -72,8 +68,10 @@ def test_the_api_trains_a_string_for_the_time_given():
     assert final.stopped == "time limit" and final.elapsed >= 1.0 and final.epoch > 1
     once = Model.new(Config(hidden=8, batch_size=2, seq_length=10)).train(text)
     assert once.stopped == "end of input" and once.epoch == 1
-    # a text too short for one iteration ends at once instead of looping forever
-    assert Model.new(Config(hidden=8)).train("a", max_time=30).elapsed < 5
+    # a text too short for one iteration ends at the end of its input instead of looping until the limit
+    short = Model.new(Config(hidden=8))
+    final = short.train("a", max_time=30)
+    assert final.stopped == "end of input" and short.iterations == 0
 
 
 def test_bad_run_limits_are_value_errors_in_the_core():

@@ -158,6 +158,15 @@ def test_valid_msgpack_with_wrong_types_is_refused(path, value):
             assert model.rng.random() >= 0
 
 
+@pytest.mark.parametrize("value", [True, False, 0, -1, float("inf"), float("nan"), "60"])
+def test_a_schedule_time_limit_that_is_not_a_positive_number_is_refused(value):
+    # hypothesis found true loading as a 1-second limit: a bool is an int to Python, not to the format
+    doc = body()
+    doc["state"]["resume"]["schedule"]["max_time"] = value
+    with pytest.raises(ModelFormatError, match="max_time should be a positive number or nil"):
+        Model.from_bytes(seal(doc))
+
+
 def test_body_that_is_not_msgpack_is_refused():
     with pytest.raises(ModelFormatError, match="model body is not valid msgpack"):
         Model.from_bytes(seal(b"\xc1garbage"))

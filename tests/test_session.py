@@ -121,12 +121,11 @@ def test_the_notebook_is_refused_while_the_command_line_trains(ip, tmp_path):
     feeder.start()
     try:
         assert wait_for(lambda: lock_says(path).startswith(f"{p.pid}\n"), timeout=30)
-        start = time.monotonic()
-        result, _ = cell(ip, f"-m {path} --epochs 100", TEXT + NOTEBOOK_CHAR)
-        took = time.monotonic() - start
+        result, refused = cell(ip, f"-m {path} --epochs 100", TEXT + NOTEBOOK_CHAR)
         message = usage_error(result)
         assert message.startswith(f"{path}: another rnnpipe train (pid {p.pid}) is training this model"), message
-        assert took < 5  # at once, not after training
+        # at once, not after training: refused while the command line still trains, and no progress shown
+        assert p.poll() is None and refused.stdout == "" and refused.outputs == []
         assert NOTEBOOK_CHAR not in Model.load(path).vocab  # the refused run wrote nothing
         p.send_signal(signal.SIGINT)
         assert p.wait(timeout=30) == 130
@@ -151,11 +150,9 @@ def test_the_command_line_is_refused_while_the_notebook_trains(ip, tmp_path):
     path = tmp_path / "new.rnn"  # created by the notebook run: the command line cannot even read it yet
 
     def race():
-        start = time.monotonic()
         trained = run("train", "-m", path, *TINY, input=TEXT + CLI_CHAR)
-        took = time.monotonic() - start
         sampled = run("sample", "-m", path)
-        return trained, took, sampled, lock_says(path)
+        return trained, sampled, lock_says(path)
 
     thread, previous, sentinel, sentinel_calls, done = interrupt_when_training(race)
     try:
@@ -167,16 +164,16 @@ def test_the_command_line_is_refused_while_the_notebook_trains(ip, tmp_path):
         signal.signal(signal.SIGINT, previous)
     result.raise_error()
     assert sentinel_calls == []  # the signal stopped training and went no further
-    trained, took, sampled, lock = done["result"]
+    trained, sampled, lock = done["result"]
     pid = os.getpid()
     assert lock == f"{pid}\n{session.NOTEBOOK}\n"
     line = one_error_line(trained, 1)
     assert f"{path}: another %%charrnn_train in a notebook (pid {pid}) is training this model" in line, line
-    assert took < 10
     line = one_error_line(sampled, 1)
     assert f"no model file yet: %%charrnn_train in a notebook (pid {pid}) is creating it" in line, line
     # the notebook saved on the interrupt and let go of the lock
     run_ = ip.user_ns["run"]
+    # "stopped", not "time limit": the refusals came while the cell trained, not after its 30 s
     assert run_.stopped == "stopped" and not os.path.exists(f"{path}.lock")
     by_notebook = Model.load(path)
     assert by_notebook.iterations == run_.iterations and CLI_CHAR not in by_notebook.vocab

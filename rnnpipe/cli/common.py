@@ -82,6 +82,45 @@ def check_writable(path):
         raise Failure(str(e)) from None
 
 
+def check_output(path, model_path):
+    """Fail before any work if writing path would write over the model being
+    read: the same file, also through a link or a second name (hard link)."""
+    try:
+        out, model = os.stat(path), os.stat(model_path)
+    except OSError:  # no output yet, or no model: nothing to overwrite
+        return
+    if (out.st_dev, out.st_ino) == (model.st_dev, model.st_ino):
+        raise Failure(f"{path}: is the model being read ({model_path}); give the output another name")
+
+
+def write_output(path, data, what, model_path=None):
+    """Write an output file (a page, an export) whole or not at all, never
+    over the model being read. A FIFO or a character device (-o /dev/stdout,
+    -o >(gzip > f)) is written as a stream, as a shell's > would: replacing
+    it with a file (as root, /dev/null too) would break whatever uses it.
+    Other special files (a directory, a block device, a socket) are refused."""
+    from ..modelfile import save_bytes
+
+    if model_path is not None:
+        check_output(path, model_path)
+    try:
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+            fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))  # no O_CREAT, no O_TRUNC
+            with os.fdopen(fd, "wb") as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for a file meanwhile: saved below instead
+                    f.write(data)
+                    return
+        elif mode is not None and not stat.S_ISREG(mode):
+            raise Failure(f"{path}: is not a regular file, a FIFO or a character device; cannot write the {what}")
+        save_bytes(path, data)
+    except OSError as e:
+        raise Failure(f"{path}: cannot write the {what}: {e.strerror}") from None
+
+
 def open_inputs(files, stdin):
     from ..reader import InputError, open_inputs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .. import options
-from .common import Failure, UsageError, load_model, open_inputs, reading_terminal
+from .common import Failure, UsageError, check_output, load_model, open_inputs, reading_terminal, write_output
 
 
 def read_text(path, stdin, limit, io):
@@ -57,19 +57,16 @@ def _check_unit(model, args):
         raise UsageError(e.flag(options.FLAGS)) from None
 
 
-def _write_page(path, page):
-    """Write a page whole or not at all: a reader never sees half of one."""
-    from ..modelfile import save_bytes
-
-    try:
-        save_bytes(path, page.encode("utf-8"))
-    except OSError as e:
-        raise Failure(f"{path}: cannot write the page: {e.strerror}") from None
+def _write_page(path, page, model_path):
+    """Write a page whole or not at all (a reader never sees half of one), never over the model."""
+    write_output(path, page.encode("utf-8"), "page", model_path)
 
 
 def cmd_show(args, io):
     from ..pages import show
 
+    if args.output is not None:
+        check_output(args.output, args.model)  # before any work
     model = load_model(args.model)
     if args.neuron is not None or args.layer != 0:
         _check_unit(model, args)
@@ -87,7 +84,7 @@ def cmd_show(args, io):
         io.stdout.write(page)
         io.stdout.flush()
         return 0
-    _write_page(args.output, page)
+    _write_page(args.output, page, args.model)
     bpc = f"{tr.bits_per_char:.3f} bits/char" if tr.chars else "nothing predicted"
     io.note(f"wrote {args.output}: {len(text):,} characters, {bpc}")
     return 0
@@ -124,7 +121,7 @@ def cmd_neurons(args, io):
             note = f"Ranked by rnnpipe neurons: correlation {r:+.3f} with {name}, {features.FEATURES[name]}."
             path = os.path.join(args.html, f"{name}-layer{layer}-unit{unit}.html")
             _write_page(path, show.page(_cut_trace(tr, show.MAX_CHARS), model.vocab, model_label=label, layer=layer,
-                                        unit=unit, note=note))  # fmt: skip
+                                        unit=unit, note=note), args.model)  # fmt: skip
         io.note(f"wrote {len(rows)} page(s) into {args.html}")
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from .. import session
-from .common import Failure, check_writable, load_model
+from .common import Failure, check_output, check_writable, load_model, write_output
 
 
 def _export_module():
@@ -22,10 +22,9 @@ def _export_module():
 
 def cmd_export(args, io):
     export = _export_module()
+    check_output(args.torch, args.model)  # before any work
     model = load_model(args.model)
-    from ..modelfile import save_bytes
-
-    save_bytes(args.torch, export.to_bytes(model))
+    write_output(args.torch, export.to_bytes(model), "export", args.model)
     return 0
 
 

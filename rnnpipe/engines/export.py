@@ -70,6 +70,10 @@ def from_file(path):
         raise FormatError("vocab must be a list of one-character str, in index order")
     if len(set(vocab)) != len(vocab):
         raise FormatError("vocab has a character twice")
+    # a lone surrogate ("\ud800") is a str of length 1 but no character: the model file (UTF-8) cannot hold it
+    odd = [c for c in vocab if 0xD800 <= ord(c) <= 0xDFFF]
+    if odd:
+        raise FormatError(f"vocab holds a lone surrogate, not a character: {odd[0]!r}")
     try:
         config = _config(data, state)
     except (KeyError, ValueError, TypeError) as e:
@@ -81,10 +85,18 @@ def from_file(path):
         missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         raise FormatError(f"state_dict keys differ from {config.cell}'s: missing {missing}, unexpected {extra}")
     for k, shape in expected.items():
+        if not isinstance(state[k], torch.Tensor) or not state[k].is_floating_point():
+            # complex would lose its imaginary part in the cast below, integers were never weights
+            got = state[k].dtype if isinstance(state[k], torch.Tensor) else type(state[k]).__name__
+            raise FormatError(f"{k} holds {got}, not real floating-point weights")
         if tuple(state[k].shape) != shape:
             raise FormatError(f"{k} has shape {tuple(state[k].shape)}, expected {shape}")
     dtype = np.dtype(config.dtype)
-    arrays = {k: v.detach().cpu().numpy().astype(dtype) for k, v in state.items()}
+    with np.errstate(over="ignore"):  # an overflow is reported below, as infinity
+        arrays = {k: v.detach().cpu().numpy().astype(dtype) for k, v in state.items()}
+    for k, a in arrays.items():
+        if not np.isfinite(a).all():  # NaN or infinite in the file, or too large for config.dtype
+            raise FormatError(f"{k} holds NaN or infinite weights (or weights too large for {config.dtype})")
     params = torchnet.from_torch(arrays, config)
     rng = np.random.default_rng(config.seed)
     return Model(config, Vocab(vocab), params, optim.init(config.optimizer, params), rng)

@@ -1,0 +1,268 @@
+"""Issue 21: nothing a user, a file or a busy machine can do loses a model or
+reaches past it. Each test goes through the real executable where the
+behaviour is the command line's (docs/reliability.md, "Hostile options,
+paths and files")."""
+
+import math
+import os
+import re
+import socket
+import stat
+import threading
+
+import pytest
+from cli_util import TINY, info, one_error_line, run
+
+from rnnpipe import Config, Model, options
+from rnnpipe.errors import SettingError
+
+TEXT = "to be or not to be, that is the question. " * 40
+
+
+# -- durations ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("1.5", 1.5), ("30s", 30), ("10m", 600), ("1.5h", 5400)])
+def test_a_duration_is_seconds_or_a_number_with_s_m_or_h(text, seconds):
+    assert options.seconds(text) == seconds
+
+
+@pytest.mark.parametrize("flag", ["--max-time", "--save-every"])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("inf", "must be a positive number of seconds, not inf"),
+        ("nan", "must be a positive number of seconds, not nan"),
+        ("-1", "must be a positive number of seconds, not -1"),
+        ("0m", "must be a positive number of seconds, not 0"),
+        ("1e308h", "must be a positive number of seconds, not inf"),  # finite, but not once made seconds
+        ("10x", "'10x' is not a duration: give seconds, or a number followed by s, m or h (10m)"),
+    ],
+)
+def test_a_duration_that_is_not_a_positive_finite_time_is_refused(tmp_path, flag, value, says):
+    line = one_error_line(run("train", "-m", tmp_path / "m.msgpack", *TINY, f"{flag}={value}", input=TEXT), 2)
+    assert flag in line and says in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_suffixed_durations_train_and_save(tmp_path):
+    model, text = tmp_path / "m.msgpack", tmp_path / "t.txt"
+    text.write_text(TEXT)
+    r = run("train", "-m", model, *TINY, "--max-time", "0.02m", "--save-every", "10m", text)
+    assert r.returncode == 0, r.stderr
+    last = r.stderr.decode().splitlines()[-1]
+    # 0.02 minutes is 1.2 s of passes over the file, by the run's own clock (at least that: it ends between updates)
+    assert last.startswith("rnnpipe: time limit: "), last
+    assert float(re.search(r" passes\) in ([\d.]+) s", last).group(1)) >= 1.2, last
+    assert info(model)["chars_seen"] > len(TEXT)
+
+
+def test_python_refuses_an_endless_time_limit_so_no_file_holds_one():
+    # the loader refuses max_time inf (docs/model-format.md); rnnpipe must never write one
+    model = Model.new(Config(hidden=8, batch_size=2, seq_length=5))
+    for bad in (math.inf, math.nan, -1.0, 0):
+        with pytest.raises(SettingError, match="max_time must be a positive number of seconds"):
+            model.train(TEXT, max_time=bad)
+    assert model.iterations == 0
+
+
+# -- the lock file is opened as itself ----------------------------------------------------
+
+
+def planted(tmp_path, kind):
+    """MODEL.lock planted as a link to a victim, a second name of it, or a FIFO; the victim's path."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    lock = tmp_path / "m.msgpack.lock"
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "hard link":
+        os.link(victim, lock)
+    else:
+        os.mkfifo(lock)
+    return victim
+
+
+@pytest.mark.posix("symbolic links, hard links and FIFOs")
+@pytest.mark.parametrize(
+    "kind, says",
+    [("symlink", "is a symbolic link"), ("hard link", "has 2 names (hard links)"), ("fifo", "is not a regular file")],
+)
+def test_a_planted_lock_file_is_refused_and_what_it_points_at_is_untouched(tmp_path, kind, says):
+    victim = planted(tmp_path, kind)
+    model = tmp_path / "m.msgpack"
+    line = one_error_line(run("train", "-m", model, *TINY, input=TEXT, timeout=30), 1)
+    assert f"lock file {model}.lock {says}" in line and "remove it" in line, line
+    assert victim.read_text() == "precious\n" and not model.exists()
+    # sample on a model not there yet asks the lock who creates it: a FIFO must not block it
+    assert "no such model" in one_error_line(run("sample", "-m", model, timeout=30), 1)
+    (tmp_path / "m.msgpack.lock").unlink()  # removed, as the message says: then it trains
+    assert run("train", "-m", model, *TINY, "-q", input=TEXT).returncode == 0
+    assert victim.read_text() == "precious\n"
+
+
+# -- outputs never over the model, never replacing a device or a FIFO ---------------------
+
+PAGE = 'He said "to be (or not) to be", and went.\n'  # every feature varies: no notes before an error
+
+
+def output_commands(model, out, tmp_path):
+    """Every command that writes a file named on its command line, writing out from model."""
+    text = tmp_path / "page.txt"
+    text.write_text(PAGE)
+    yield "show", ["show", "-m", model, text, "-o", out]
+    yield "export", ["export", "-m", model, "--torch", out]
+
+
+@pytest.mark.parametrize("through", ["the same name", "a symbolic link", "a hard link"])
+def test_an_output_is_never_written_over_the_model_being_read(small, tmp_path, through):
+    pytest.importorskip("torch")
+    model = tmp_path / "m.msgpack"
+    model.write_bytes(small.read_bytes())
+    before = model.read_bytes()
+    out = {"the same name": model, "a symbolic link": tmp_path / "out", "a hard link": tmp_path / "out"}[through]
+    if through == "a symbolic link":
+        out.symlink_to(model)
+    elif through == "a hard link":
+        os.link(model, out)
+    for name, args in output_commands(model, out, tmp_path):
+        line = one_error_line(run(*args), 1)
+        assert line == f"rnnpipe: error: {out}: is the model being read ({model}); give the output another name", name
+        assert model.read_bytes() == before, name
+    assert out.is_symlink() == (through == "a symbolic link")
+
+
+def test_a_neurons_page_is_never_written_over_the_model(small, tmp_path):
+    model, pages = tmp_path / "m.msgpack", tmp_path / "pages"
+    model.write_bytes(small.read_bytes())
+    before = model.read_bytes()
+    assert run("neurons", "-m", model, "--html", pages, "--top", "1", input=PAGE * 20).returncode == 0
+    page = sorted(pages.iterdir())[0]
+    page.unlink()
+    page.symlink_to(model)  # the page it will write again is now the model
+    r = run("neurons", "-m", model, "--html", pages, "--top", "1", input=PAGE * 20)
+    assert r.returncode == 1 and r.stdout.startswith(b"  unit")  # the table, then the pages
+    assert r.stderr.decode().splitlines() == [f"rnnpipe: error: {page}: is the model being read ({model}); give the "
+                                               "output another name"]  # fmt: skip
+    assert model.read_bytes() == before and page.is_symlink()
+
+
+@pytest.mark.posix("FIFOs")
+def test_an_output_that_is_a_fifo_is_written_as_a_stream(small, tmp_path):
+    pytest.importorskip("torch")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for name, args in output_commands(small, fifo, tmp_path):
+        got = {}
+        reader = threading.Thread(target=lambda got=got: got.setdefault("data", fifo.read_bytes()), daemon=True)
+        reader.start()
+        r = run(*args, timeout=60)
+        if r.returncode != 0 and reader.is_alive():  # unblock the reader so the test can end
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=30)
+        assert r.returncode == 0, (name, r.stderr)
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode), name  # still a FIFO, not replaced by a file
+        assert got["data"].startswith(b"<!DOCTYPE html>" if name == "show" else b"PK"), name
+
+
+@pytest.mark.posix("mknod")
+def test_an_output_that_is_a_character_device_is_written_as_a_stream(small, tmp_path):
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of this test's own
+    except PermissionError:
+        pytest.skip("creating a device node needs CAP_MKNOD")
+    text = tmp_path / "page.txt"
+    text.write_text(PAGE)
+    r = run("show", "-m", small, text, "-o", device)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISCHR(os.lstat(device).st_mode)  # still the device
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    # and in Python: a save never renames a file over a device
+    with pytest.raises(OSError, match="not a regular file"):
+        Model.load(small).save(device)
+    assert stat.S_ISCHR(os.lstat(device).st_mode)
+
+
+def test_an_output_that_is_another_special_file_is_refused(small, tmp_path):
+    text = tmp_path / "page.txt"
+    text.write_text(PAGE)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    try:
+        line = one_error_line(run("show", "-m", small, text, "-o", tmp_path / "sock"), 1)
+    finally:
+        sock.close()
+    assert "sock: is not a regular file, a FIFO or a character device; cannot write the page" in line
+
+
+# -- import --torch of weights rnnpipe cannot hold ------------------------------------------
+
+
+def exported(tmp_path, small):
+    torch = pytest.importorskip("torch")
+    pt = tmp_path / "m.pt"
+    assert run("export", "-m", small, "--torch", pt).returncode == 0
+    return torch, torch.load(pt, weights_only=True)
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (lambda t, w: w.double().fill_(float("nan")), "holds NaN or infinite weights"),
+        (lambda t, w: w.double().fill_(float("inf")), "holds NaN or infinite weights"),
+        (lambda t, w: w.double().fill_(1e39), "weights too large for float32"),  # finite in float64 only
+        (lambda t, w: w.to(t.complex64), "holds torch.complex64, not real floating-point weights"),
+        (lambda t, w: w.to(t.int64), "holds torch.int64, not real floating-point weights"),
+    ],
+)
+def test_import_refuses_weights_it_cannot_hold(small, tmp_path, change, says):
+    torch, data = exported(tmp_path, small)
+    data["state_dict"]["head.bias"] = change(torch, data["state_dict"]["head.bias"])
+    torch.save(data, tmp_path / "bad.pt")
+    line = one_error_line(run("import", "--torch", tmp_path / "bad.pt", "-m", tmp_path / "new.msgpack"), 1)
+    assert line.startswith(f"rnnpipe: error: {tmp_path / 'bad.pt'}: head.bias ") and says in line, line
+    assert not (tmp_path / "new.msgpack").exists()
+
+
+def test_import_refuses_a_vocabulary_with_a_lone_surrogate(small, tmp_path):
+    torch, data = exported(tmp_path, small)
+    data["vocab"][-1] = "\ud800"
+    torch.save(data, tmp_path / "bad.pt")
+    line = one_error_line(run("import", "--torch", tmp_path / "bad.pt", "-m", tmp_path / "new.msgpack"), 1)
+    assert line.endswith("vocab holds a lone surrogate, not a character: '\\ud800'"), line
+    assert not (tmp_path / "new.msgpack").exists()
+
+
+# -- integers beyond the file format's ranges or sane memory --------------------------------
+
+
+@pytest.mark.parametrize(
+    "flag, says",
+    [
+        ("--epochs", "--epochs must be at most 2**63-1"),
+        ("--max-vocab", "--max-vocab must be at most 2**63-1"),
+        ("--seed", "seed must be at most 2**63-1"),
+        ("--hidden", "hidden must be at most 32,768"),
+        ("--layers", "layers must be at most 1,024"),
+        ("--seq-length", "seq_length must be at most 1,048,576"),
+        ("--batch-size", "batch_size must be at most 1,048,576"),
+    ],
+)
+def test_integers_beyond_the_formats_range_or_memory_are_refused_before_any_work(tmp_path, flag, says):
+    # 2**64: once an overflow in the save, an OOM kill (--layers), or a run that never ended (--epochs)
+    line = one_error_line(run("train", "-m", tmp_path / "m.msgpack", flag, str(2**64), input=TEXT, timeout=60), 2)
+    assert says in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("field", ["iterations", "chars_seen"])
+def test_a_file_counting_past_2_63_is_refused(field):
+    from test_fuzz import body, seal
+
+    from rnnpipe import ModelFormatError
+
+    doc = body()
+    doc["state"][field] = 2**63
+    with pytest.raises(ModelFormatError, match=f"state.{field} should be a non-negative integer below 2\\*\\*63"):
+        Model.from_bytes(seal(doc))
