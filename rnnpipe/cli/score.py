@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 from .. import options, session
 from .common import EXIT_FAILURE, EXIT_USAGE, Failure, UsageError, load_model, open_inputs, reading_terminal
@@ -118,6 +119,8 @@ def _learn(args, io, out):
     from ..score import LineScorer
     from ..train import Options
 
+    if not os.path.exists(args.model):
+        load_model(args.model)  # says why there is none, before the lock is ours (which would name us as its creator)
     opts = Options(save_every=args.save_every or LEARN_SAVE_EVERY, threads=args.threads)
     note = (lambda text: None) if args.quiet else io.note
     sources = open_inputs(args.files, io.stdin)  # before signals are only recorded: opening a FIFO may wait
