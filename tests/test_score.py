@@ -464,16 +464,17 @@ def test_memory_does_not_grow_with_the_input(model):
     line = "First Citizen: we are accounted poor citizens, the patricians good.\n"
 
     def peak(lines):
+        stdin = _Drip(line * lines)  # the input itself is not the command's memory
         tracemalloc.start()
         try:
-            assert cli.main(["score", "-m", str(model), "--json"], _Drip(line * lines), _Sink(), io.StringIO()) == 0
+            assert cli.main(["score", "-m", str(model), "--json"], stdin, _Sink(), io.StringIO()) == 0
             return tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
 
     peak(10)  # the imports, once
-    small, large = peak(700), peak(3500)  # 47,600 and 238,000 characters, 10,000 at a time
-    assert large < 1.2 * small + 100_000, (small, large)
+    small, large = peak(200), peak(1000)  # 13,600 and 68,000 characters, 10,000 at a time
+    assert large < 1.1 * small + 50_000, (small, large)
 
 
 def test_learn_saves_every_60_seconds_by_default(model, tmp_path, monkeypatch):
