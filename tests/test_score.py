@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 import pytest
-from cli_util import ROOT, TINY, info, one_error_line, popen, run, shell, wait_for
+from cli_util import ENV, ROOT, TINY, info, one_error_line, popen, run, shell, wait_for
 from texts import SHAKESPEARE_FILE
 
 from rnnpipe import Model, cli, score
@@ -299,6 +299,9 @@ def test_help_lists_score_and_its_examples_run(model, tmp_path):
     text = run("score", "--help").stdout.decode()
     assert "BITS<TAB>LINE" in text and "--learn" in text
     assert f"a line longer than {score.LONGEST:,} characters is scored whole" in " ".join(text.split())
+    code = "import io, sys\nfrom rnnpipe.cli import main\nmain(['score', '--help'], stdout=io.StringIO())\n"
+    code += "print('numpy' in sys.modules)"  # the help starts fast, as every command's
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV).stdout == b"False\n"
     log = tmp_path / "today.log"
     log.write_text(NORMAL + ODD)
     examples = [x.strip().split("  #")[0] for x in text.split("examples:\n", 1)[1].splitlines()]
