@@ -495,5 +495,8 @@ def test_learn_saves_every_60_seconds_by_default(model, tmp_path, monkeypatch):
     monkeypatch.setattr(training.Session, "train", train)
     out, err = io.StringIO(), io.StringIO()
     assert cli.main(["score", "-m", str(m), "--learn", "-c"], io.StringIO(NORMAL), out, err) == 0, err.getvalue()
+    before = Model.load(m).chars_seen
     assert cli.main(["score", "-m", str(m), "--learn", "--save-every", "5", "-q"], io.StringIO(NORMAL), out, err) == 0
     assert given == [60.0, 5.0]
+    # -q selects every line without --over, yet with --learn it reads on to learn the whole text
+    assert Model.load(m).chars_seen - before > 0.9 * len(NORMAL)

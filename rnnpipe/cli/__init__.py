@@ -2,10 +2,11 @@
 
 A thin face over rnnpipe's core that behaves like a Unix filter: data on
 stdout, everything else on stderr, one-line errors (exit 2 for usage, 1 for
-runtime problems), quiet when a pipe closes. Each command is a module here
-that parses nothing itself: argparse (below) parses, the command calls the
-core (train: rnnpipe.training.Session; sample: rnnpipe.sampling) and
-prints. Their help texts are in helptext.py, what they share in common.py.
+runtime problems; 2 for both under `score --over`, as grep), quiet when a
+pipe closes. Each command is a module here that parses nothing itself:
+argparse (below) parses, the command calls the core (train:
+rnnpipe.training.Session; sample: rnnpipe.sampling) and prints. Their
+help texts are in helptext.py, what they share in common.py.
 numpy is imported only inside the commands, so `rnnpipe --help` starts fast.
 
 main() takes its arguments and streams as parameters so tests can drive it
