@@ -1,4 +1,5 @@
-"""IPython magics for rnnpipe: ``%%charrnn_train``, ``%charrnn_sample`` and ``%%charrnn_show``.
+"""IPython magics for rnnpipe: ``%%charrnn_train``, ``%charrnn_sample``, ``%%charrnn_show`` (and ``%%charrnn_score``,
+in score.py).
 
 Load with ``%load_ext rnnpipe_magic`` (IPython comes with
 ``pip install 'rnnpipe[notebook]'``)::
@@ -369,7 +370,10 @@ def _use_engine(model, args):
 
 
 def load_ipython_extension(ipython):
+    from . import score
+
     ipython.register_magics(CharRNNMagics)
+    score.register(ipython)  # %charrnn_score, which finds its models in CharRNNMagics' cache
 
 
 def unload_ipython_extension(ipython):
@@ -380,3 +384,6 @@ def unload_ipython_extension(ipython):
     magics["cell"].pop("charrnn_show", None)
     magics["line"].pop("charrnn_show", None)
     ipython.magics_manager.registry.pop(CharRNNMagics.__name__, None)
+    from . import score
+
+    score.unregister(ipython)

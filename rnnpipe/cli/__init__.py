@@ -1,11 +1,12 @@
-"""The command line: `rnnpipe train | sample | eval | info | show | neurons | export | import`.
+"""The command line: `rnnpipe train | sample | eval | score | info | show | neurons | export | import`.
 
 A thin face over rnnpipe's core that behaves like a Unix filter: data on
 stdout, everything else on stderr, one-line errors (exit 2 for usage, 1 for
-runtime problems), quiet when a pipe closes. Each command is a module here
-that parses nothing itself: argparse (below) parses, the command calls the
-core (train: rnnpipe.training.Session; sample: rnnpipe.sampling) and
-prints. Their help texts are in helptext.py, what they share in common.py.
+runtime problems; 2 for both under `score --over`, as grep), quiet when a
+pipe closes. Each command is a module here that parses nothing itself:
+argparse (below) parses, the command calls the core (train:
+rnnpipe.training.Session; sample: rnnpipe.sampling) and prints. Their
+help texts are in helptext.py, what they share in common.py.
 numpy is imported only inside the commands, so `rnnpipe --help` starts fast.
 
 main() takes its arguments and streams as parameters so tests can drive it
@@ -26,6 +27,8 @@ from .evaluate import cmd_eval
 from .info import cmd_info
 from .pages import cmd_neurons, cmd_show
 from .sample import cmd_sample
+from .score import add_arguments as score_arguments
+from .score import cmd_score
 from .torchfile import cmd_export, cmd_import
 from .train import cmd_train
 
@@ -140,6 +143,8 @@ def build_parser(streams=None):
         "unknown (skipped), invalid_bytes",
     )
 
+    score_arguments(command("score", cmd_score, "each line's bits per character: which lines are unlike the rest"))
+
     i = command("info", cmd_info, "architecture, vocabulary and training state of MODEL")
     _model_option(i, "model file to describe")
     i.add_argument(
@@ -191,6 +196,11 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
         with contextlib.suppress(AttributeError, ValueError, OSError):
             stderr.reconfigure(encoding="utf-8", errors="backslashreplace")
     io = Streams(stdin, stdout, stderr, process=real)
+    args = None
+
+    def failed():
+        # `score --over` fails with grep's 2, not 1
+        return getattr(args, "failure_status", EXIT_FAILURE)
 
     def error(message, status):
         with contextlib.suppress(OSError, ValueError):
@@ -206,7 +216,7 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
     except UsageError as e:
         return error(str(e), EXIT_USAGE)
     except Failure as e:
-        return error(str(e), EXIT_FAILURE)
+        return error(str(e), failed())
     except KeyboardInterrupt:
         if real:
             session.ignore_signals()  # exiting with 130: a second Ctrl-C must not cut that short
@@ -216,11 +226,11 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
             _quiet_broken_pipe(stdout)
         return 0
     except MemoryError:
-        return error("out of memory", EXIT_FAILURE)
+        return error("out of memory", failed())
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        return error(f"{where}{e.strerror or e}", EXIT_FAILURE)
+        return error(f"{where}{e.strerror or e}", failed())
     except Exception as e:
         if os.environ.get("RNNPIPE_DEBUG"):
             raise
-        return error(f"internal error: {type(e).__name__}: {e} (set RNNPIPE_DEBUG=1 for a traceback)", EXIT_FAILURE)
+        return error(f"internal error: {type(e).__name__}: {e} (set RNNPIPE_DEBUG=1 for a traceback)", failed())

@@ -11,7 +11,8 @@ too, and export/import move its weights to and from a PyTorch file.
 
 Run `rnnpipe COMMAND --help` for a command's options.
 Exit status: 0 success, 1 runtime error, 2 usage error, 130/143 when
-training was interrupted by SIGINT/SIGTERM (after saving the model)."""
+training was interrupted by SIGINT/SIGTERM (after saving the model);
+`score --over` exits as grep does (see rnnpipe score --help)."""
 
 
 EPILOG = """\
@@ -182,6 +183,43 @@ EVAL_EPILOG = """\
 examples:
   rnnpipe eval -m kafka.msgpack held-out.txt
   tail -n 100 notes.txt | rnnpipe eval -m notes.msgpack --json | jq .bits_per_char"""
+
+
+SCORE_DESCRIPTION = """\
+Write each line of the FILEs (or stdin) as BITS<TAB>LINE as soon as it
+arrives: BITS is the line's bits per character under MODEL, its newline
+included, so `| sort -rn | head` lists the lines least like what the model
+has learned. The FILEs are read as eval reads them, one continuous stream:
+each character is predicted from all the text before it, across lines, and
+the lines' bits add up to eval's total for the same text. Characters the
+model has never seen are skipped and counted, as eval skips them; a line with
+nothing scored has bits per character nan. Each line is flushed as it is
+written, so a pipe's reader sees it at once; memory stays bounded however
+long the input (a line longer than 1,048,576 characters is scored whole and
+written cut, with a note).
+
+--over X writes only the lines above X bits per character, a grep for the
+unusual, and exits as grep does: 0 when a line was written, 1 when none, 2 on
+any error (usage or runtime). -c writes only how many lines were selected.
+-q writes nothing; without --learn it stops at the first line over X.
+
+--learn trains MODEL on each line after scoring it, as `rnnpipe train` trains
+on a pipe: under the model's lock, saved every --save-every seconds (60 by
+default), at the end and on Ctrl-C (exit 130), continued exactly by the same
+command on the same text after an interruption. New characters join the
+vocabulary as training meets them; until then they are unknown.
+`tail -f app.log | rnnpipe score -m log.msgpack --learn --over 5` is a log
+watcher that keeps learning what normal looks like. MODEL must exist: train
+it on some normal text first."""
+
+
+SCORE_EPILOG = """\
+examples:
+  rnnpipe score -m log.msgpack today.log | sort -rn | head        # the ten most unusual lines
+  rnnpipe score -m log.msgpack --over 6 today.log                 # only the lines above 6 bits/char
+  if rnnpipe score -m log.msgpack --over 6 -q today.log; then echo unusual; fi
+  rnnpipe score -m log.msgpack --json today.log | jq -r 'select(.worst_prob < 0.001) | .text'
+  tail -f app.log | rnnpipe score -m log.msgpack --learn --over 5   # watch, flag, keep learning"""
 
 
 INFO_DESCRIPTION = """\
