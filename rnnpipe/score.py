@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import net
+from .cells import net
 
 CHUNK = 128  # time steps per forward call: the fastest measured (64 to 256 within 10%), memory flat
 LONGEST = 1 << 20  # characters of one line kept for writing out; a longer line is scored whole, kept cut

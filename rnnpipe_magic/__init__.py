@@ -33,7 +33,6 @@ import builtins
 import keyword
 import math
 import os
-import shlex
 import signal
 import sys
 from dataclasses import replace
@@ -41,7 +40,7 @@ from dataclasses import replace
 try:
     from IPython.core.error import UsageError
     from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-    from IPython.core.magic_arguments import argument, argument_group, magic_arguments
+    from IPython.core.magic_arguments import argument, magic_arguments
     from IPython.display import display
 except ImportError as e:
     # IPython is an extra: the core and the CLI install without it
@@ -51,48 +50,10 @@ except ImportError as e:
 
 from rnnpipe import options, session, training
 
-from . import store, views
+from . import parsing, store, views
 from .views import TrainResult  # noqa: F401  (what `%%charrnn_train -o VAR` stores, by its name here too)
 
 REPORT_EVERY = 0.1  # seconds between progress reports kept for the loss curve
-
-
-def _options(title, table):
-    """Decorators adding a group of options from rnnpipe.options to a magic."""
-    decorators = [argument_group(title)] + [argument(*flags, **kwargs) for flags, kwargs in table]
-
-    def apply(func):
-        for deco in reversed(decorators):
-            func = deco(func)
-        return func
-
-    return apply
-
-
-def _parse(magic, line):
-    """The magic's options from its line, split as a POSIX shell splits it.
-
-    IPython's parse_argstring keeps quotes in values ('--prime "KING HENRY:"'
-    would prime with the quotes), so a path or a prime with a space could not
-    be written at all."""
-    try:
-        argv = shlex.split(line)
-    except ValueError as e:  # "No closing quotation", "No escaped character"
-        raise UsageError(f"{str(e).lower()} in the options: {line.strip()}") from None
-    return magic.parser.parse_args(argv)  # MagicArgumentParser turns errors into UsageError
-
-
-def _model_option(help):
-    flags, kwargs = options.MODEL
-    return argument(*flags, **{**kwargs, "help": help})
-
-
-def _name_option(func):
-    return argument(
-        "--name",
-        metavar="NAME",
-        help=f"keep the model in this session's memory under NAME, without a file (default {store.DEFAULT_NAME!r})",
-    )(func)
 
 
 @magics_class
@@ -135,8 +96,8 @@ class CharRNNMagics(Magics):
     # -- training ----------------------------------------------------------
 
     @magic_arguments(name="%charrnn_train")
-    @_model_option("model file (msgpack): read if it exists, written after training (and every --save-every)")
-    @_name_option
+    @parsing.model_option("model file (msgpack): read if it exists, written after training (and every --save-every)")
+    @parsing.name_option
     @argument(
         "--text",
         metavar="VAR",
@@ -149,10 +110,10 @@ class CharRNNMagics(Magics):
         help="store the run's TrainResult in VAR: .model, .bits_per_char, .heldout_bits, .final and .history "
         "(every rnnpipe.Progress reported)",
     )
-    @_options("architecture (fixed once a model exists)", options.ARCHITECTURE)
-    @_options("hyperparameters (may change from run to run)", options.HYPER)
-    @_options("run", options.RUN)
-    @_options("engine", options.ENGINE)
+    @parsing.group("architecture (fixed once a model exists)", options.ARCHITECTURE)
+    @parsing.group("hyperparameters (may change from run to run)", options.HYPER)
+    @parsing.group("run", options.RUN)
+    @parsing.group("engine", options.ENGINE)
     @line_cell_magic
     def charrnn_train(self, line, cell=None):
         """Train a character-level model on the cell's text (taken literally),
@@ -182,11 +143,11 @@ class CharRNNMagics(Magics):
         run, so a killed kernel loses at most that much. A kernel told to
         terminate (SIGTERM) saves, then ends.
         """
-        args = _parse(self.charrnn_train, line)
+        args = parsing.parse(self.charrnn_train, line)
         self._check_output(args.output)
         text = self._text(args, cell, "charrnn_train")
         try:
-            opts = options.train_options(args)  # the command line's rules and words
+            opts = options.trainargs.group(args)  # the command line's rules and words
             options.check_engine(args)
         except ValueError as e:
             raise UsageError(str(e)) from None
@@ -242,16 +203,16 @@ class CharRNNMagics(Magics):
     # -- sampling ----------------------------------------------------------
 
     @magic_arguments()
-    @_model_option("model file to sample from")
-    @_name_option
+    @parsing.model_option("model file to sample from")
+    @parsing.name_option
     @argument(
         "-o",
         dest="output",
         metavar="VAR",
         help="also store the printed text in VAR (the prime included, unless --no-echo-prime)",
     )
-    @_options("sampling", options.SAMPLE)
-    @_options("engine", options.ENGINE)
+    @parsing.group("sampling", options.SAMPLE)
+    @parsing.group("engine", options.ENGINE)
     @line_magic
     def charrnn_sample(self, line):
         """Print text generated by a model, one character at a time.
@@ -269,10 +230,10 @@ class CharRNNMagics(Magics):
         from rnnpipe.errors import SettingError
         from rnnpipe.sampling import pieces
 
-        args = _parse(self.charrnn_sample, line)
+        args = parsing.parse(self.charrnn_sample, line)
         self._check_output(args.output)
         try:
-            sample = options.sample_options(args)  # the command line's rules and words
+            sample = options.sampleargs.group(args)  # the command line's rules and words
             options.check_engine(args)
         except SettingError as e:
             raise UsageError(e.flag(options.FLAGS)) from None
@@ -311,10 +272,10 @@ class CharRNNMagics(Magics):
     # -- pictures ------------------------------------------------------------
 
     @magic_arguments(name="%charrnn_show")
-    @_model_option("model file to read the text with")
-    @_name_option
+    @parsing.model_option("model file to read the text with")
+    @parsing.name_option
     @argument("--text", metavar="VAR", help="show the string in the notebook variable VAR instead of the cell body")
-    @_options("colour", options.SHOW)
+    @parsing.group("colour", options.SHOW)
     @line_cell_magic
     def charrnn_show(self, line, cell=None):
         """Show a text coloured by how surprised the model was at each
@@ -330,7 +291,7 @@ class CharRNNMagics(Magics):
         from rnnpipe.pages import show
         from rnnpipe.pages.trace import check_unit, trace
 
-        args = _parse(self.charrnn_show, line)
+        args = parsing.parse(self.charrnn_show, line)
         text = self._text(args, cell, "charrnn_show")
         if not text:
             raise UsageError("nothing to show: the text is empty")

@@ -17,9 +17,9 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from rnnpipe import options
-from rnnpipe.show import NOT_SCORED, luminance, surprise_colour
+from rnnpipe.pages.show import NOT_SCORED, luminance, surprise_colour
 
-from . import store
+from . import parsing, store
 
 TOP = 10  # rows the table shows by default
 
@@ -94,10 +94,8 @@ class ScoreMagics(Magics):
         """
         from rnnpipe.score import LineScorer
 
-        from . import _parse
-
         main = self.shell.magics_manager.registry.get("CharRNNMagics")
-        args = _parse(self.charrnn_score, line)
+        args = parsing.parse(self.charrnn_score, line)
         if args.top < 0:
             raise UsageError(f"--top must be 0 or more, not {args.top}")
         if args.over is not None and math.isnan(args.over):
