@@ -19,8 +19,8 @@ import threading
 import numpy as np
 import pytest
 from cli_util import ENV, ROOT, TINY, info, one_error_line, popen, run, shell, wait_for
-from rnnpipe.show import surprise_colour
-from rnnpipe.trace import trace
+from rnnpipe.pages.show import surprise_colour
+from rnnpipe.pages.trace import trace
 from texts import SHAKESPEARE_FILE
 
 from rnnpipe import Model, cli, score
