@@ -19,11 +19,11 @@ import threading
 import numpy as np
 import pytest
 from cli_util import ENV, ROOT, TINY, info, one_error_line, popen, run, shell, wait_for
-from rnnpipe.pages.show import surprise_colour
-from rnnpipe.pages.trace import trace
 from texts import SHAKESPEARE_FILE
 
 from rnnpipe import Model, cli, score
+from rnnpipe.pages.show import surprise_colour
+from rnnpipe.pages.trace import trace
 
 _HELD_OUT = SHAKESPEARE_FILE.read_text()[20000:23000]  # the model is trained on the first 20,000 characters
 NORMAL = _HELD_OUT[_HELD_OUT.index("\n") + 1 : _HELD_OUT.rindex("\n") + 1].lstrip("\n")  # whole lines
