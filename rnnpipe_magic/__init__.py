@@ -147,7 +147,7 @@ class CharRNNMagics(Magics):
         self._check_output(args.output)
         text = self._text(args, cell, "charrnn_train")
         try:
-            opts = options.trainargs.group(args)  # the command line's rules and words
+            opts = options.train_options(args)  # the command line's rules and words
             options.check_engine(args)
         except ValueError as e:
             raise UsageError(str(e)) from None
@@ -233,7 +233,7 @@ class CharRNNMagics(Magics):
         args = parsing.parse(self.charrnn_sample, line)
         self._check_output(args.output)
         try:
-            sample = options.sampleargs.group(args)  # the command line's rules and words
+            sample = options.sample_options(args)  # the command line's rules and words
             options.check_engine(args)
         except SettingError as e:
             raise UsageError(e.flag(options.FLAGS)) from None

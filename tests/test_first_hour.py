@@ -225,7 +225,7 @@ def test_unknown_prime_characters_refused_or_skipped(small):
 
 def _help_pages():
     pages = {}
-    for command in ([], ["train"], ["sample"], ["eval"], ["info"], ["show"], ["neurons"]):
+    for command in [[]] + [[name] for name in cli.build_parser().commands]:  # every command, score too
         out = io.StringIO()
         assert cli.main([*command, "--help"], stdout=out) == 0
         pages[" ".join(command) or "rnnpipe"] = out.getvalue()
@@ -238,7 +238,8 @@ def test_every_example_in_the_help_parses():
     for page in _help_pages().values():
         examples_part = page.split("example")[1].replace("\\\n", " ")  # continued lines joined
         for line in examples_part.splitlines():
-            for pipeline in re.findall(r"rnnpipe (?:train|sample|eval|info|show|neurons)[^|#]*", line):
+            commands = "|".join(cli.build_parser().commands)
+            for pipeline in re.findall(rf"rnnpipe (?:{commands})\b[^|#&;]*", line):
                 words = shlex.split(pipeline.strip())[1:]
                 args = cli.parse(parser, words)  # raises UsageError for an option that does not exist
                 assert args.model.endswith(".msgpack"), pipeline
