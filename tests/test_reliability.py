@@ -102,7 +102,7 @@ HOSTILE = {
         "NaN or infinite",
     ),
     "size bomb": (lambda g: _edit(g, lambda b: b["params"]["Why"].update(shape=[2**31, 2**31])), "has shape"),
-    "2**62 layers": (lambda g: _edit(g, lambda b: b["config"].update(layers=2**62)), "too few for"),
+    "2**62 layers": (lambda g: _edit(g, lambda b: b["config"].update(layers=2**62)), "layers must be at most"),
 }
 
 
