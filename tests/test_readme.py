@@ -161,3 +161,15 @@ def test_every_row_of_running_it_again_names_a_test_that_exists():
     text = " ".join(README.split())
     assert f"once the oldest character not yet trained on has waited {train.LATENCY:g} seconds" in text
     assert f"falls to {schedule.FLOOR:.0%} of `--lr`" in text
+
+
+def test_the_torch_extra_can_be_installed_cpu_only_as_the_readme_says():
+    # the README's two commands: torch's CPU build from its own index, then the extra, which must not pin
+    # a torch that the CPU index lacks (a version range, no CUDA-only package)
+    import tomllib
+
+    block = next(b for b in blocks("sh") if "download.pytorch.org/whl/cpu" in b)
+    assert block.splitlines()[0] == "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+    assert "pip install '.[torch]'" in block
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["torch"]
+    assert extra == ["torch>=2.1"] and not any("nvidia" in d or "cuda" in d for d in extra)
