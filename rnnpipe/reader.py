@@ -123,6 +123,8 @@ def _remaining(fd):
 
 
 def _stdin_source(stdin):
+    if stdin is None:  # the process started with its standard input closed (`<&-`)
+        raise InputError("cannot read stdin: it is closed; give a FILE")
     try:
         fd = stdin.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):

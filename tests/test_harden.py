@@ -11,7 +11,7 @@ import stat
 import threading
 
 import pytest
-from cli_util import TINY, info, one_error_line, run
+from cli_util import TINY, info, one_error_line, run, shell
 
 from rnnpipe import Config, Model, options
 from rnnpipe.errors import SettingError
@@ -266,3 +266,37 @@ def test_a_file_counting_past_2_63_is_refused(field):
     doc["state"][field] = 2**63
     with pytest.raises(ModelFormatError, match=f"state.{field} should be a non-negative integer below 2\\*\\*63"):
         Model.from_bytes(seal(doc))
+
+
+# -- issue 21, item 12: the smaller ones ------------------------------------------------
+
+
+def test_an_error_is_one_line_whatever_a_path_holds(tmp_path):
+    # a newline or ESC in a path must not forge a second `rnnpipe: error:` line or colour the terminal
+    folder = "a\nrnnpipe: error: forged\x1b[31m"
+    line = one_error_line(run("train", "-m", tmp_path / folder / "m.msgpack", input="some text to learn"), 1)
+    assert "\\n" in line and "\\x1b[31m" in line and "\x1b" not in line
+
+
+@pytest.mark.posix("closes the standard input of a shell command")
+def test_eval_and_show_with_stdin_closed_say_so_in_one_line(tmp_path):
+    model = tmp_path / "m.msgpack"
+    assert run("train", "-m", model, *TINY, "-q", input="some text to learn " * 20).returncode == 0
+    for command in ("eval", "show"):
+        r = shell(f"rnnpipe {command} -m {model} <&-")
+        assert (
+            r.returncode == 1 and r.stderr.decode() == "rnnpipe: error: cannot read stdin: it is closed; give a FILE\n"
+        )
+
+
+def test_eval_refuses_threads_below_one_as_train_does(tmp_path):
+    line = one_error_line(run("eval", "-m", tmp_path / "m.msgpack", "--threads", "-5"), 2)
+    assert "--threads must be at least 1, not -5" in line
+
+
+def test_a_device_that_holds_no_numbers_is_refused(tmp_path):
+    pytest.importorskip("torch")
+    line = one_error_line(run("train", "-m", tmp_path / "m.msgpack", "--engine", "torch", "--device", "meta",
+                              input="some text to learn"), 1)  # fmt: skip
+    assert "--device meta: the torch engine trains on cpu, cuda or mps, not meta" in line
+    assert not (tmp_path / "m.msgpack").exists()

@@ -203,6 +203,8 @@ def main(argv=None, stdin=None, stdout=None, stderr=None):
         return getattr(args, "failure_status", EXIT_FAILURE)
 
     def error(message, status):
+        # one line, whatever a path or a file's names hold: control characters (a newline, ESC) escaped
+        message = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
         with contextlib.suppress(OSError, ValueError):
             print(f"rnnpipe: error: {message}", file=stderr, flush=True)
         return status

@@ -13,6 +13,8 @@ def cmd_eval(args, io):
         options.check_engine(args)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if args.threads < 1:  # as train refuses it (train.Options)
+        raise UsageError(f"--threads must be at least 1, not {args.threads}")
     model = use_engine(load_model(args.model), args)
     sources = open_inputs(args.files, io.stdin)
     try:

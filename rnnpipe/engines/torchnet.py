@@ -56,6 +56,8 @@ def device(name=None):
 
     try:
         dev = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dev.type not in ("cpu", "cuda", "mps"):  # meta and the like hold no numbers to train
+            raise RuntimeError(f"the torch engine trains on cpu, cuda or mps, not {dev.type}")
         torch.zeros(1, device=dev)
     except (RuntimeError, AssertionError) as e:  # torch says "not compiled with CUDA" by an assertion
         raise Unavailable(f"--device {name}: {(str(e) or type(e).__name__).splitlines()[0]}") from None
