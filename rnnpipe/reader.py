@@ -27,6 +27,17 @@ BLOCK_CHARS = 1 << 20  # the largest piece handed over (about 1 MB of ASCII)
 POLL = 0.2  # seconds between word that nothing came (None), while waiting for input
 
 
+def lone_surrogate(text):
+    """Words for the first lone surrogate in text (half of a UTF-16 pair, which
+    no UTF-8 file can hold, so a model that learned it could not be saved), or
+    None when there is none."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"the text holds a lone surrogate, U+{ord(text[e.start]):04X}, at character {e.start}: not text"
+    return None
+
+
 class InputError(Exception):
     """An input cannot be opened or read; the message names it."""
 

@@ -45,6 +45,7 @@ from .evaluate import loss_sum
 from .guard import Diverged, Guard  # noqa: F401  (Diverged: raised through Model.train, by this name too)
 from .plan import Options, Position, sha  # noqa: F401  (Options, Position: by these names too)
 from .progress import Progress
+from .reader import InputError, lone_surrogate
 from .sample import generate
 
 VALID_CAP = 256 * 1024  # held-out characters kept (the most recent)
@@ -347,6 +348,9 @@ class Run:
             self.started = True
             self.start = self.last_report = self.last_valid = time.monotonic()
         m, cfg = self.model, self.model.config
+        bad = lone_surrogate(text)  # every face's text passes here; a model holding one could not be saved
+        if bad is not None:
+            raise InputError(bad)
         new = m.vocab.missing(text)
         if len(m.vocab) + len(new) > self.max_vocab:
             raise VocabularyFull(

@@ -49,6 +49,7 @@ except ImportError as e:
     ) from e
 
 from rnnpipe import options, session, training
+from rnnpipe.reader import lone_surrogate
 
 from . import parsing, store, views
 from .views import TrainResult  # noqa: F401  (what `%%charrnn_train -o VAR` stores, by its name here too)
@@ -78,10 +79,14 @@ class CharRNNMagics(Magics):
             text = self.shell.user_ns[args.text]
             if not isinstance(text, str):
                 raise UsageError(f"--text: {args.text} is a {type(text).__name__}, not a str")
-            return text
-        if cell is None:
+        elif cell is None:
             raise UsageError(f"%{magic} needs --text VAR; or put the text in the body of a %%{magic} cell")
-        return cell
+        else:
+            text = cell
+        bad = lone_surrogate(text)
+        if bad is not None:
+            raise UsageError(bad)
+        return text
 
     def _check_output(self, var):
         if var is None:

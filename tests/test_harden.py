@@ -300,3 +300,36 @@ def test_a_device_that_holds_no_numbers_is_refused(tmp_path):
                               input="some text to learn"), 1)  # fmt: skip
     assert "--device meta: the torch engine trains on cpu, cuda or mps, not meta" in line
     assert not (tmp_path / "m.msgpack").exists()
+
+
+# -- issue 21, item 5: lone surrogates at every door -----------------------------------
+
+
+def test_python_text_with_a_lone_surrogate_is_refused_before_it_is_learned():
+    from rnnpipe import Model
+    from rnnpipe.reader import InputError
+
+    model = Model.new(hidden=8)
+    with pytest.raises(InputError, match=r"lone surrogate, U\+D800, at character 3"):
+        model.train("abc\ud800def" * 10)
+    assert len(model.vocab) == 0 and model.iterations == 0  # nothing learned, so nothing that cannot be saved
+
+
+@pytest.mark.parametrize("magic", ["charrnn_train", "charrnn_show"])
+def test_the_magics_refuse_a_lone_surrogate_in_one_line(tmp_path, magic):
+    pytest.importorskip("IPython")
+    from IPython.core.error import UsageError
+    from IPython.testing import globalipapp
+
+    globalipapp.start_ipython()
+    shell = globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "rnnpipe_magic")
+    path = tmp_path / "m.msgpack"
+    if magic == "charrnn_show":
+        shell.run_cell_magic("charrnn_train", f"-m {path} {' '.join(TINY)}", "some text to learn " * 20)
+    before = path.read_bytes() if path.exists() else None
+    shell.user_ns["poisoned"] = "ab\ud800cd" * 20
+    result = shell.run_cell(f"%{magic} -m {path} --text poisoned")
+    assert isinstance(result.error_in_exec, UsageError), result.error_in_exec
+    assert "lone surrogate, U+D800" in str(result.error_in_exec)
+    assert (path.read_bytes() if path.exists() else None) == before
