@@ -328,6 +328,9 @@ def unpack(data: bytes):
     if version < 2:
         # every character counted as there from the start: version 1's behaviour
         opt.update({k: np.zeros(s, np.int64) for k, s in counters.items()})
+    for k, a in opt.items():  # squared-gradient sums: a negative one makes every later update NaN
+        if k.split(".", 1)[0] in ("v", "mem") and a.size and a.min() < 0:
+            _fail(f"optimizer.{k} holds a negative value: it sums squared gradients")
     for k in counters:  # compared as Python ints: iterations may exceed int64
         if opt[k].size and not (int(opt[k].min()) >= 0 and int(opt[k].max()) <= state["iterations"]):
             _fail(f"optimizer.{k} should hold update counts between 0 and state.iterations")

@@ -333,3 +333,27 @@ def test_the_magics_refuse_a_lone_surrogate_in_one_line(tmp_path, magic):
     assert isinstance(result.error_in_exec, UsageError), result.error_in_exec
     assert "lone surrogate, U+D800" in str(result.error_in_exec)
     assert (path.read_bytes() if path.exists() else None) == before
+
+
+def test_a_file_with_a_negative_squared_gradient_sum_is_refused(tmp_path):
+    # Adam's v and Adagrad's mem sum squares: negative, every later update would be NaN and every run diverge
+    import hashlib
+
+    import msgpack
+    import numpy as np
+
+    from rnnpipe import Model, ModelFormatError
+
+    for optimizer, slot in (("adam", "v"), ("adagrad", "mem")):
+        model = Model.new(hidden=8, optimizer=optimizer)
+        model.train("some text to learn " * 20)
+        outer = msgpack.unpackb(model.to_bytes(), raw=False)
+        body = msgpack.unpackb(outer["model"], raw=False)
+        name = f"{slot}.Why"
+        a = np.frombuffer(body["optimizer"][name]["data"], body["optimizer"][name]["dtype"]).copy()
+        a[0] = -1.0
+        body["optimizer"][name]["data"] = a.tobytes()
+        data = msgpack.packb(body, use_bin_type=True)
+        outer.update(model=data, sha256=hashlib.sha256(data).digest())
+        with pytest.raises(ModelFormatError, match=f"optimizer.{name} holds a negative value"):
+            Model.from_bytes(msgpack.packb(outer, use_bin_type=True))
