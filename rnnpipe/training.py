@@ -136,6 +136,14 @@ class Session:
             self.saved_at = model.iterations if saved_at is None else saved_at
         return model
 
+    def use(self, engine="numpy", device=None, world=None):
+        """Train with `engine` (Model.use; engines.Unavailable when it cannot
+        run here), saying which device the torch engine trains on."""
+        self.model.use(engine, device, world)
+        if self.model.engine is not None:
+            self.note(f"the torch engine trains on {self.model.engine.device}")
+        return self.model
+
     # -- training ----------------------------------------------------------------
 
     def train(self, text, options, *, callback=None, read=None, inputs=None, size=None, report_every=1.0,

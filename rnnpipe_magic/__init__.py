@@ -49,6 +49,7 @@ except ImportError as e:
     ) from e
 
 from rnnpipe import options, session, training
+from rnnpipe.errors import Unavailable
 from rnnpipe.reader import lone_surrogate
 
 from . import parsing, store, views
@@ -190,7 +191,10 @@ class CharRNNMagics(Magics):
             print(f"new model {label}: {views.describe(s.model)}")
         else:
             print(f"continuing {entry.label} from iteration {s.model.iterations:,}: {views.describe(s.model)}")
-        _use_engine(s.model, args)
+        try:
+            s.use(args.engine, args.device)
+        except Unavailable as e:
+            raise UsageError(str(e)) from None
         view = views.View(entry)
         entry.curve.append((s.model.iterations, s.model.smooth_loss / math.log(2), None))
         try:
@@ -327,8 +331,6 @@ class CharRNNMagics(Magics):
 
 def _use_engine(model, args):
     """The model with --engine and --device applied (UsageError without torch, as the command line's one line)."""
-    from rnnpipe.engines import Unavailable
-
     try:
         return model.use(args.engine, args.device)
     except Unavailable as e:

@@ -489,3 +489,12 @@ def test_the_torch_engine_leaves_the_process_random_numbers_alone():
         runs.append(model.to_bytes())
     assert torch.equal(torch.get_rng_state(), before)
     assert runs[0] == runs[1]  # and its own state is seeded the same way each time: the same masks
+
+
+def test_training_says_which_device_the_torch_engine_trains_on(tmp_path):
+    r = run("train", "-m", tmp_path / "m.msgpack", "--hidden", "8", "--engine", "torch", "--device", "cpu",
+            input=TEXT[:2000])  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.decode().splitlines()[0] == "rnnpipe: the torch engine trains on cpu"
+    q = run("train", "-m", tmp_path / "m.msgpack", "--engine", "torch", "--device", "cpu", "-q", input=TEXT[:2000])
+    assert q.returncode == 0 and q.stderr == b""  # quiet is quiet

@@ -6,7 +6,7 @@ import math
 import os
 
 from .. import options, session
-from .common import Failure, UsageError, load_model, open_inputs, reading_terminal, use_engine
+from .common import Failure, UsageError, load_model, open_inputs, reading_terminal
 
 
 def cmd_train(args, io):
@@ -99,7 +99,7 @@ def _open(args, s, sources, world):
             if data is None:
                 raise Failure(f"rank {world.rank}: rank 0 could not start training (its message says why)")
             s.open({}, Model.from_bytes(data))
-            return use_engine(s.model, args, world)
+            return _use(s, args, world)
     try:
         model = load_model(args.model) if os.path.exists(args.model) else None
         try:
@@ -112,7 +112,16 @@ def _open(args, s, sources, world):
         raise
     if world is not None:
         world.broadcast(s.model.to_bytes())
-    return use_engine(s.model, args, world)
+    return _use(s, args, world)
+
+
+def _use(s, args, world):
+    from ..engines import Unavailable
+
+    try:
+        return s.use(args.engine, args.device, world)
+    except Unavailable as e:  # no torch, or no such device
+        raise Failure(str(e)) from None
 
 
 def _run(args, io, s, sources, opts, world, quiet):
