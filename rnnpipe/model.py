@@ -321,6 +321,7 @@ class Model:
         after 4 such rollbacks train.Diverged is raised.
         """
         options = (options or Options()).replace(**fields) if fields else (options or Options())
+        plan.check_memory(self.config, len(self.vocab))  # before any work, not the OOM killer mid-run
         if options.save_every is not None:
             raise SettingError("save_every", options.save_every, "{name} saves to a model file: train through "
                                "rnnpipe.training.Session, which saves; Model.train does not")  # fmt: skip

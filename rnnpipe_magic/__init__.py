@@ -49,7 +49,7 @@ except ImportError as e:
     ) from e
 
 from rnnpipe import options, session, training
-from rnnpipe.errors import Unavailable
+from rnnpipe.errors import SettingError, Unavailable
 from rnnpipe.reader import lone_surrogate
 
 from . import parsing, store, views
@@ -169,6 +169,8 @@ class CharRNNMagics(Magics):
                 self._train(args, text, opts, s)
         except session.SessionError as e:  # the lock is held elsewhere, a save failed, training gave up
             raise UsageError(str(e)) from None
+        except SettingError as e:  # a setting the core refused once it knew the model (plan.check_memory)
+            raise UsageError(e.flag(options.FLAGS)) from None
         finally:
             # a kernel asked to end (SIGTERM) while training: the model is saved
             # and the lock released, so now it ends as it was asked to

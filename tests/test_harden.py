@@ -357,3 +357,30 @@ def test_a_file_with_a_negative_squared_gradient_sum_is_refused(tmp_path):
         outer.update(model=data, sha256=hashlib.sha256(data).digest())
         with pytest.raises(ModelFormatError, match=f"optimizer.{name} holds a negative value"):
             Model.from_bytes(msgpack.packb(outer, use_bin_type=True))
+
+
+# -- issue 21, item 4: memory before any work -------------------------------------------
+
+
+def test_a_run_too_big_for_the_machine_is_refused_before_any_work(tmp_path):
+    # 10^10 positions an update: terabytes on any machine, refused in one line naming the settings
+    model = tmp_path / "m.msgpack"
+    line = one_error_line(run("train", "-m", model, "--batch-size", "100000", "--seq-length", "100000",
+                              input="some text to learn"), 2)  # fmt: skip
+    assert "--batch-size 100000 with --seq-length 100000 needs about " in line and "GiB for one update" in line
+    assert not model.exists()
+
+
+def test_the_memory_estimate_refuses_what_does_not_fit_and_passes_the_defaults():
+    from rnnpipe import Config
+    from rnnpipe.errors import SettingError
+    from rnnpipe.plan import check_memory, update_bytes
+
+    default = Config()
+    assert update_bytes(default, 65) < 100 * 2**20  # the default run: tens of MB
+    check_memory(default, 65, total=2 * 2**30)  # fits a 2 GiB machine
+    big = default.replace(batch_size=4096)
+    with pytest.raises(SettingError, match="batch_size 4096 with seq_length 50 needs about 4.3 GiB") as e:
+        check_memory(big, 65, total=8 * 2**30)
+    assert e.value.flag().startswith("--batch-size 4096 with --seq-length 50 ")
+    check_memory(big, 65, total=16 * 2**30)  # and fits a machine twice the estimate

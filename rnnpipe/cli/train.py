@@ -6,6 +6,7 @@ import math
 import os
 
 from .. import options, session
+from ..errors import SettingError
 from .common import Failure, UsageError, load_model, open_inputs, reading_terminal
 
 
@@ -18,6 +19,8 @@ def cmd_train(args, io):
     world = _world(args)
     try:
         return _train(args, io, opts, world)
+    except SettingError as e:  # a setting the core refused once it knew the model (plan.check_memory)
+        raise UsageError(e.flag(options.FLAGS)) from None
     finally:
         if world is not None:
             from ..engines import ddp
