@@ -76,10 +76,22 @@ def _start(config, vocab, params, prime, skip_unknown, state):
     # the weights rearranged for the recurrence once, not once per character
     prepared = net.prepare(p64, cfg)
     context = vocab.encode(prime or start_char(vocab))
-    # condition on all of the prime but its last character in one chunk
-    if len(context) > 1:
-        _, state, _ = net.forward(p64, cfg, context[:-1].reshape(-1, 1), state, prepared=prepared)
+    # condition on all of the prime but its last character
+    state = condition(lambda X, s: net.forward(p64, cfg, X, s, prepared=prepared)[1], context[:-1], state)
     return p64, cfg, prepared, state, int(context[-1])
+
+
+PRIME_CHUNK = 4096  # characters of a prime run through the network at once
+
+
+def condition(step, ix, state):
+    """The state after the indices ix, from state: step(X (time, 1), state)
+    gives the state after X. In chunks of PRIME_CHUNK, so that a long prime's
+    activations are never all held at once (238 KB of prime took 2.8 GB in
+    one chunk)."""
+    for start in range(0, len(ix), PRIME_CHUNK):
+        state = step(ix[start : start + PRIME_CHUNK].reshape(-1, 1), state)
+    return state
 
 
 def generate(
@@ -120,9 +132,8 @@ def generate(
     if state is not None:
         state = [tuple(s.astype(np.float64) for s in layer) for layer in state]
     context = vocab.encode(prime or start_char(vocab))
-    # condition on all of the prime but its last character in one chunk
-    if len(context) > 1:
-        _, state = forward(context[:-1].reshape(-1, 1), state)
+    # condition on all of the prime but its last character
+    state = condition(lambda X, s: forward(X, s)[1], context[:-1], state)
     ix = int(context[-1])
     produced = 0
     while n == 0 or produced < n:

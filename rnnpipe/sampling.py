@@ -81,22 +81,29 @@ def _literal(text):
     return text.replace("{", "{{").replace("}", "}}")
 
 
+MAX_PRIME = 1 << 20  # bytes a prime file may hold
+
+
 def read_prime(path, stdin=None):
     """The text of a prime file (stdin for -), or SettingError("prime_file")
     saying what is wrong with it."""
     shown = _literal(path)
     try:
-        if path == "-":
-            data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read()
+        if path == "-":  # read one byte past the limit: enough to know it is over (an endless /dev/zero too)
+            data = stdin.buffer.read(MAX_PRIME + 1) if hasattr(stdin, "buffer") else stdin.read(MAX_PRIME + 1)
         else:
             with open(path, "rb") as f:
-                data = f.read()
+                data = f.read(MAX_PRIME + 1)
     except FileNotFoundError:
         raise SettingError("prime_file", path, f"{{name}} {shown}: no such file") from None
     except IsADirectoryError:
         raise SettingError("prime_file", path, f"{{name}} {shown}: is a directory") from None
     except OSError as e:
         raise SettingError("prime_file", path, f"{{name}} {shown}: cannot read it: {_literal(e.strerror)}") from None
+    if len(data) > MAX_PRIME:
+        where = "stdin" if path == "-" else shown
+        raise SettingError("prime_file", path, f"{{name}} {where}: longer than {MAX_PRIME:,} bytes; a prime that "
+                           "long adds nothing the model can use (give its end)")  # fmt: skip
     if isinstance(data, str):  # a text stream (a test's StringIO): already decoded
         return data
     try:

@@ -384,3 +384,41 @@ def test_the_memory_estimate_refuses_what_does_not_fit_and_passes_the_defaults()
         check_memory(big, 65, total=8 * 2**30)
     assert e.value.flag().startswith("--batch-size 4096 with --seq-length 50 ")
     check_memory(big, 65, total=16 * 2**30)  # and fits a machine twice the estimate
+
+
+def test_a_long_prime_is_run_through_in_bounded_chunks(monkeypatch):
+    # a 238 KB prime took 2.8 GB when its activations were all held at once; now a chunk's at a time
+    import rnnpipe.sample
+    from rnnpipe import Model
+    from rnnpipe.cells import net
+
+    model = Model.new(hidden=8)
+    model.train("some text to learn, and more of it " * 20)
+    seen, forward = [], net.forward
+
+    def spying(params, config, X, state, *args, **kwargs):
+        seen.append(X.shape[0])
+        return forward(params, config, X, state, *args, **kwargs)
+
+    monkeypatch.setattr(rnnpipe.sample, "PRIME_CHUNK", 16)
+    monkeypatch.setattr(net, "forward", spying)
+    prime = "some text to learn, " * 5  # 100 characters
+    for beam in (None, 2):
+        seen.clear()
+        model.sample(5, prime=prime, seed=1, beam=beam)
+        chunks = -(-(len(prime) - 1) // 16)  # all of the prime but its last character, 16 at a time
+        assert seen[:chunks] == [16] * (chunks - 1) + [(len(prime) - 1) % 16 or 16], seen
+        assert all(t == 1 for t in seen[chunks:])  # then one character at a time
+
+
+def test_a_prime_file_longer_than_the_limit_is_refused_in_one_line(tmp_path):
+    from rnnpipe.sampling import MAX_PRIME
+
+    model = tmp_path / "m.msgpack"
+    assert run("train", "-m", model, *TINY, "-q", input="some text to learn " * 20).returncode == 0
+    long = tmp_path / "long.txt"
+    long.write_text("some text " * (MAX_PRIME // 10 + 1))
+    line = one_error_line(run("sample", "-m", model, "--prime-file", long), 1)
+    assert f"--prime-file {long}: longer than {MAX_PRIME:,} bytes" in line
+    if os.path.exists("/dev/zero"):  # endless: read to one byte past the limit, then refused
+        assert "longer than" in one_error_line(run("sample", "-m", model, "--prime-file", "/dev/zero"), 1)
