@@ -256,8 +256,8 @@ SAMPLE = [
         ("--prime-file",),
         dict(
             metavar="PATH",
-            help="take the prime from a UTF-8 file, taken exactly (newlines included); - reads it from stdin; "
-            "instead of --prime",
+            help="take the prime from a UTF-8 file of at most 1 MiB, taken exactly (newlines included); - reads it "
+            "from stdin; instead of --prime",
         ),
     ),
     (

@@ -104,6 +104,8 @@ def test_the_sampling_paragraph_says_what_the_code_does():
         f"Given without `-n`, they are not cut at its default of {sampling.DEFAULT_N}: they stop where they say, "
         f"or after {sampling.MAX_CHARS:,} characters in case that never comes." in text
     )
+    assert f"(`-` reads it from stdin), of at most {sampling.MAX_PRIME:,} bytes." in text
+    assert sampling.MAX_PRIME == 1 << 20  # the help's "1 MiB"
 
 
 def test_the_pictures_section_says_what_the_code_does():
