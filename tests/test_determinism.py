@@ -40,7 +40,8 @@ def test_the_explore_profile_is_random():
     )
     env = dict(os.environ, HYPOTHESIS_PROFILE="explore")
     out = subprocess.run([sys.executable, "-c", code, str(TESTS)], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    # random draws; whether failures are remembered is hypothesis's own default (none where CI is set)
+    assert out.stdout.split()[0] == "False"
     env["HYPOTHESIS_PROFILE"] = "ci"
     out = subprocess.run([sys.executable, "-c", code, str(TESTS)], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True"]
