@@ -422,3 +422,13 @@ def test_a_prime_file_longer_than_the_limit_is_refused_in_one_line(tmp_path):
     assert f"--prime-file {long}: longer than {MAX_PRIME:,} bytes" in line
     if os.path.exists("/dev/zero"):  # endless: read to one byte past the limit, then refused
         assert "longer than" in one_error_line(run("sample", "-m", model, "--prime-file", "/dev/zero"), 1)
+
+
+def test_info_escapes_what_a_file_names_before_it_reaches_the_terminal(tmp_path):
+    # a pending run's input names come from the file: ESC in them must not colour (or clear) the terminal
+    model = tmp_path / "m.msgpack"
+    text = tmp_path / "a\x1b[2Jb.txt"
+    text.write_text("some text to learn " * 2000)
+    assert run("train", "-m", model, *TINY, "--epochs", "3", "--max-time", "0.3", "-q", text).returncode == 0
+    out = run("info", "-m", model).stdout.decode()
+    assert "\x1b" not in out and "a\\x1b[2Jb.txt" in out

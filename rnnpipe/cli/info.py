@@ -56,7 +56,7 @@ def cmd_info(args, io):
         )
         loss = "none yet" if last is None else f"{last:.4f} bits/char (smoothed {smooth:.4f})"
         lines = [
-            f"model         {args.model} ({data['file_bytes']} bytes)",
+            f"model         {escape(args.model)} ({data['file_bytes']} bytes)",
             f"format        {FORMAT} version {version}",
             f"architecture  {arch}",
             f"parameters    {data['parameters']}",
@@ -78,7 +78,7 @@ def _pending(r):
         return "nothing (the last run finished)"
     of = "" if r.epochs is None else f" of {r.epochs}"
     at = "" if r.fraction is None else f" at {r.fraction:.0%}"
-    names = ", ".join(i["name"] for i in r.inputs) or "its text"
+    names = ", ".join(escape(i["name"]) for i in r.inputs) or "its text"  # a file's names reach a terminal
     if not r.interrupted:
         where = f"pass {r.epoch}{at} of {names}"
         return f"nothing (the last run finished; a timed or piped run on the same text goes on from {where})"
