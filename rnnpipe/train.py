@@ -391,7 +391,8 @@ class Run:
         cfg = self.model.config
         b = self.budget
         seconds = b.seconds + time.monotonic() - self.start if b.max_time else 0.0  # no clock in a file that needs none
-        spent = dataclasses.replace(b, chars=b.chars + self.trained, seconds=seconds)
+        # by hand, as Budget.to_dict is: this runs after every update (dataclasses.replace costs 3x)
+        spent = schedule.Budget(b.kind, b.total, b.max_time, b.chars + self.trained, seconds, b.start)
         pipe = self.hash is not None
         return Position(self.inputs, self.epoch, self.epochs, self.offset, chunk, state, cfg.batch_size,
                         cfg.seq_length, self.valid_fraction, self.pass_chars, spent.to_dict(), self.block_chars,
