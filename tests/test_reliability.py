@@ -249,12 +249,6 @@ def test_racing_trainers_lose_no_update(tmp_path):
     assert t.notes.get("races where one run was refused", 0) + t.notes.get("races where the runs did not overlap", 0)
 
 
-def test_train_help_documents_the_lock():
-    out = io.StringIO()
-    assert cli.main(["train", "--help"], stdout=out) == 0
-    assert "MODEL.lock" in out.getvalue() and ".MODEL.*.tmp" in out.getvalue()
-
-
 # -- model paths --------------------------------------------------------------------------
 
 
