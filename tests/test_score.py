@@ -344,7 +344,7 @@ def test_the_magic_says_what_is_missing_in_one_line(ip, model):
     assert isinstance(result.error_in_exec, UsageError) and "no model file" in str(result.error_in_exec)
 
 
-# -- the README's section ------------------------------------------------------------
+# -- in-process: memory, and --learn's saves ------------------------------------------
 
 
 class _Drip:
