@@ -42,14 +42,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
-import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOG = os.path.join(HERE, "data", "dpkg.log")
 OTHER = os.path.join(HERE, "data", "alternatives.log")
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+from measures import gzip_scores, length_scores, precision_at, roc_auc, stack_trace  # noqa: E402
+
 TRAIN = 0.7  # the share of the log's lines, from its start, the model learns from
-DICT = 32 * 1024  # bytes of preceding text gzip may refer back to: deflate's whole window
 
 
 def rnnpipe(*args, input=None):
@@ -59,22 +60,6 @@ def rnnpipe(*args, input=None):
     if r.returncode != 0:
         sys.exit(f"rnnpipe {args[0]} failed: {r.stderr.decode()}")
     return r
-
-
-def stack_trace():
-    """A real traceback, a few frames deep, as a program would log it."""
-
-    def parse(record):
-        return json.loads(record)["when"]
-
-    def handle(records):
-        return [parse(r) for r in records]
-
-    try:
-        handle(['{"when": 1}', "{not json}"])
-    except ValueError:
-        return traceback.format_exc().splitlines(keepends=True)
-    raise AssertionError("the failing call did not fail")
 
 
 def shuffled(line, rng):
@@ -96,48 +81,6 @@ def inject(held, other, trace, n_other, n_shuffled, rng):
         at = rng.randrange(len(items) + 1)
         items[at:at] = block
     return [x for x, _ in items], [k for _, k in items]
-
-
-def gzip_scores(before, lines):
-    """Compressed bytes per character of each line given the DICT bytes before it."""
-    context = before.encode()[-DICT:]
-    out = []
-    for line in lines:
-        data = line.encode()
-        c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, context)
-        out.append(len(c.compress(data) + c.flush()) / len(line))
-        context = (context + data)[-DICT:]
-    return out
-
-
-def length_scores(train_lines, lines):
-    lengths = [len(x) for x in train_lines]
-    mean = sum(lengths) / len(lengths)
-    std = (sum((n - mean) ** 2 for n in lengths) / len(lengths)) ** 0.5
-    return [abs(len(x) - mean) / std for x in lines]
-
-
-def precision_at(scores, labels, k):
-    ranked = sorted(range(len(scores)), key=lambda i: -scores[i])
-    return sum(labels[i] for i in ranked[:k]) / k
-
-
-def roc_auc(scores, labels):
-    """Mann-Whitney: the chance an injected line outscores a real one, ties counting half."""
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        for t in range(i, j + 1):
-            ranks[order[t]] = (i + j) / 2 + 1
-        i = j + 1
-    pos = sum(labels)
-    neg = len(labels) - pos
-    rank_sum = sum(r for r, y in zip(ranks, labels, strict=True) if y)
-    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
 
 
 def main():

@@ -24,7 +24,6 @@ docs/benchmarks.md has a run's output and what it means.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
@@ -39,6 +38,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+sys.path.insert(0, str(ROOT / "tests"))  # the targets' judgement, which the tests check
+
+from measures import quality_targets  # noqa: E402
 
 
 def cfg(cell, hidden, seq_length, batch_size, optimizer, lr):
@@ -158,38 +160,6 @@ def table(results):
             f"| {name} | {describe(config)} | {r['chars_per_sec']:,.0f} | {r['valid_bits']:.3f} | {r['iterations']:,} |"
         )
     return "\n".join(lines)
-
-
-# bench/quality.py's targets (issue 11): how far ahead of the best torch
-# figure rnnpipe's default must be after each budget, in bits/char
-QUALITY_LEAD = {60: 0.05, 180: 0.08}
-
-
-def quality_targets(points):
-    """Target rows from bench/quality.py's JSON results: the lead over the
-    best torch figure at each budget, and that the default keeps improving
-    from one budget to the next."""
-    import quality
-
-    rows, by_corpus = [], {}
-    for name, budget, ours, best in quality.leads(points):
-        by_corpus.setdefault(name, []).append((budget, ours, best))
-    for name, measured in by_corpus.items():
-        for budget, bits, best in measured:
-            goal = QUALITY_LEAD.get(int(budget))
-            if best is not None and goal is not None:
-                lead = best - bits
-                rows.append(f"| time to quality, {name}, {budget:g} s: rnnpipe default ahead of the best torch by "
-                            f"| {lead:+.3f} | >= {goal} | {'yes' if lead >= goal else 'NO'} |")  # fmt: skip
-        ours = {budget: bits for budget, bits, _ in measured}
-        budgets = sorted(ours)
-        if len(budgets) > 1:
-            better = all(ours[b] < ours[a] for a, b in itertools.pairwise(budgets))
-            curve = ", ".join(f"{ours[b]:.3f}" for b in budgets)
-            seconds = ", ".join(f"{b:g}" for b in budgets)
-            rows.append(f"| time to quality, {name}: rnnpipe default improves at each longer budget ({seconds} s) "
-                        f"| {curve} | each lower | {'yes' if better else 'NO'} |")  # fmt: skip
-    return rows
 
 
 def targets(results, quality=()):

@@ -10,7 +10,7 @@ import argparse
 
 from .config import ADAM_WEIGHT_DECAY, CELLS, DTYPES, MAX_VOCAB, OPTIMIZERS, Config
 from .engines import ENGINES, blas_threads  # noqa: F401  (the faces' one name for it)
-from .sampling import DEFAULT_N, MAX_CHARS, SampleOptions
+from .sampling import DEFAULT_N, SampleOptions
 
 D = Config()
 
@@ -33,50 +33,36 @@ def seconds(text):
 
 MODEL = (("-m", "--model"), dict(metavar="MODEL", help="model file (msgpack)"))
 
+# Each help says what the option is and its default in a line or two of `rnnpipe COMMAND --help`
+# (about 90 characters at most); what takes longer is in docs/cli.md, under the command.
+
 # architecture: fixed once a model exists
 ARCHITECTURE = [
-    (
-        ("--cell",),
-        dict(choices=CELLS, help=f"recurrent cell: rnn (the seed's vanilla RNN), lstm or gru (default {D.cell})"),
-    ),
+    (("--cell",), dict(choices=CELLS, help=f"rnn (the seed's), lstm or gru (default {D.cell})")),
     (("--hidden",), dict(type=int, metavar="N", help=f"units per recurrent layer (default {D.hidden})")),
     (("--layers",), dict(type=int, metavar="N", help=f"stacked recurrent layers (default {D.layers})")),
-    (
-        ("--optimizer",),
-        dict(
-            choices=OPTIMIZERS,
-            help=f"adagrad (the seed's, clips each entry) or adam (clips the global norm) (default {D.optimizer})",
-        ),
-    ),
-    (("--dtype",), dict(choices=DTYPES, help=f"floating point type of weights and arithmetic (default {D.dtype})")),
+    (("--optimizer",), dict(choices=OPTIMIZERS, help=f"adagrad (the seed's) or adam (default {D.optimizer})")),
+    (("--dtype",), dict(choices=DTYPES, help=f"type of weights and arithmetic (default {D.dtype})")),
 ]
 
 # training hyperparameters: may change from run to run of the same model
 HYPER = [
-    (
-        ("--dropout",),
-        dict(
-            type=float,
-            metavar="P",
-            help=f"dropout between stacked layers (so --layers 2 or more), 0 to turn off (default {D.dropout:g})",
-        ),
-    ),
+    (("--dropout",), dict(type=float, metavar="P", help=f"between stacked layers, 0 for none (default {D.dropout:g})")),
     (
         ("--seq-length",),
-        dict(type=int, metavar="N", help=f"characters per truncated backpropagation (default {D.seq_length})"),
+        dict(type=int, metavar="N", help=f"characters per truncated backprop (default {D.seq_length})"),
     ),
     (
         ("--batch-size",),
-        dict(type=int, metavar="N", help=f"parallel streams the text is cut into (default {D.batch_size})"),
+        dict(type=int, metavar="N", help=f"streams the text is cut into (default {D.batch_size})"),
     ),
-    (("--lr",), dict(type=float, metavar="X", help=f"learning rate (default {D.lr:g}; the seed's Adagrad used 0.1)")),
+    (("--lr",), dict(type=float, metavar="X", help=f"learning rate (default {D.lr:g}; the seed's 0.1)")),
     (
         ("--clip",),
         dict(
             type=float,
             metavar="X",
-            help="gradient clipping: adagrad clips each gradient entry to [-X, X] (the seed's); adam scales the "
-            f"per-character gradient down when its global norm is above X (default {D.clip:g})",
+            help=f"clip gradients at X: adagrad each entry, adam the global norm (default {D.clip:g})",
         ),
     ),
     (
@@ -84,28 +70,16 @@ HYPER = [
         dict(
             type=float,
             metavar="X",
-            help="shrink every weight by lr * X at each update, apart from the gradient (AdamW's decoupled "
-            f"decay), so that long runs overfit less; 0 to turn off (default {ADAM_WEIGHT_DECAY:g} with adam, "
-            "0 with adagrad)",
+            help=f"AdamW's decoupled decay, 0 for none (default {ADAM_WEIGHT_DECAY:g} with adam, 0 with adagrad)",
         ),
     ),
     (
         ("--seed",),
-        dict(type=int, metavar="N", help=f"seeds a new model's weight initialisation and dropout (default {D.seed})"),
+        dict(type=int, metavar="N", help=f"seeds a new model's weights, dropout (default {D.seed})"),
     ),
 ]
 
-THREADS = (
-    ("--threads",),
-    dict(
-        type=int,
-        default=1,
-        metavar="N",
-        help="threads numpy's BLAS, or torch on a CPU, may use (default 1: on a 2-core machine a second "
-        "thread trained the default GRU 0.96 to 1.22 times as fast when the machine was quiet, and 2.4 to 70 "
-        "times slower beside another busy program or a second trainer; docs/benchmarks.md)",
-    ),
-)
+THREADS = (("--threads",), dict(type=int, default=1, metavar="N", help="threads BLAS or torch may use (default 1)"))
 
 # which engine computes; engine.py (the torch one is the optional extra)
 ENGINE = [
@@ -114,40 +88,24 @@ ENGINE = [
         dict(
             choices=ENGINES,
             default="numpy",
-            help="numpy (the default, nothing to install) or torch (PyTorch's fused RNN modules with the same maths "
-            "and the same model file, on --device; needs pip install 'rnnpipe[torch]')",
+            help="numpy (the default) or torch, same maths and model file (pip install 'rnnpipe[torch]')",
         ),
     ),
     (
         ("--device",),
-        dict(
-            metavar="DEV",
-            help="with --engine torch: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu; under "
-            "torchrun, GPU LOCAL_RANK of cuda)",
-        ),
+        dict(metavar="DEV", help="with --engine torch: cpu, cuda, cuda:N or mps (default: cuda if there is one)"),
     ),
 ]
 
 RUN = [
     THREADS,
-    (
-        ("--epochs",),
-        dict(
-            type=int,
-            metavar="N",
-            help="passes over the text (default: one pass, or as many as --max-time allows; see --max-time)",
-        ),
-    ),
+    (("--epochs",), dict(type=int, metavar="N", help="passes, one by default (see --max-time)")),
     (
         ("--max-time",),
         dict(
             type=seconds,
             metavar="TIME",
-            help="stop cleanly after this long (seconds, or with s, m or h: 90, 10m, 1.5h) and save; without "
-            "--epochs, pass over the text again and again "
-            "until then (text read from stdin is read once), and the run is finished: the same command trains as "
-            "long again, going on where the text does; with --epochs, the run is interrupted and the same command "
-            "trains up to this long again toward the passes left",
+            help="stop and save after TIME (90, 10m, 1.5h); without --epochs, pass after pass until then",
         ),
     ),
     (
@@ -155,69 +113,26 @@ RUN = [
         dict(
             choices=("cosine", "linear", "none"),
             default="cosine",
-            help="the learning rate over a run whose end is known from --max-time or --epochs: cosine (the default) "
-            "or linear rise over the first 2%% of the run and fall to 5%% of --lr by its end; none keeps --lr "
-            "throughout, the seed's way. A run given neither option, or reading a pipe without --max-time, trains "
-            "at half --lr throughout (cosine or linear) or at --lr (none). A run on a trained model starts at the "
-            "rate its last run ended at, never above (--restart: a fresh schedule); one that continues an "
-            "interrupted run with the same --schedule and --max-time follows its schedule to the same end",
+            help="the learning rate over the run (default cosine)",
         ),
     ),
-    (
-        ("--keep-best",),
-        dict(
-            action="store_true",
-            help="with --valid-fraction: end with the model that scored best on the held-out text (measured every "
-            "10 seconds, at the end of each pass and at the end), not the last one, so a long run never ends worse "
-            "than its best moment; a note says when they differ",
-        ),
-    ),
-    (
-        ("--restart",),
-        dict(
-            action="store_true",
-            help="start a new pass over the text and a fresh learning-rate schedule, warm-up and peak included, "
-            "even if the last run stopped early (by default it continues where that run stopped, at the rate it "
-            "ended at)",
-        ),
-    ),
+    (("--keep-best",), dict(action="store_true", help="with --valid-fraction: end with its best model")),
+    (("--restart",), dict(action="store_true", help="start a new pass with a fresh schedule")),
     (
         ("--max-vocab",),
-        dict(
-            type=int,
-            default=MAX_VOCAB,
-            metavar="N",
-            help=f"refuse text with more distinct characters than this: the output layer grows with each "
-            f"(default {MAX_VOCAB:,})",
-        ),
+        dict(type=int, default=MAX_VOCAB, metavar="N", help=f"refuse more distinct characters (default {MAX_VOCAB:,})"),
     ),
     (
         ("--sample-every",),
-        dict(
-            type=int,
-            default=0,
-            metavar="N",
-            help="show a 200-character sample every N iterations, as the seed does (default 0: never)",
-        ),
+        dict(type=int, default=0, metavar="N", help="sample every N iterations (default 0: never)"),
     ),
     (
         ("--valid-fraction",),
-        dict(
-            type=float,
-            default=0.0,
-            metavar="F",
-            help="hold out this fraction of the text, the tail of each block read, and report held-out bits per "
-            "character (default 0)",
-        ),
+        dict(type=float, default=0.0, metavar="F", help="hold out this share and score it (default 0)"),
     ),
     (
         ("--save-every",),
-        dict(
-            type=seconds,
-            metavar="TIME",
-            help="also save the model this often while training (seconds, or with s, m or h: 10m) "
-            "(default: only at the end and on interruption)",
-        ),
+        dict(type=seconds, metavar="TIME", help="also save this often (default: only at the end)"),
     ),
 ]
 
@@ -227,18 +142,12 @@ SAMPLE = [
         dict(
             type=int,
             metavar="N",
-            help=f"characters to generate; 0 means until stopped (default {DEFAULT_N}; with --lines or --until, "
-            f"as many as they take, at most {MAX_CHARS:,})",
+            help=f"characters to write, 0 for no end (default {DEFAULT_N}, or as many as --lines or --until take)",
         ),
     ),
     (
         ("--temperature",),
-        dict(
-            type=float,
-            default=1.0,
-            metavar="T",
-            help="below 1 is safer, above 1 wilder; 0 always takes the likeliest character (default 1)",
-        ),
+        dict(type=float, default=1.0, metavar="T", help="below 1 is safer, above 1 wilder (default 1)"),
     ),
     (("--top-k",), dict(type=int, metavar="K", help="sample only among the K likeliest characters")),
     (("--prime",), dict(default="", metavar="TEXT", help="text that conditions the model before sampling")),
@@ -246,63 +155,32 @@ SAMPLE = [
         ("--skip-unknown",),
         dict(
             action="store_true",
-            help="leave out of the prime the characters the model has never seen, with a warning naming them "
-            "(default: refuse such a prime)",
+            help="leave characters the model never saw out of the prime (default: refuse the prime)",
         ),
     ),
     (("--no-echo-prime",), dict(action="store_true", help="do not write the --prime text before the sample")),
     (("--seed",), dict(type=int, metavar="N", help="random seed: the same seed and model give the same text anywhere")),
     (
         ("--prime-file",),
-        dict(
-            metavar="PATH",
-            help="take the prime from a UTF-8 file of at most 1 MiB, taken exactly (newlines included); - reads it "
-            "from stdin; instead of --prime",
-        ),
+        dict(metavar="PATH", help="the prime from a UTF-8 file of at most 1 MiB, taken exactly; - reads stdin"),
     ),
     (
         ("--beam",),
-        dict(
-            type=int,
-            metavar="K",
-            help="beam search: keep the K likeliest texts at each character and write the likeliest, instead of "
-            "sampling; more conservative than sampling, like a lower --temperature (no --temperature or --top-k)",
-        ),
+        dict(type=int, metavar="K", help="write the likeliest text a beam search of K finds, instead of sampling"),
     ),
-    (
-        ("--lines",),
-        dict(
-            type=int,
-            metavar="N",
-            help=f"stop after N complete lines: right after the Nth newline generated, or after -n characters if "
-            f"sooner (without -n, at most {MAX_CHARS:,})",
-        ),
-    ),
-    (
-        ("--until",),
-        dict(
-            metavar="TEXT",
-            help=f"stop right after TEXT first appears in the generated text (the prime is not searched), or after -n "
-            f"characters if sooner (without -n, at most {MAX_CHARS:,})",
-        ),
-    ),
+    (("--lines",), dict(type=int, metavar="N", help="stop after N complete lines")),
+    (("--until",), dict(metavar="TEXT", help="stop right after TEXT is generated")),
 ]
 
 # what `rnnpipe show` and %charrnn_show colour by
 SHOW = [
     (
         ("--neuron",),
-        dict(
-            type=int,
-            metavar="K",
-            help="colour each character by unit K's activation after reading it, blue (-1) through white to red "
-            "(+1), instead of by surprise; units count from 0 (LSTM: tanh of the cell state; GRU, RNN: the hidden "
-            "state)",
-        ),
+        dict(type=int, metavar="K", help="colour by unit K's activation (from 0), blue -1 to red +1, not by surprise"),
     ),
     (
         ("--layer",),
-        dict(type=int, default=0, metavar="L", help="the layer of --neuron's unit, from 0 (default 0, the first)"),
+        dict(type=int, default=0, metavar="L", help="the layer of --neuron's unit, from 0 (default 0)"),
     ),
 ]
 

@@ -271,8 +271,3 @@ def test_eval_counts_unknown_characters_from_a_pipe(cli_case):
     assert d["unknown"] == 3 and d["chars"] == 3000
     r = run("eval", "-m", model, input="ΩΩa")
     assert r.returncode == 1 and b"3 character(s), 2 unknown to the model" in r.stderr
-
-
-def test_eval_help_says_how_unknown_characters_are_treated():
-    out = run("eval", "--help").stdout.decode()
-    assert "one continuous stream" in out and "skipped" in out and "unknown" in out

@@ -38,14 +38,6 @@ def test_shakespeare_is_the_first_100_kB_of_tinyshakespeare():
     assert 99_000 < len(data) <= 100_000 and data.isascii()
 
 
-def test_examples_readme_names_each_text_its_source_and_licence():
-    readme = (EXAMPLES / "README.md").read_text(encoding="utf-8")
-    for name in sorted(p.name for p in EXAMPLES.glob("*.txt")):
-        assert f"`{name}`" in readme, name
-    assert "#5200" in readme and "David Wyllie" in readme and "Project Gutenberg License" in readme
-    assert "public domain" in readme
-
-
 def test_the_notebook_reads_kafka_beside_it_and_cuts_the_header_as_the_tests_do():
     nb = nbformat.read(EXAMPLES / "metamorphosis.ipynb", as_version=4)
     reading = [c.source for c in nb.cells if c.cell_type == "code" and "kafka.txt" in c.source]

@@ -8,7 +8,6 @@ import io
 import math
 import os
 import re
-import shlex
 import subprocess
 
 import numpy as np
@@ -218,40 +217,6 @@ def test_unknown_prime_characters_refused_or_skipped(small):
     kept = "".join(c for c in "Zoë said: 1 2 3" if c in Model.load(small).vocab)
     same = Model.load(small).sample(20, prime=kept, seed=4, echo_prime=False)
     assert r.stdout.decode() == "Zoë said: 1 2 3" + same  # the prime as typed, then text conditioned on the rest
-
-
-# -- 12. help texts that match the code ------------------------------------------------
-
-
-def _help_pages():
-    pages = {}
-    for command in [[]] + [[name] for name in cli.build_parser().commands]:  # every command, score too
-        out = io.StringIO()
-        assert cli.main([*command, "--help"], stdout=out) == 0
-        pages[" ".join(command) or "rnnpipe"] = out.getvalue()
-    return pages
-
-
-def test_every_example_in_the_help_parses():
-    parser = cli.build_parser()
-    examples = 0
-    for page in _help_pages().values():
-        examples_part = page.split("example")[1].replace("\\\n", " ")  # continued lines joined
-        for line in examples_part.splitlines():
-            commands = "|".join(cli.build_parser().commands)
-            for pipeline in re.findall(rf"rnnpipe (?:{commands})\b[^|#&;]*", line):
-                words = shlex.split(pipeline.strip())[1:]
-                args = cli.parse(parser, words)  # raises UsageError for an option that does not exist
-                assert args.model.endswith(".msgpack"), pipeline
-                examples += 1
-    assert examples >= 20
-
-
-def test_help_says_the_default_cell_and_names_no_other_file_kind():
-    pages = _help_pages()
-    assert f"a new model (a {Config().cell.upper()}, the defaults)" in pages["train"]
-    for name, page in pages.items():
-        assert ".rnn " not in page and "LSTM, defaults" not in page, name
 
 
 # -- 15. the Python API ----------------------------------------------------------------

@@ -1,12 +1,14 @@
 """The package keeps its layers (docs/architecture.md): no module imports
 one of a layer above its own, and no imports go round in a circle. Imports
 inside functions count too: they are how the command line starts without
-numpy, not a way around the layers."""
+numpy, not a way around the layers. And no test imports bench/: what both
+need lives in tests/ (or in the package), and bench/ imports it from there."""
 
 from __future__ import annotations
 
 import ast
 import re
+from pathlib import Path
 
 from cli_util import ROOT
 
@@ -106,3 +108,45 @@ def test_the_checker_finds_what_it_looks_for(tmp_path):
     known["rnnpipe.b"].write_text("def f():\n    from .a import x\n")
     assert imports("rnnpipe.a", known["rnnpipe.a"], known) == {"rnnpipe.b"}
     assert imports("rnnpipe.b", known["rnnpipe.b"], known) == {"rnnpipe.a"}
+
+
+# ways of loading code by its path: bench/ on sys.path, or a file of it loaded directly
+LOADERS = ("sys.path", "spec_from_file_location", "SourceFileLoader", "run_path", "import_module", "__import__")
+
+
+def bench_imports(source):
+    """The lines by which a test's source imports code from bench/: an import
+    of a module bench/ holds (and tests/ does not), or bench/ loaded by path."""
+    names = {p.stem for p in (ROOT / "bench").glob("*.py")} - {p.stem for p in (ROOT / "tests").glob("*.py")}
+    names.add("bench")
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [f"import {a.name}" for a in node.names if a.name.split(".")[0] in names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module.split(".")[0] in names:
+            found.append(f"from {node.module} import ...")
+    found += [line.strip() for line in source.splitlines() if "bench" in line and any(w in line for w in LOADERS)]
+    return found
+
+
+def test_no_test_imports_bench():
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if path.resolve() == Path(__file__).resolve():
+            continue  # this file names the loaders it looks for
+        offenders += [f"{path.relative_to(ROOT)}: {line}" for line in bench_imports(path.read_text(encoding="utf-8"))]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_bench_checker_finds_what_it_looks_for():
+    for source in (
+        "import quality\n",
+        "def f():\n    from run import quality_targets\n",
+        "import bench.crash\n",
+        'import sys\nsys.path.insert(0, str(ROOT / "bench"))\n',
+        'spec = importlib.util.spec_from_file_location("crash", ROOT / "bench" / "crash.py")\n',
+    ):
+        assert bench_imports(source), source
+    # a test helper of the same job is not bench/, and running a bench script is not importing it
+    assert not bench_imports("import measures\nimport crash_loops\n")
+    assert not bench_imports('subprocess.run([sys.executable, str(ROOT / "bench" / "crash.py")])\n')

@@ -1,10 +1,11 @@
 """Reliability, through the real `rnnpipe` executable: a model file that is
 never lost or trusted blindly, and bad input that never crashes.
 
-This is the fast part (CI). bench/crash.py holds the long loops (SIGKILL at
-random moments, SIGINT bursts, racing trainers, full disks, hostile model
-files); the tests here run each of them a few times, and the slow test at the
-end runs the whole script (`pytest -m slow`). The figures are in
+This is the fast part (CI). tests/crash_loops.py and tests/hostile_files.py
+hold the loops (SIGKILL at random moments, SIGINT bursts, racing trainers,
+full disks, hostile model files); the tests here run each of them a few
+times, bench/crash.py hundreds of times, and the slow test at the end runs
+that whole script (`pytest -m slow`). The figures are in
 docs/reliability.md. Models are tiny so this file runs in well under a minute.
 
 Cases that tests/test_cli.py, tests/test_core.py and tests/test_fuzz.py
@@ -17,7 +18,6 @@ the error comes before any input is read.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import os
 import signal
@@ -33,14 +33,13 @@ from cli_util import ROOT, one_error_line, popen, run, wait_for
 from rnnpipe import Model, cli
 from rnnpipe.modelfile import VERSION, stale_temp_files
 
-if os.name != "posix":  # bench/crash.py imports resource and sends real signals
-    pytest.skip("needs POSIX: bench/crash.py drives SIGKILL, SIGINT bursts and RLIMIT_FSIZE", allow_module_level=True)
+if os.name != "posix":  # the loops import resource and send real signals
+    pytest.skip("needs POSIX: the loops drive SIGKILL, SIGINT bursts and RLIMIT_FSIZE", allow_module_level=True)
 
-_spec = importlib.util.spec_from_file_location("crash", ROOT / "bench" / "crash.py")
-crash = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(crash)
+import crash_loops as crash  # noqa: E402 (POSIX only)
+import hostile_files  # noqa: E402
 
-TINY = crash.TINY  # the trainers bench/crash.py starts must agree with the models made here
+TINY = crash.TINY  # the trainers the loops start must agree with the models made here
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +122,7 @@ def test_hostile_model_files_through_the_cli(case, model, tmp_path):
 def test_seeded_hostile_files_through_the_cli(tmp_path):
     """bench/crash.py's fuzz loop, briefly: in-process through cli.main, every
     100th case through the real executable."""
-    t = no_failures(crash.fuzz_run(tmp_path, 300, seed=6, subprocess_every=100))
+    t = no_failures(hostile_files.fuzz_run(tmp_path, 300, seed=6, subprocess_every=100))
     assert t.notes["through the real executable"] == 3
 
 
@@ -248,12 +247,6 @@ def test_racing_trainers_lose_no_update(tmp_path):
     run that reports success has its character in the model."""
     t = no_failures(crash.race_run(tmp_path, 2, seed=4))
     assert t.notes.get("races where one run was refused", 0) + t.notes.get("races where the runs did not overlap", 0)
-
-
-def test_train_help_documents_the_lock():
-    out = io.StringIO()
-    assert cli.main(["train", "--help"], stdout=out) == 0
-    assert "MODEL.lock" in out.getvalue() and ".MODEL.*.tmp" in out.getvalue()
 
 
 # -- model paths --------------------------------------------------------------------------

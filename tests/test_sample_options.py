@@ -5,7 +5,6 @@ search on a tiny model. The notebook's side is tests/test_magic_show.py."""
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 import signal
@@ -16,7 +15,7 @@ import pytest
 from cli_util import ROOT, TINY, one_error_line, popen, run, shell
 from texts import kafka_text
 
-from rnnpipe import Config, Model, cli, sampling
+from rnnpipe import Config, Model, sampling
 from rnnpipe.cells import net
 from rnnpipe.sample import beam_search
 
@@ -206,8 +205,6 @@ def test_beam_is_more_conservative_than_sampling(small):
 
     for s, c in zip(sampled, cooler, strict=True):
         assert bits(beamed) < bits(c) < bits(s)  # beam below a lower temperature, below temperature 1
-    page = _help("sample")
-    assert "more conservative than sampling, like a lower --temperature" in " ".join(page.split())
 
 
 def test_endless_beam_streams_into_head(small):
@@ -277,24 +274,3 @@ def test_the_core_takes_the_same_options(small):
     for kwargs in ({"beam": 0}, {"lines": 0}, {"until": ""}, {"beam": 2, "temperature": 0.5}):
         with pytest.raises(ValueError):
             model.stream(10, **kwargs)
-
-
-def test_help_explains_the_sampling_options():
-    page = " ".join(_help("sample").split())
-    for option in ("--beam K", "--lines N", "--until TEXT", "--prime-file PATH"):
-        assert option in page
-    assert "stop right after TEXT first appears in the generated text (the prime is not searched)" in page
-    assert "stop after N complete lines: right after the Nth newline generated" in page
-    assert "- reads it from stdin" in page
-    # the bound on a stop condition given without -n, in each of the three
-    assert (
-        "-n N characters to generate; 0 means until stopped (default 300; with --lines or --until, as many as "
-        "they take, at most 100,000)" in page
-    )
-    assert page.count("or after -n characters if sooner (without -n, at most 100,000)") == 2
-
-
-def _help(command):
-    out = io.StringIO()
-    assert cli.main([command, "--help"], stdout=out) == 0
-    return out.getvalue()

@@ -8,17 +8,13 @@ import io
 import json
 import math
 import queue
-import re
-import shlex
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 
 import numpy as np
 import pytest
-from cli_util import ENV, ROOT, TINY, info, one_error_line, popen, run, shell, wait_for
+from cli_util import TINY, info, one_error_line, popen, run, shell, wait_for
 from texts import SHAKESPEARE_FILE
 
 from rnnpipe import Model, cli, score
@@ -290,28 +286,6 @@ def test_learn_takes_the_models_lock_and_score_alone_does_not(model, tmp_path):
     assert "give --learn too" in one_error_line(run("score", "-m", m, "--save-every", 5, input=NORMAL), 2)
 
 
-# -- the help ----------------------------------------------------------------------
-
-
-def test_help_lists_score_and_its_examples_run(model, tmp_path):
-    top = run("--help").stdout.decode()
-    assert "score" in top and "`score --over` exits as grep does" in top
-    text = run("score", "--help").stdout.decode()
-    assert "BITS<TAB>LINE" in text and "--learn" in text
-    assert f"a line longer than {score.LONGEST:,} characters is scored whole" in " ".join(text.split())
-    code = "import io, sys\nfrom rnnpipe.cli import main\nmain(['score', '--help'], stdout=io.StringIO())\n"
-    code += "print('numpy' in sys.modules)"  # the help starts fast, as every command's
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, env=ENV).stdout == b"False\n"
-    log = tmp_path / "today.log"
-    log.write_text(NORMAL + ODD)
-    examples = [x.strip().split("  #")[0] for x in text.split("examples:\n", 1)[1].splitlines()]
-    for example in examples:
-        if example.startswith("tail -f") or "jq" in example:
-            continue  # an endless pipe; jq may not be installed (its fields: test_json_...)
-        r = shell(example.replace("log.msgpack", str(model)), cwd=tmp_path)
-        assert r.returncode == 0 and r.stdout, (example, r.stderr)
-
-
 # -- the notebook --------------------------------------------------------------------
 
 
@@ -370,75 +344,7 @@ def test_the_magic_says_what_is_missing_in_one_line(ip, model):
     assert isinstance(result.error_in_exec, UsageError) and "no model file" in str(result.error_in_exec)
 
 
-# -- the README's section ------------------------------------------------------------
-
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-SECTION = README.split("## Finding the unusual\n", 1)[1].split("\n## ", 1)[0]
-
-
-def test_the_readmes_score_commands_parse_and_the_notebook_line_too():
-    parser = cli.build_parser()
-    code = "\n".join(re.findall(r"```sh\n(.*?)```", README, re.S))
-    found = re.findall(r"rnnpipe score[^|#;\n]*", code)
-    assert len(found) >= 8
-    for command in found:
-        cli.parse(parser, shlex.split(command)[1:])
-    pytest.importorskip("IPython")
-    from rnnpipe_magic.score import ScoreMagics
-
-    line = re.search(r"`%charrnn_score (.*?)`", SECTION).group(1)
-    assert ScoreMagics.charrnn_score.parser.parse_args(shlex.split(line)).text == "VAR"
-
-
-def test_the_worked_example_on_dpkgs_log(tmp_path):
-    """The README's commands, with a shorter training: dpkg's later lines, and another program's line above them."""
-    shutil.copytree(ROOT / "bench" / "data", tmp_path / "bench" / "data")
-    block = SECTION.split("A worked example", 1)[1]
-    commands = re.search(r"```sh\n(.*?)```", block, re.S).group(1).strip().splitlines()
-    printed = re.search(r"printed, with the default GRU:\n\n```\n(.*?)```", block, re.S).group(1).splitlines()
-    assert len(commands) == 4 and "--max-time 60" in commands[1]
-    commands[1] = commands[1].replace("--max-time 60", "--max-time 10 -q")
-    results = [shell(c, cwd=tmp_path, timeout=120) for c in commands]
-    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
-    top = [x.split("\t") for x in results[2].stdout.decode().splitlines()]
-    assert len(top) == 3 and [float(b) for b, _ in top] == sorted((float(b) for b, _ in top), reverse=True)
-    seen = (tmp_path / "seen.log").read_text()
-    package = top[0][1].split()[3].split(":")[0]  # "DATE TIME ACTION PACKAGE:ARCH ..."
-    assert f" {package}:" not in seen  # a package it had not seen installed before
-    last = [x.split("\t") for x in results[3].stdout.decode().splitlines()]
-    assert [t for _, t in last] == [t for _, t in (x.split("\t") for x in printed[3:])]
-    assert float(last[2][0]) > max(float(last[0][0]), float(last[1][0]))  # the other program's line stands out
-
-
-def test_the_readmes_benchmark_figures_are_the_recorded_run():
-    docs = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8").split("## Finding the unusual\n", 1)[1]
-    rows = {r.split(" | ")[0].lstrip("| "): r.split(" | ") for r in docs.splitlines() if r.startswith("| ")}
-    n = int(re.search(r": (\d+) of \d+ lines", docs).group(1))
-    hits = {name: round(float(rows[name][3]) * n) for name in rows if name != "score" and name != "---"}
-    said = re.search(r"the (\d+) lines with the highest bits per character were exactly those,\s+against (\d+) and "
-                     r"(\d+) of them for gzip", SECTION)  # fmt: skip
-    assert said, SECTION
-    assert int(said.group(1)) == n == hits["rnnpipe bits/char"]
-    assert (int(said.group(2)), int(said.group(3))) == (hits["gzip bytes/char (32 KB dict)"], hits["length z-score"])
-    assert f"{n} lines of other kinds" in " ".join(SECTION.split())
-
-
-def test_the_benchmarks_measures_count_ties_half_and_give_gzip_its_window():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import anomaly
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    assert anomaly.roc_auc([1, 2, 3, 4], [0, 0, 1, 1]) == 1.0
-    assert anomaly.roc_auc([1, 1, 1, 1], [0, 1, 0, 1]) == 0.5  # all tied: chance
-    assert anomaly.roc_auc([4, 3, 2, 1], [0, 0, 1, 1]) == 0.0
-    assert anomaly.precision_at([5, 4, 3, 2], [1, 0, 1, 0], 2) == 0.5
-    line = "2026-05-20 16:49:14 status installed libmagic1:amd64 1:5.44-3\n"
-    # a line the dictionary holds compresses to a few bytes; without it, it costs most of its length
-    with_context, alone = anomaly.gzip_scores(line * 3, [line])[0], anomaly.gzip_scores("", [line])[0]
-    assert with_context < 0.2 < alone
-    trace = anomaly.stack_trace()
-    assert trace[0].startswith("Traceback") and trace[-1].startswith("json.decoder.JSONDecodeError")
+# -- in-process: memory, and --learn's saves ------------------------------------------
 
 
 class _Drip:

@@ -454,13 +454,6 @@ def test_clip_changes_training_and_is_saved(tmp_path, optimizer):
     assert "clip" in one_error_line(run("train", "-m", clipped, "--clip", "-1", input=TEXT), 2)
 
 
-def test_help_says_what_clip_clips():
-    out = io.StringIO()
-    cli.main(["train", "--help"], stdout=out)
-    text = " ".join(out.getvalue().split())
-    assert "adagrad clips each gradient entry" in text and "global norm" in text and "per-character" in text
-
-
 # -- the session module itself --------------------------------------------------------
 
 

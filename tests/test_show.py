@@ -350,19 +350,6 @@ def test_features_of_a_text():
     assert list(features.features("\u201cab\u201d c")["quote"]) == [1, 1, 1, 0, 0, 0]
 
 
-def test_help_explains_show_and_neurons():
-    page = _help("show")
-    for option in ("--neuron", "--layer", "-o", "FILE"):
-        assert option in page
-    assert "tanh of the cell state" in page and "hidden state" in page
-    assert "nothing loaded from the" in page and "network" in page
-    neurons = _help("neurons")
-    for option in ("--top", "--html"):
-        assert option in neurons
-    assert f"first {features.MAX_CHARS:,}" in neurons
-    assert "unit, layer," in neurons and "feature, correlation" in neurons
-
-
 def _help(command):
     import io
 

@@ -63,11 +63,6 @@ class Parser(argparse.ArgumentParser):
             file.flush()
 
 
-class Formatter(argparse.RawDescriptionHelpFormatter):
-    def __init__(self, prog):
-        super().__init__(prog, max_help_position=30)
-
-
 def _model_option(parser, help):
     flags, kwargs = options.MODEL
     parser.add_argument(*flags, required=True, **{**kwargs, "help": help})
@@ -76,9 +71,9 @@ def _model_option(parser, help):
 def build_parser(streams=None):
     parser = Parser(
         prog="rnnpipe",
-        description=helptext.DESCRIPTION,
-        epilog=helptext.EPILOG,
-        formatter_class=Formatter,
+        description=helptext.SUMMARY["rnnpipe"],
+        epilog=helptext.epilog("rnnpipe"),
+        formatter_class=helptext.Formatter,
     )
     parser.streams = streams
     parser.add_argument("--version", action="version", version=f"rnnpipe {__version__}")
@@ -86,16 +81,15 @@ def build_parser(streams=None):
     sub.required = True
 
     def command(name, func, help):
-        # the command's long description and examples are helptext.NAME_DESCRIPTION and NAME_EPILOG
-        key = name.upper()
-        description, epilog = getattr(helptext, f"{key}_DESCRIPTION"), getattr(helptext, f"{key}_EPILOG")
-        p = sub.add_parser(name, help=help, description=description, epilog=epilog, formatter_class=Formatter)
+        # its summary and examples are helptext's; its usage is one line, made once its options are added (below)
+        p = sub.add_parser(name, help=help, description=helptext.SUMMARY[name], epilog=helptext.epilog(name),
+                           formatter_class=helptext.Formatter)  # fmt: skip
         p.streams = streams
         p.set_defaults(func=func)
         return p
 
     t = command("train", cmd_train, "learn from FILEs or stdin: create MODEL or train it more")
-    _model_option(t, "model file to create, or to load and keep training")
+    _model_option(t, "model file: created, or loaded and trained more")
     t.add_argument("files", nargs="*", metavar="FILE", help="text to train on; stdin when none or -")
     options.add(
         t.add_argument_group("architecture (chosen when the model is created; fixed after)"), options.ARCHITECTURE
@@ -103,18 +97,16 @@ def build_parser(streams=None):
     options.add(t.add_argument_group("training (may change from run to run; saved with the model)"), options.HYPER)
     run = t.add_argument_group("this run")
     options.add(run, options.RUN)  # --save-every among them, as in the notebook
-    run.add_argument(
-        "--binary", action="store_true", help="train on input even when it looks like binary data, not text"
-    )
+    run.add_argument("--binary", action="store_true", help="train on input that looks like binary data, too")
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    options.add(t.add_argument_group("engine"), options.ENGINE)
+    options.add(run, options.ENGINE)
 
     s = command("sample", cmd_sample, "write generated text to stdout")
     _model_option(s, "model file to sample from")
     options.add(s, options.SAMPLE)
     options.add(s, options.ENGINE)
 
-    w = command("show", cmd_show, "an HTML page of a text coloured by the model's surprise (or a unit)")
+    w = command("show", cmd_show, "a text as an HTML page, coloured by the model's surprise")
     _model_option(w, "model file to read the text with")
     w.add_argument("file", nargs="?", default="-", metavar="FILE", help="text to show; stdin when none or -")
     w.add_argument("-o", "--output", metavar="PAGE", help="write the page to this file (default: stdout)")
@@ -124,34 +116,20 @@ def build_parser(streams=None):
     _model_option(u, "model file whose units to rank")
     u.add_argument("file", nargs="?", default="-", metavar="FILE", help="text to read; stdin when none or -")
     u.add_argument("--top", type=int, default=3, metavar="N", help="units listed per feature (default 3)")
-    u.add_argument(
-        "--html",
-        metavar="DIR",
-        help="also write the --neuron page of each unit listed into DIR (created if need be), named "
-        "FEATURE-layerL-unitK.html",
-    )
+    u.add_argument("--html", metavar="DIR", help="also write each listed unit's --neuron page into DIR")
 
     e = command("eval", cmd_eval, "bits per character (and perplexity) of a text under MODEL")
     _model_option(e, "model file to score with")
     e.add_argument("files", nargs="*", metavar="FILE", help="text to score; stdin when none or -")
     options.add(e, [options.THREADS])
     options.add(e, options.ENGINE)
-    e.add_argument(
-        "--json",
-        action="store_true",
-        help="print one JSON object instead of text: bits_per_char, nats_per_char, perplexity, chars (scored), "
-        "unknown (skipped), invalid_bytes",
-    )
+    e.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     score_arguments(command("score", cmd_score, "each line's bits per character: which lines are unlike the rest"))
 
     i = command("info", cmd_info, "architecture, vocabulary and training state of MODEL")
     _model_option(i, "model file to describe")
-    i.add_argument(
-        "--json",
-        action="store_true",
-        help="print one JSON object instead of text (resume: null, or the pending run's epoch, epochs and fraction)",
-    )
+    i.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     x = command("export", cmd_export, "write MODEL's weights as a PyTorch file")
     _model_option(x, "model file to export")
     x.add_argument("--torch", required=True, metavar="FILE", help="the PyTorch file to write (a .pt)")
@@ -159,6 +137,8 @@ def build_parser(streams=None):
     m = command("import", cmd_import, "make MODEL from a PyTorch file's weights")
     _model_option(m, "model file to create (it must not exist)")
     m.add_argument("--torch", required=True, metavar="FILE", help="the PyTorch file to read, in export's layout")
+    for name, p in sub.choices.items():
+        p.usage = helptext.usage(p, name)
     parser.commands = sub.choices
     return parser
 

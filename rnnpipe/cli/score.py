@@ -176,37 +176,12 @@ def add_arguments(p):
     flags, kwargs = options.MODEL
     p.add_argument(*flags, required=True, **{**kwargs, "help": "model file to score with (and with --learn, to train)"})
     p.add_argument("files", nargs="*", metavar="FILE", help="text to score, line by line; stdin when none or -")
-    p.add_argument(
-        "--over",
-        type=float,
-        metavar="X",
-        help="write only the lines above X bits per character, and exit as grep does: 0 when a line was written, "
-        "1 when none, 2 on any error",
-    )
+    p.add_argument("--over", type=float, metavar="X", help="lines above X bits/char only; exits as grep does")
     p.add_argument("-c", "--count", action="store_true", help="write only how many lines were selected")
-    p.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="write nothing (no lines, no notes): the exit status says whether a line was over X; without --learn, "
-        "stop at the first one, as grep -q does",
-    )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="write JSON Lines instead: line (its number, from 1), bits_per_char (null when nothing in it could be "
-        "scored), bits (in all), chars (scored), unknown (skipped), worst_pos, worst_char and worst_prob (the most "
-        "surprising character: its position in the line from 0, and the probability the model gave it), text "
-        "(the line without its newline)",
-    )
+    p.add_argument("-q", "--quiet", action="store_true", help="write nothing: the exit status says if a line was over")
+    p.add_argument("--json", action="store_true", help="write JSON Lines instead, the most surprising character too")
     learn = p.add_argument_group("learning")
-    learn.add_argument(
-        "--learn",
-        action="store_true",
-        help="train MODEL on each line after scoring it, as rnnpipe train trains on a pipe: under its lock, saved "
-        "at the end, on Ctrl-C and every --save-every seconds, continued exactly by the same command after an "
-        "interruption",
-    )
+    learn.add_argument("--learn", action="store_true", help="train MODEL on each line after scoring it")
     learn.add_argument(
         "--save-every",
         type=float,
