@@ -185,13 +185,15 @@ def kill_run(folder, kills, seed=0, log_every=50):
         err = _stderr_file(folder)
         p, feeder = start_trainer(model, folder, text, stderr=err)
         try:
-            if before is None or rng.random() < 0.25:
+            if before is not None and rng.random() < 0.25:
                 # any moment: starting up, loading, training, saving
                 time.sleep(rng.uniform(0.0, 1.2))
                 t.count("kills at any moment")
             else:
-                # a moment after this run's first save: inside the save cycle
-                deadline = time.monotonic() + 20
+                # a moment after this run's first save: inside the save cycle. The
+                # first run always gets this far, however slowly a busy machine
+                # starts it, so that there is a model for the kills to threaten
+                deadline = time.monotonic() + (60 if before is None else 20)
                 while _identity(model) == before and time.monotonic() < deadline and p.poll() is None:
                     time.sleep(0.002)
                 time.sleep(rng.uniform(0.0, 0.03))

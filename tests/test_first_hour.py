@@ -24,14 +24,16 @@ SHAKESPEARE = ROOT / "examples" / "shakespeare.txt"
 
 
 def test_max_time_alone_passes_over_a_file_until_the_time_is_up(tmp_path):
-    model = tmp_path / "m.msgpack"
-    r = run("train", "-m", model, *TINY, "--max-time", "3", SHAKESPEARE)
+    model, source = tmp_path / "m.msgpack", tmp_path / "short.txt"
+    # short enough that even a busy machine passes over it many times in 3 s
+    source.write_text(SHAKESPEARE.read_text()[:2000])
+    r = run("train", "-m", model, *TINY, "--max-time", "3", source)
     assert r.returncode == 0, r.stderr
-    # the run's own clock says it trained the 3 s, pass after pass (one pass takes well under a second)
+    # the run's own clock says it trained the 3 s, pass after pass
     last = r.stderr.decode().splitlines()[-1]
     assert last.startswith("rnnpipe: time limit: ") and " passes) in 3." in last, last
     passes = int(re.search(r"\((\d+) passes\)", last).group(1))
-    assert info(model)["chars_seen"] > (passes - 1) * 0.9 * SHAKESPEARE.stat().st_size
+    assert passes >= 2 and info(model)["chars_seen"] > (passes - 1) * 0.9 * 2000
 
 
 def test_stdin_is_one_pass_even_with_a_time_limit(tmp_path):
