@@ -28,6 +28,7 @@ from rnnpipe import Config, Model, optim
 from rnnpipe.cells import net
 from rnnpipe.guard import LR_CUT, Guard
 from rnnpipe.train import batches
+from rnnpipe.vocab import Vocab
 
 RECORDED = Path(__file__).with_name("data") / "optim_run.npz"
 FIRST = "the quick brown fox jumps over the lazy dog. " * 6
@@ -207,6 +208,81 @@ def test_updates_are_the_recorded_ones_and_the_definitions(name):
     if cfg.optimizer == "adam":
         # the counts as the model file keeps them: a slot added after the rollback's iteration counts from the next
         np.testing.assert_array_equal(model.opt_state[optim.ADDED], ref.added)
+
+
+def test_the_model_owns_its_arrays_and_touches_no_one_elses():
+    cfg = RUNS["adam-float64"]
+    params = net.init(cfg, 9, np.random.default_rng(0))
+    state = optim.init(cfg.optimizer, params)
+    given = {k: (v, v.copy()) for k, v in {**params, **state}.items()}
+    model = Model(cfg, Vocab("abcdefghi"), params, state, np.random.default_rng(1))
+    X, Y = next(iter(chunks(model, "abcdefghi" * 10)))
+    model.step(X, Y, net.zero_state(cfg, X.shape[1]))
+    # the caller's dicts hold their own arrays, unchanged: the model copied them into buffers of its own
+    for k, (array, copy) in given.items():
+        assert ({**params, **state}[k] is array) and np.array_equal(array, copy), k
+    # the model's arrays are views into one flat buffer per kind, which its updates work on
+    flat = model.params["Why"].base
+    assert flat.ndim == 1 and all(v.base is flat for v in model.params.values())
+    assert all(model.opt_state[f"m.{k}"].base is model.opt_state["m.Why"].base for k in model.params)
+    # setting a name writes into the model's array (so the next update starts from it); a new shape is refused
+    why = model.params["Why"]
+    model.params["Why"] = np.zeros(why.shape)
+    assert model.params["Why"] is why and why.base is flat and not why.any()
+    with pytest.raises(ValueError, match="shape"):
+        model.params["Why"] = np.zeros((1, 1))
+    # assigned whole, the arrays become the model's in new buffers of its own
+    model.params = {**model.params, "by": np.ones_like(model.params["by"])}
+    assert model.params["by"].base is model.params["Why"].base is not flat
+    model.step(X, Y, net.zero_state(cfg, X.shape[1]))
+    assert not np.array_equal(model.params["by"], np.ones_like(model.params["by"]))
+
+
+def test_optim_step_updates_any_dicts_in_place():
+    cfg = RUNS["adagrad-float64"]
+    rng = np.random.default_rng(2)
+    params = net.init(cfg, 5, rng)
+    state = optim.init(cfg.optimizer, params)
+    arrays = {k: v for k, v in {**params, **state}.items()}
+    grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    want = {k: v - cfg.lr * np.clip(grads[k], -cfg.clip, cfg.clip) / np.sqrt(np.clip(grads[k], -cfg.clip, cfg.clip) ** 2
+            + optim.ADAGRAD_EPS) for k, v in params.items()}  # fmt: skip
+    assert optim.step(cfg, params, grads, state, 1, cfg.seq_length)
+    assert all({**params, **state}[k] is v for k, v in arrays.items())  # the same arrays, updated
+    for k, v in want.items():
+        np.testing.assert_allclose(params[k], v, rtol=1e-12, atol=1e-15)
+
+
+def test_a_copied_model_trains_as_the_original_on_buffers_of_its_own():
+    import copy
+
+    model, _ = run(RUNS["adam-float32"], reference=False)
+    twin = copy.deepcopy(model)
+    assert twin.params["Why"].base is not model.params["Why"].base
+    assert twin.params["Why"].base is twin.params["by"].base
+    state = net.zero_state(model.config, model.config.batch_size)
+    for X, Y in chunks(model, GROWN)[:3]:
+        model.step(X, Y, state)
+        twin.step(X, Y, state)
+    assert model.to_bytes() == twin.to_bytes()
+
+
+def test_a_rollback_with_the_torch_engine_is_not_undone_by_a_sync():
+    """The device copy's updates that a rollback threw away must not come
+    back: a sample or a save right after the rollback syncs before the next
+    update reloads (before, the diverged weights were written back)."""
+    pytest.importorskip("torch")
+    model = Model.new(RUNS["adagrad-float64"], FIRST)
+    model.use("torch", "cpu")
+    guard = Guard(model, lambda note: None)
+    guard.take_snapshot()
+    kept = {k: v.copy() for k, v in model.params.items()}
+    state = net.zero_state(model.config, model.config.batch_size)
+    for X, Y in chunks(model, FIRST)[:3]:
+        state = model.step(X, Y, state)
+    guard.roll_back(model.config.batch_size, math.inf)
+    model.sync()
+    assert all(np.array_equal(kept[k], model.params[k]) for k in kept)
 
 
 if __name__ == "__main__":

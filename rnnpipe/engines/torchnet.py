@@ -28,8 +28,8 @@ dropout it is, to float rounding).
 The engine keeps weights and optimiser state on the device between updates.
 Model.sync() writes them back into the model's numpy arrays (before a save,
 a snapshot, a sample or held-out scoring); the engine loads them again
-whenever the model's arrays were replaced (the vocabulary grew) or written
-(Model.touched(), after a rollback).
+whenever the model says its arrays were made anew (Model.own: the vocabulary
+grew, a kept model restored) or written (Model.touched(): a rollback).
 """
 
 from __future__ import annotations
@@ -169,15 +169,10 @@ class Engine:
     def __init__(self, model, dev=None, world=None):
         self.model, self.world = model, world
         self.device = device(dev) if not isinstance(dev, torch.device) else dev
-        self.loaded = None  # the model's arrays the device copy was made from (by identity)
         self.dirty = False  # the device copy is newer than the model's arrays
-        self.stale = True  # the model's arrays were written: load them again before the next step
+        self.stale = True  # the model's arrays were made or written since the device copy was (touched)
 
     # -- moving weights between the model and the device
-
-    def _sources(self):
-        m = self.model
-        return [*m.params.values(), *m.opt_state.values()]
 
     def _load(self):
         m, cfg = self.model, self.model.config
@@ -211,7 +206,7 @@ class Engine:
         # dropout masks (see the module's docstring) from the engine's own random state, made from
         # this seed on first use: the process's torch random numbers are left as they were
         self.seed, self.random = cfg.seed * 1_000_003 + m.iterations, None
-        self.loaded, self.stale, self.dirty = self._sources(), False, False
+        self.stale, self.dirty = False, False
 
     @contextlib.contextmanager
     def _own_random(self):
@@ -230,15 +225,15 @@ class Engine:
             finally:
                 self.random = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None)
 
+    def touched(self):
+        """The model's arrays were made or written (Model.touched): they hold
+        the model now, so load them before the next use, and never write
+        this copy's updates over them (sync)."""
+        self.stale, self.dirty = True, False
+
     def _current(self):
         """Load the model's arrays unless the device copy is made from them."""
-        sources = self._sources()
-        if (
-            self.stale
-            or self.loaded is None
-            or len(sources) != len(self.loaded)
-            or any(a is not b for a, b in zip(sources, self.loaded, strict=True))
-        ):
+        if self.stale:
             self._load()
 
     def sync(self):
