@@ -1,20 +1,12 @@
 """The torch engine: the numpy engine's network and optimisers on PyTorch's
 fused RNN modules, on a CPU or a GPU, under DDP when torchrun starts it.
 
-Only this module, ddp.py and export.py import torch, and only when a
-command asks for it (--engine torch, export, import): engine.py says so.
+Only this module, layout.py, ddp.py and export.py import torch, and only
+when a command asks for it (--engine torch, export, import): engines/__init__.py
+says so.
 
-The model file stays the numpy engine's. rnnpipe's parameters map exactly
-onto torch.nn.RNN / LSTM / GRU(V, H, L) and a torch.nn.Linear(H, V) head:
-
-- weight_ih_l<k> is <k>.Wxh, weight_hh_l<k> is <k>.Whh, with the LSTM's gate
-  rows reordered (rnnpipe keeps i, f, o, g so the sigmoids are contiguous;
-  torch has i, f, g, o); the RNN's and GRU's orders are torch's already.
-- bias_ih_l<k> is <k>.bh and bias_hh_l<k> is zero, since rnnpipe has one
-  bias per gate where torch adds two; except the GRU's n rows of bias_hh,
-  which are <k>.bhn: both put that bias inside the reset product.
-- head.weight is Why, head.bias is by. Layer 0's input is one-hot over the
-  vocabulary, so its weights are Wxh's columns.
+The model file stays the numpy engine's: its parameters map exactly onto
+torch's modules (layout.py, which says how), in memory only.
 
 Training keeps torch's zero biases at zero by masking their gradients, so
 the optimiser sees exactly rnnpipe's parameters (the global norm Adam clips
@@ -39,13 +31,12 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from .. import optim
+from . import layout
+from .layout import DTYPES, Net, from_torch, to_torch
 
-MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CHUNK = 4096  # characters per forward call when scoring a text as one stream
 
 
@@ -62,99 +53,6 @@ def device(name=None):
     except (RuntimeError, AssertionError) as e:  # torch says "not compiled with CUDA" by an assertion
         raise Unavailable(f"--device {name}: {(str(e) or type(e).__name__).splitlines()[0]}") from None
     return dev
-
-
-# -- layouts -------------------------------------------------------------------
-
-
-def _gates(a, cell):
-    """rnnpipe's gate rows in torch's order, or back (the swap is its own
-    inverse): the LSTM's o and g trade places."""
-    if cell != "lstm":
-        return a
-    i, f, o, g = np.split(a, 4, axis=0)
-    return np.concatenate([i, f, g, o], axis=0)
-
-
-def to_torch(arrays, config):
-    """rnnpipe's parameters (or one optimiser slot's arrays, which have
-    their shapes) by torch's names, as numpy arrays."""
-    out = {}
-    for k in range(config.layers):
-        bh = _gates(arrays[f"{k}.bh"], config.cell)
-        out[f"rnn.weight_ih_l{k}"] = _gates(arrays[f"{k}.Wxh"], config.cell)
-        out[f"rnn.weight_hh_l{k}"] = _gates(arrays[f"{k}.Whh"], config.cell)
-        out[f"rnn.bias_ih_l{k}"] = bh.copy()
-        bias_hh = np.zeros_like(bh)
-        if config.cell == "gru":
-            bias_hh[2 * config.hidden :] = arrays[f"{k}.bhn"]
-        out[f"rnn.bias_hh_l{k}"] = bias_hh
-    out["head.weight"] = arrays["Why"].copy()
-    out["head.bias"] = arrays["by"].copy()
-    return out
-
-
-def from_torch(arrays, config):
-    """The inverse of to_torch, for any weights in torch's layout: torch's
-    two biases add up into rnnpipe's one (the GRU's n rows of bias_hh are
-    bhn), which is exact, as only their sum enters the cell."""
-    out, H = {}, config.hidden
-    for k in range(config.layers):
-        bias_ih, bias_hh = arrays[f"rnn.bias_ih_l{k}"], arrays[f"rnn.bias_hh_l{k}"]
-        out[f"{k}.Wxh"] = _gates(arrays[f"rnn.weight_ih_l{k}"], config.cell).copy()
-        out[f"{k}.Whh"] = _gates(arrays[f"rnn.weight_hh_l{k}"], config.cell).copy()
-        if config.cell == "gru":
-            bh = bias_ih.copy()
-            bh[: 2 * H] += bias_hh[: 2 * H]
-            out[f"{k}.bh"], out[f"{k}.bhn"] = bh, bias_hh[2 * H :].copy()
-        else:
-            out[f"{k}.bh"] = _gates(bias_ih + bias_hh, config.cell)
-    out["Why"] = arrays["head.weight"].copy()
-    out["by"] = arrays["head.bias"].copy()
-    return out
-
-
-def _slot(state, slot):
-    prefix = slot + "."
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-# -- the network -----------------------------------------------------------------
-
-
-class Net(nn.Module):
-    """torch.nn.RNN / LSTM / GRU over one-hot characters under a linear head:
-    rnnpipe's network with torch's names (the export's state_dict)."""
-
-    def __init__(self, config, vocab_size):
-        super().__init__()
-        self.vocab_size = vocab_size
-        dtype = DTYPES[config.dtype]
-        # torch draws initial weights that the model's own replace at once: from a forked generator, so
-        # that making an engine leaves the process's random numbers as they were
-        with torch.random.fork_rng(devices=[]):
-            self.rnn = MODULES[config.cell](vocab_size, config.hidden, config.layers, dropout=config.dropout,
-                                            dtype=dtype)  # fmt: skip
-            self.head = nn.Linear(config.hidden, vocab_size, dtype=dtype)
-
-    def forward(self, X, state):
-        """X: (time, streams) indices; returns logits (time * streams, V) and the state after."""
-        x = F.one_hot(X, self.vocab_size).to(self.head.weight.dtype)
-        hs, state = self.rnn(x, state)
-        return self.head(hs.reshape(-1, hs.shape[-1])), state
-
-
-def _state_in(state, cell, dev, dtype):
-    """rnnpipe's state (per layer, a tuple of (streams, hidden) arrays) as torch's."""
-    parts = [torch.from_numpy(np.stack([layer[i] for layer in state])).to(dev, dtype) for i in range(len(state[0]))]
-    return tuple(parts) if cell == "lstm" else parts[0]
-
-
-def _state_out(state, cell):
-    """torch's state as rnnpipe's, numpy arrays (on the host)."""
-    parts = state if cell == "lstm" else (state,)
-    host = [p.detach().cpu().numpy() for p in parts]
-    return [tuple(p[k].copy() for p in host) for k in range(host[0].shape[0])]
 
 
 # -- the engine ----------------------------------------------------------------
@@ -185,7 +83,7 @@ class Engine:
         self.params = [p for _, p in self.net.named_parameters()]
         self.slots = {}
         for slot in optim.SLOTS[cfg.optimizer]:
-            arrays = to_torch(_slot(m.opt_state, slot), cfg)
+            arrays = to_torch(layout.slot(m.opt_state, slot), cfg)
             self.slots[slot] = [torch.from_numpy(arrays[n]).to(self.device, dtype) for n in self.names]
         # torch's second bias exists only where rnnpipe has one: the GRU's n rows
         self.masks = {}
@@ -195,8 +93,6 @@ class Engine:
                 if cfg.cell == "gru":
                     mask[2 * cfg.hidden :] = 1
                 self.masks[n] = mask
-        # where the vocabulary indexes each parameter (optim.VOCAB_AXES)
-        self.vocab_axes = {"rnn.weight_ih_l0": 1, "head.weight": 0, "head.bias": 0}
         self.module = self.net
         if self.world is not None and self.world.size > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -260,9 +156,9 @@ class Engine:
         cfg = self.model.config
         self.net.eval()
         with torch.no_grad():
-            z, out = self.net(torch.from_numpy(np.asarray(X)).to(self.device), _state_in(state, cfg.cell,
+            z, out = self.net(torch.from_numpy(np.asarray(X)).to(self.device), layout.state_in(state, cfg.cell,
                               self.device, DTYPES[cfg.dtype]))  # fmt: skip
-        return z.cpu().numpy(), _state_out(out, cfg.cell)
+        return z.cpu().numpy(), layout.state_out(out, cfg.cell)
 
     def gradients(self, X, Y, state):
         """(loss, gradients by rnnpipe's names): net.loss's, for tests."""
@@ -288,7 +184,7 @@ class Engine:
                 lo, hi, weight = 0, 1, 0.0
         X = torch.from_numpy(np.ascontiguousarray(X[:, lo:hi])).to(dev)
         Y = torch.from_numpy(np.ascontiguousarray(Y[:, lo:hi])).to(dev)
-        h0 = _state_in([tuple(s[lo:hi] for s in layer) for layer in state], cfg.cell, dev, dtype)
+        h0 = layout.state_in([tuple(s[lo:hi] for s in layer) for layer in state], cfg.cell, dev, dtype)
         self.net.train()
         for p in self.params:
             p.grad = None
@@ -301,7 +197,7 @@ class Engine:
                 p.grad.mul_(self.masks[n])
         loss = loss.detach() * (weight / world.size if world is not None else weight)
         if world is None:
-            return loss, _state_out(out, cfg.cell)
+            return loss, layout.state_out(out, cfg.cell)
         return world.gather_state(loss, out, cfg.cell, B, weight > 0)
 
     def step(self, X, Y, state, t, lr=None):
@@ -356,8 +252,8 @@ class Engine:
             first, factor = vocab
             factor = torch.from_numpy(factor).to(self.device)
             for n, s in zip(self.names, steps, strict=True):
-                if n in self.vocab_axes:
-                    if self.vocab_axes[n] == 1:
+                if n in layout.VOCAB_AXES:
+                    if layout.VOCAB_AXES[n] == 1:
                         s[:, first:] *= factor
                     else:
                         s[first:] *= factor.reshape((-1,) + (1,) * (s.dim() - 1))
@@ -394,9 +290,9 @@ class Engine:
 
         def forward(X, state):
             with torch.no_grad():
-                h = None if state is None else _state_in(state, cfg.cell, self.device, DTYPES[dtype])
+                h = None if state is None else layout.state_in(state, cfg.cell, self.device, DTYPES[dtype])
                 z, h = net(torch.from_numpy(np.asarray(X, np.int64)).to(self.device), h)
-                return z[-1].double().cpu().numpy(), _state_out(h, cfg.cell)
+                return z[-1].double().cpu().numpy(), layout.state_out(h, cfg.cell)
 
         return forward
 
