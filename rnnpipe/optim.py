@@ -82,6 +82,10 @@ class Views(dict):
         for name, value in dict(*args, **changes).items():
             self[name] = value
 
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
     def __reduce__(self):  # a copy (copy.deepcopy, pickle) is a plain dict: no owner holds it
         return dict, (dict(self),)
 
