@@ -60,3 +60,8 @@ class Unavailable(RuntimeError):
 
 class Missing(Unavailable):
     """The torch engine was asked for and torch is not installed."""
+
+
+class SessionError(Exception):
+    """A training session on a model file cannot go on (its lock, a save:
+    lock.py, session.py); the message is one line naming the file."""

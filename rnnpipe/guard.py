@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from . import optim
 from .cells import net
 
 SNAPSHOT_CHARS = 200_000  # characters trained on between snapshots a divergence rolls back to
@@ -109,10 +110,11 @@ class Guard:
         return worse if world is None else world.mean(worse)
 
     def snapshot_params(self):
+        """The snapshot's weights, shaped as today's (a character added since keeps today's)."""
         params = {}
         for name, saved in self.snapshot[0].items():
             params[name] = self.model.params[name].copy()
-            _restore(params[name], saved)
+            optim.overlay(params[name], saved)
         return params
 
     def take_snapshot(self):
@@ -131,11 +133,8 @@ class Guard:
         up (Diverged) after ROLLBACKS tries."""
         m = self.model
         params, opt_state, rng, counters = self.snapshot
-        for name, saved in params.items():
-            _restore(m.params[name], saved)
-        for name, saved in opt_state.items():
-            _restore(m.opt_state[name], saved)
-        m.touched()  # an engine with its own copy of the weights takes these
+        m.buffers.put(params, opt_state)  # in place, into the model's own arrays
+        m.touched()  # an engine with a copy of its own takes them
         m.rng.bit_generator.state = rng
         at = m.iterations + 1
         m.iterations, m.chars_seen, m.smooth_loss, m.last_loss = counters
@@ -163,12 +162,3 @@ def _chunk_loss(params, config, X, Y):
     with np.errstate(all="ignore"):
         loss = -float(logp[np.arange(logp.shape[0]), Y.reshape(-1)].mean())
     return loss if math.isfinite(loss) else math.inf
-
-
-def _restore(array, saved):
-    """Copy saved back into array in place (other views of it stay valid); a
-    vocabulary grown since the snapshot keeps its new rows or columns."""
-    if array.shape == saved.shape:
-        array[...] = saved
-    else:
-        array[tuple(slice(0, n) for n in saved.shape)] = saved

@@ -44,23 +44,14 @@ class Model:
         print(model.sample(300, prime="ROMEO:"))  # the prime, then 300 characters
     """
 
-    def __init__(
-        self,
-        config: Config,
-        vocab: Vocab,
-        params,
-        opt_state,
-        rng,
-        iterations=0,
-        chars_seen=0,
-        smooth_loss=None,
-        last_loss=None,
-        rate=None,
-    ):
+    def __init__(self, config: Config, vocab: Vocab, params, opt_state, rng, iterations=0, chars_seen=0,
+                 smooth_loss=None, last_loss=None, rate=None):  # fmt: skip
         self.config = config
         self.vocab = vocab
-        self.params = params  # name -> array, see net.py
-        self.opt_state = opt_state  # "<slot>.<name>" -> array, see optim.py
+        # None: numpy (net.py, optim.py); or an engine that makes the updates
+        # elsewhere (torchnet.Engine) and writes them back on sync()
+        self.engine = None
+        self.own(params, opt_state)  # self.buffers: the model's arrays, which params and opt_state show
         self.rng = rng  # draws new weights and dropout masks; saved, so resuming is exact
         self.iterations = iterations  # parameter updates so far
         self.chars_seen = chars_seen  # characters predicted in training so far
@@ -68,9 +59,6 @@ class Model:
         self.last_loss = last_loss  # nats per character of the latest chunk
         self.rate = rate  # the latest update's learning rate as a share of config.lr: where the next run starts
         self.resume = None  # a train.Position where a run stopped early, or None
-        # None: numpy (net.py, optim.py); or an engine that makes the updates
-        # elsewhere (torchnet.Engine) and writes them back on sync()
-        self.engine = None
 
     def __repr__(self):
         c = self.config
@@ -108,24 +96,15 @@ class Model:
             "has_uint32": int(r["has_uint32"]),
             "uinteger": int(r["uinteger"]),
         }
-        model = cls(
-            config,
-            Vocab(vocab),
-            params,
-            opt_state,
-            rng,
-            state["iterations"],
-            state["chars_seen"],
-            state["smooth_loss"],
-            state["last_loss"],
-            state.get("rate"),  # version 5 on
-        )
+        rate = state.get("rate")  # version 5 on
+        model = cls(config, Vocab(vocab), params, opt_state, rng, state["iterations"], state["chars_seen"],
+                    state["smooth_loss"], state["last_loss"], rate)  # fmt: skip
         if state.get("resume") is not None:  # version 1 files have none
             model.resume = Position(**state["resume"])
         return model
 
-    STATE = ("config", "vocab", "params", "opt_state", "rng", "iterations", "chars_seen", "smooth_loss", "last_loss",
-             "rate", "resume")  # fmt: skip
+    STATE = ("config", "vocab", "buffers", "rng", "iterations", "chars_seen", "smooth_loss", "last_loss", "rate",
+             "resume")  # fmt: skip
 
     def restore(self, data: bytes):
         """Go back to the model saved in data (Model.to_bytes), in place, so
@@ -182,6 +161,33 @@ class Model:
         self.engine = torch_engine().Engine(self, device, world)
         return self
 
+    # -- the arrays: views into flat buffers of the model's own (optim.Buffers) --------
+
+    @property
+    def params(self):
+        """name -> array (net.py); opt_state: "<slot>.<name>" -> array (optim.py).
+        Written in place, or a name set (optim.Views), they are the model's
+        (call touched() when an engine is in use); assigned whole, copied in."""
+        return self.buffers.params
+
+    @params.setter
+    def params(self, params):
+        self.own(params, self.buffers.state)
+
+    @property
+    def opt_state(self):
+        return self.buffers.state
+
+    @opt_state.setter
+    def opt_state(self, opt_state):
+        self.own(self.buffers.params, opt_state)
+
+    def own(self, params, opt_state):
+        """Make copies of params and opt_state the model's arrays, in new flat
+        buffers its updates work on; an engine loads them before its next use."""
+        self.buffers = optim.Buffers(self.config.optimizer, params, opt_state)
+        self.touched()
+
     def sync(self):
         """Bring params and opt_state up to date with the engine's updates
         (a no-op for the numpy engine, which updates them in place)."""
@@ -199,10 +205,11 @@ class Model:
         return list(flags) if self.world is None else self.world.any(*flags)
 
     def touched(self):
-        """Say that params or opt_state were written in place (a rollback):
-        the engine loads them again before its next update."""
+        """Say that params or opt_state were made or written in place (a
+        rollback): they hold the model now, and the engine loads them again
+        before its next use instead of writing its own copy over them."""
         if self.engine is not None:
-            self.engine.stale = True
+            self.engine.touched()
 
     # -- describing ----------------------------------------------------------
 
@@ -244,12 +251,12 @@ class Model:
         old = len(self.vocab)
         self.vocab = self.vocab.extended(new)
         if old == 0:
-            self.params = net.init(self.config, len(self.vocab), self.rng)
-            self.opt_state = optim.init(self.config.optimizer, self.params, self.iterations)
+            params = net.init(self.config, len(self.vocab), self.rng)
+            self.own(params, optim.init(self.config.optimizer, params, self.iterations))
             self.smooth_loss = math.log(len(self.vocab))
         else:
-            self.params = net.grow(self.params, self.config, len(new), self.rng)
-            self.opt_state = optim.grow(self.opt_state, len(new), self.iterations)
+            params = net.grow(self.params, self.config, len(new), self.rng)
+            self.own(params, optim.grow(self.opt_state, len(new), self.iterations))
         return new
 
     def step(self, X, Y, state, lr=None):
@@ -261,8 +268,7 @@ class Model:
             loss, state, applied = self.engine.step(X, Y, state, self.iterations + 1, lr)
         else:
             loss, grads, state = net.loss(self.params, self.config, X, Y, state, self.rng)
-            applied = math.isfinite(loss) and optim.step(self.config, self.params, grads, self.opt_state,
-                                                         self.iterations + 1, T, lr)  # fmt: skip
+            applied = math.isfinite(loss) and self.buffers.step(self.config, grads, self.iterations + 1, T, lr)
         if not applied:
             raise Diverged(f"the loss became {loss} at iteration {self.iterations + 1}; try a lower --lr")
         self.iterations += 1

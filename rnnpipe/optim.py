@@ -1,14 +1,14 @@
 """Parameter updates. Optimiser state is a flat dict of arrays named
 "<slot>.<parameter>" so the model file stores it like the weights.
 
-For speed the update works on all parameters at once: on its first step
-with a given dict, step() copies the parameters, and each slot of the
-optimiser state, into one flat buffer each and puts views of those buffers
-back into the dicts under the same names. Every later update is then about
-ten numpy calls whatever the number of parameters, instead of ten per
-parameter, which at the seed's sizes (5 small arrays) is most of an update's
-cost. A dict whose arrays are replaced (loading, growing the vocabulary) is
-simply packed again on its next step.
+For speed the update works on all parameters at once. A model keeps its
+parameters in one flat buffer and each slot of its optimiser state in one
+flat buffer of its own, laid out alike (Buffers, made by the model whenever
+its arrays are made: new, loaded, grown, restored); its params and opt_state
+dicts hold views into them. An update is then about ten numpy calls whatever
+the number of parameters, instead of ten per parameter, which at the seed's
+sizes (5 small arrays) is most of an update's cost. step() updates any other
+dicts of arrays in place through flat copies: the same numbers, slower.
 
 Adam counts its updates per vocabulary slot. A character added to the
 vocabulary after training began starts with zero moments, so its slices (its
@@ -21,7 +21,6 @@ never grew after the first update) the update is exactly the plain one.
 """
 
 import math
-import weakref
 
 import numpy as np
 
@@ -53,24 +52,101 @@ def counters(optimizer, vocab_size):
 
 
 def step(config, params, grads, state, t, seq_length, lr=None):
-    """Update params in place from grads (of the seed's loss: summed over
-    time, averaged over streams). t is the update's number, from 1; lr, when
-    given, replaces config.lr for this update (a schedule's rate).
-    Returns False, changing nothing, if a gradient is NaN or infinite."""
-    lr = config.lr if lr is None else lr
-    slots = SLOTS[config.optimizer]
-    flat_params, flat_state = _packed(params, state, slots)
-    g = np.concatenate([grads[k].reshape(-1) for k in params])
-    if not np.isfinite(g).all():  # one check over the packed gradient
+    """Update params and state (any dicts of arrays) in place from grads, as
+    Buffers.step does: through flat copies of them, the results written
+    back into the same arrays. Returns False, changing nothing, if a
+    gradient is NaN or infinite."""
+    buffers = Buffers(config.optimizer, params, state)
+    if not buffers.step(config, grads, t, seq_length, lr):
         return False
-    if config.weight_decay:
-        flat_params *= shrink(lr, config.weight_decay)
-    if config.optimizer == "adagrad":
-        _adagrad(flat_params, g, flat_state["mem"], lr, config.clip)
-    else:
-        rows = _vocab_rows(params, state.get(ADDED), t, flat_params.dtype)
-        _adam(flat_params, g, flat_state["m"], flat_state["v"], lr, config.clip, t, seq_length, rows)
+    for arrays, updated in ((params, buffers.params), (state, buffers.state)):
+        for k, v in updated.items():
+            np.copyto(arrays[k], v)
     return True
+
+
+class Views(dict):
+    """Arrays by name that are views into an owner's flat buffers (Buffers).
+    Setting a name writes the new values into its view, as writing the array
+    in place does, so the buffers stay the one home of every array and every
+    holder of the dict sees the owner's updates; a new shape needs new
+    Buffers (the model's: assign model.params or model.opt_state whole)."""
+
+    def __setitem__(self, name, value):
+        view = self[name]
+        if np.shape(value) != view.shape:
+            raise ValueError(f"{name} has shape {view.shape}, not {np.shape(value)}: replace the whole dict to reshape")
+        view[...] = value
+
+    def update(self, *args, **changes):
+        for name, value in dict(*args, **changes).items():
+            self[name] = value
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def __reduce__(self):  # a copy (copy.deepcopy, pickle) is a plain dict: no owner holds it
+        return dict, (dict(self),)
+
+
+class Buffers:
+    """A model's parameters and optimiser state, laid out for the update:
+    the parameters end to end in one flat buffer (flat), each slot of the
+    state ("mem"; or Adam's "m" and "v") in one flat buffer of its own in the
+    same order (slots), the counters (COUNTERS) as arrays of their own.
+    params and state are Views of them under the model file's names, in the
+    order given. Made from copies of the arrays given: the owner holds the
+    only references to its buffers, and no one else's dict is touched."""
+
+    def __init__(self, optimizer, params, state):
+        self.optimizer = optimizer
+        names = tuple(params)
+        self.flat, self.params = _pack(params, names)
+        self.slots, packed = {}, {}
+        for slot in SLOTS[optimizer]:
+            self.slots[slot], views = _pack(state, [f"{slot}.{k}" for k in names], self.params)
+            packed.update(views)
+        self.state = Views((k, packed[k] if k in packed else np.array(v)) for k, v in state.items())
+
+    def __reduce__(self):  # copied (copy.deepcopy, pickle) as new buffers of the same arrays
+        return Buffers, (self.optimizer, dict(self.params), dict(self.state))
+
+    def step(self, config, grads, t, seq_length, lr=None):
+        """Update the parameters in place from grads (of the seed's loss:
+        summed over time, averaged over streams). t is the update's number,
+        from 1; lr, when given, replaces config.lr for this update (a
+        schedule's rate). Returns False, changing nothing, if a gradient is
+        NaN or infinite."""
+        lr = config.lr if lr is None else lr
+        g = np.concatenate([grads[k].reshape(-1) for k in self.params])
+        if not np.isfinite(g).all():  # one check over the packed gradient
+            return False
+        if config.weight_decay:
+            self.flat *= shrink(lr, config.weight_decay)
+        if self.optimizer == "adagrad":
+            _adagrad(self.flat, g, self.slots["mem"], lr, config.clip)
+        else:
+            rows = _vocab_rows(self.params, self.state.get(ADDED), t, self.flat.dtype)
+            _adam(self.flat, g, self.slots["m"], self.slots["v"], lr, config.clip, t, seq_length, rows)
+        return True
+
+    def put(self, params, state):
+        """Write params and state (name -> array, as a snapshot of these
+        holds them) into these arrays in place; an array the vocabulary has
+        grown since keeps its new rows and columns."""
+        for mine, saved in ((self.params, params), (self.state, state)):
+            for name, array in saved.items():
+                overlay(mine[name], array)
+
+
+def overlay(array, saved):
+    """Copy saved into array in place: all of it, or where array has grown
+    since saved was taken, its leading rows and columns."""
+    if array.shape == saved.shape:
+        array[...] = saved
+    else:
+        array[tuple(slice(0, n) for n in saved.shape)] = saved
 
 
 def _vocab_rows(params, added, t, dtype):
@@ -90,7 +166,7 @@ def _vocab_rows(params, added, t, dtype):
         return None
     first, factor = vocab
     rows, start = [], 0
-    for k, p in params.items():  # the order _packed lays them out in
+    for k, p in params.items():  # the order Buffers lays them out in
         if k in VOCAB_AXES:
             axis = VOCAB_AXES[k]
             index, shape = [slice(None)] * p.ndim, [1] * p.ndim
@@ -172,47 +248,24 @@ def _adam(p, g, m, v, lr, clip, t, seq_length, rows=None):
     p -= step
 
 
-# id of a flat parameter buffer -> (names, weak references to the views of
-# it and of the state buffers that step() put in the dicts). An entry goes
-# when its buffer is freed, so an id is never mistaken for a reused one.
-_LAYOUTS = {}
-
-
-def _packed(params, state, slots):
-    """The flat buffers behind params and each slot of state, packing the
-    dicts first unless they hold exactly the views of an earlier packing."""
-    names = tuple(params)
-    views = [params[k] for k in names] + [state[f"{s}.{k}"] for s in slots for k in names]
-    buffer = views[0].base
-    layout = _LAYOUTS.get(id(buffer)) if buffer is not None else None
-    if (
-        layout is not None
-        and layout[0] == names
-        and len(layout[1]) == len(views)
-        and all(v is r() for v, r in zip(views, layout[1], strict=False))
-    ):
-        return buffer, {s: state[f"{s}.{names[0]}"].base for s in slots}
-    flat_params = _pack(params, names)
-    flat_state = {s: _pack(state, [f"{s}.{k}" for k in names]) for s in slots}
-    views = [params[k] for k in names] + [state[f"{s}.{k}"] for s in slots for k in names]
-    _LAYOUTS[id(flat_params)] = (names, [weakref.ref(v) for v in views])
-    weakref.finalize(flat_params, _LAYOUTS.pop, id(flat_params), None)
-    return flat_params, flat_state
-
-
-def _pack(arrays, names):
-    """Copy arrays[name] for each name into one new flat buffer, in order,
-    and put views of it back into the dict; returns the buffer."""
+def _pack(arrays, names, like=None):
+    """(one new flat buffer holding arrays[name] for each name in order,
+    Views of it by name); like: arrays of the same shapes in the same order
+    (the parameters, for the optimiser's slots)."""
+    if like is not None:
+        for k, want in zip(names, like.values(), strict=True):
+            if arrays[k].shape != want.shape:
+                raise ValueError(f"optimiser state {k} has shape {arrays[k].shape}, its parameter {want.shape}")
     dtype = np.result_type(*(arrays[k] for k in names))
     flat = np.empty(sum(arrays[k].size for k in names), dtype)
-    start = 0
+    views, start = Views(), 0
     for k in names:
         a = arrays[k]
         view = flat[start : start + a.size].reshape(a.shape)
         view[...] = a
-        arrays[k] = view
+        dict.__setitem__(views, k, view)
         start += a.size
-    return flat
+    return flat, views
 
 
 def grow(state, n_new, iterations):

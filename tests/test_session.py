@@ -1,6 +1,6 @@
-"""One session layer for every face (issue 10, items 6 and 7): the lock, the
-saver, stale temp files and signals live in rnnpipe.session, and the command
-line and the notebook both go through it.
+"""One session layer for every face (issue 10, items 6 and 7): the lock
+(rnnpipe.lock), the saver, stale temp files and signals (rnnpipe.session),
+and the command line and the notebook both go through it.
 
 Driven as a user would break it: a real IPython shell racing the real
 `rnnpipe` executable on one model file, a notebook kernel killed or told to
@@ -27,6 +27,7 @@ import pytest
 from cli_util import ENV, Feeder, info, one_error_line, popen, run, wait_for
 
 from rnnpipe import Model, cli, modelfile, session
+from rnnpipe import lock as locks
 
 TINY = ["--hidden", "16", "--seq-length", "10", "--batch-size", "4"]
 TEXT = (
@@ -542,8 +543,8 @@ AS_WINDOWS = textwrap.dedent(
     import sys
     sys.path.insert(0, {folder!r})
     import msvcrt  # the stand-in
-    from rnnpipe import session
-    session._platform_lock = lambda: session._Msvcrt
+    from rnnpipe import lock, session
+    lock._platform_lock = lambda: lock._Msvcrt
     """
 )
 
@@ -559,7 +560,7 @@ def as_windows(tmp_path, monkeypatch):
     spec = types.ModuleType("msvcrt")
     exec(FAKE_MSVCRT, spec.__dict__)
     monkeypatch.setitem(sys.modules, "msvcrt", spec)
-    monkeypatch.setattr(session, "_platform_lock", lambda: session._Msvcrt)
+    monkeypatch.setattr(locks, "_platform_lock", lambda: locks._Msvcrt)
     return spec, AS_WINDOWS.format(folder=str(folder))
 
 
@@ -587,10 +588,10 @@ def test_the_windows_lock_path_across_processes(tmp_path, as_windows):
     with lock:
         assert in_child() == [str(os.getpid())] * 2  # refused, naming this process, from the pid it can read
         # the lock is one byte far past the pid, which Windows would otherwise keep others from reading
-        assert msvcrt.calls == [(msvcrt.LK_NBLCK, session._Msvcrt.OFFSET, 1)]
+        assert msvcrt.calls == [(msvcrt.LK_NBLCK, locks._Msvcrt.OFFSET, 1)]
         assert open(lock.path, "rb").read() == f"{os.getpid()}\nrnnpipe train\n".encode()
     # released, closed, then removed (Windows cannot remove an open file)
-    assert msvcrt.calls[-1] == (msvcrt.LK_UNLCK, session._Msvcrt.OFFSET, 1)
+    assert msvcrt.calls[-1] == (msvcrt.LK_UNLCK, locks._Msvcrt.OFFSET, 1)
     assert not os.path.exists(lock.path)
     assert in_child() == ["acquired"]
 

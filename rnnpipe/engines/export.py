@@ -6,7 +6,7 @@ torch.load(path, weights_only=True) (no pickled code):
 
 - "state_dict": the weights by the names torch.nn.RNN / LSTM / GRU(V, H, L)
   gives them under the prefix "rnn." and torch.nn.Linear(H, V) under
-  "head." (torchnet.to_torch maps them; input is one-hot over the vocabulary);
+  "head." (layout.to_torch maps them; input is one-hot over the vocabulary);
 - "vocab": the characters, a list of str, in index order;
 - "config": the model file's config map (docs/model-format.md).
 
@@ -23,7 +23,7 @@ import torch
 
 from .. import optim
 from ..config import Config
-from . import torchnet
+from . import layout
 
 
 class FormatError(ValueError):
@@ -32,7 +32,7 @@ class FormatError(ValueError):
 
 def to_bytes(model) -> bytes:
     model.sync()
-    arrays = torchnet.to_torch(model.params, model.config)
+    arrays = layout.to_torch(model.params, model.config)
     data = {
         "state_dict": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
         "vocab": list(model.vocab.chars),
@@ -78,9 +78,7 @@ def from_file(path):
         config = _config(data, state)
     except (KeyError, ValueError, TypeError) as e:
         raise FormatError(f"config: {e}") from None
-    expected = {
-        k: tuple(v.shape) for k, v in torchnet.Net(config.replace(dropout=0.0), len(vocab)).state_dict().items()
-    }
+    expected = {k: tuple(v.shape) for k, v in layout.Net(config.replace(dropout=0.0), len(vocab)).state_dict().items()}
     if set(state) != set(expected):
         missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         raise FormatError(f"state_dict keys differ from {config.cell}'s: missing {missing}, unexpected {extra}")
@@ -97,6 +95,6 @@ def from_file(path):
     for k, a in arrays.items():
         if not np.isfinite(a).all():  # NaN or infinite in the file, or too large for config.dtype
             raise FormatError(f"{k} holds NaN or infinite weights (or weights too large for {config.dtype})")
-    params = torchnet.from_torch(arrays, config)
+    params = layout.from_torch(arrays, config)
     rng = np.random.default_rng(config.seed)
     return Model(config, Vocab(vocab), params, optim.init(config.optimizer, params), rng)

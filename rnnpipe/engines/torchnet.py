@@ -1,20 +1,12 @@
 """The torch engine: the numpy engine's network and optimisers on PyTorch's
 fused RNN modules, on a CPU or a GPU, under DDP when torchrun starts it.
 
-Only this module, ddp.py and export.py import torch, and only when a
-command asks for it (--engine torch, export, import): engine.py says so.
+Only this module, layout.py, ddp.py and export.py import torch, and only
+when a command asks for it (--engine torch, export, import): engines/__init__.py
+says so.
 
-The model file stays the numpy engine's. rnnpipe's parameters map exactly
-onto torch.nn.RNN / LSTM / GRU(V, H, L) and a torch.nn.Linear(H, V) head:
-
-- weight_ih_l<k> is <k>.Wxh, weight_hh_l<k> is <k>.Whh, with the LSTM's gate
-  rows reordered (rnnpipe keeps i, f, o, g so the sigmoids are contiguous;
-  torch has i, f, g, o); the RNN's and GRU's orders are torch's already.
-- bias_ih_l<k> is <k>.bh and bias_hh_l<k> is zero, since rnnpipe has one
-  bias per gate where torch adds two; except the GRU's n rows of bias_hh,
-  which are <k>.bhn: both put that bias inside the reset product.
-- head.weight is Why, head.bias is by. Layer 0's input is one-hot over the
-  vocabulary, so its weights are Wxh's columns.
+The model file stays the numpy engine's: its parameters map exactly onto
+torch's modules (layout.py, which says how), in memory only.
 
 Training keeps torch's zero biases at zero by masking their gradients, so
 the optimiser sees exactly rnnpipe's parameters (the global norm Adam clips
@@ -28,8 +20,8 @@ dropout it is, to float rounding).
 The engine keeps weights and optimiser state on the device between updates.
 Model.sync() writes them back into the model's numpy arrays (before a save,
 a snapshot, a sample or held-out scoring); the engine loads them again
-whenever the model's arrays were replaced (the vocabulary grew) or written
-(Model.touched(), after a rollback).
+whenever the model says its arrays were made anew (Model.own: the vocabulary
+grew, a kept model restored) or written (Model.touched(): a rollback).
 """
 
 from __future__ import annotations
@@ -39,13 +31,12 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from .. import optim
+from . import layout
+from .layout import DTYPES, Net, from_torch, to_torch
 
-MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CHUNK = 4096  # characters per forward call when scoring a text as one stream
 
 
@@ -64,99 +55,6 @@ def device(name=None):
     return dev
 
 
-# -- layouts -------------------------------------------------------------------
-
-
-def _gates(a, cell):
-    """rnnpipe's gate rows in torch's order, or back (the swap is its own
-    inverse): the LSTM's o and g trade places."""
-    if cell != "lstm":
-        return a
-    i, f, o, g = np.split(a, 4, axis=0)
-    return np.concatenate([i, f, g, o], axis=0)
-
-
-def to_torch(arrays, config):
-    """rnnpipe's parameters (or one optimiser slot's arrays, which have
-    their shapes) by torch's names, as numpy arrays."""
-    out = {}
-    for k in range(config.layers):
-        bh = _gates(arrays[f"{k}.bh"], config.cell)
-        out[f"rnn.weight_ih_l{k}"] = _gates(arrays[f"{k}.Wxh"], config.cell)
-        out[f"rnn.weight_hh_l{k}"] = _gates(arrays[f"{k}.Whh"], config.cell)
-        out[f"rnn.bias_ih_l{k}"] = bh.copy()
-        bias_hh = np.zeros_like(bh)
-        if config.cell == "gru":
-            bias_hh[2 * config.hidden :] = arrays[f"{k}.bhn"]
-        out[f"rnn.bias_hh_l{k}"] = bias_hh
-    out["head.weight"] = arrays["Why"].copy()
-    out["head.bias"] = arrays["by"].copy()
-    return out
-
-
-def from_torch(arrays, config):
-    """The inverse of to_torch, for any weights in torch's layout: torch's
-    two biases add up into rnnpipe's one (the GRU's n rows of bias_hh are
-    bhn), which is exact, as only their sum enters the cell."""
-    out, H = {}, config.hidden
-    for k in range(config.layers):
-        bias_ih, bias_hh = arrays[f"rnn.bias_ih_l{k}"], arrays[f"rnn.bias_hh_l{k}"]
-        out[f"{k}.Wxh"] = _gates(arrays[f"rnn.weight_ih_l{k}"], config.cell).copy()
-        out[f"{k}.Whh"] = _gates(arrays[f"rnn.weight_hh_l{k}"], config.cell).copy()
-        if config.cell == "gru":
-            bh = bias_ih.copy()
-            bh[: 2 * H] += bias_hh[: 2 * H]
-            out[f"{k}.bh"], out[f"{k}.bhn"] = bh, bias_hh[2 * H :].copy()
-        else:
-            out[f"{k}.bh"] = _gates(bias_ih + bias_hh, config.cell)
-    out["Why"] = arrays["head.weight"].copy()
-    out["by"] = arrays["head.bias"].copy()
-    return out
-
-
-def _slot(state, slot):
-    prefix = slot + "."
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-# -- the network -----------------------------------------------------------------
-
-
-class Net(nn.Module):
-    """torch.nn.RNN / LSTM / GRU over one-hot characters under a linear head:
-    rnnpipe's network with torch's names (the export's state_dict)."""
-
-    def __init__(self, config, vocab_size):
-        super().__init__()
-        self.vocab_size = vocab_size
-        dtype = DTYPES[config.dtype]
-        # torch draws initial weights that the model's own replace at once: from a forked generator, so
-        # that making an engine leaves the process's random numbers as they were
-        with torch.random.fork_rng(devices=[]):
-            self.rnn = MODULES[config.cell](vocab_size, config.hidden, config.layers, dropout=config.dropout,
-                                            dtype=dtype)  # fmt: skip
-            self.head = nn.Linear(config.hidden, vocab_size, dtype=dtype)
-
-    def forward(self, X, state):
-        """X: (time, streams) indices; returns logits (time * streams, V) and the state after."""
-        x = F.one_hot(X, self.vocab_size).to(self.head.weight.dtype)
-        hs, state = self.rnn(x, state)
-        return self.head(hs.reshape(-1, hs.shape[-1])), state
-
-
-def _state_in(state, cell, dev, dtype):
-    """rnnpipe's state (per layer, a tuple of (streams, hidden) arrays) as torch's."""
-    parts = [torch.from_numpy(np.stack([layer[i] for layer in state])).to(dev, dtype) for i in range(len(state[0]))]
-    return tuple(parts) if cell == "lstm" else parts[0]
-
-
-def _state_out(state, cell):
-    """torch's state as rnnpipe's, numpy arrays (on the host)."""
-    parts = state if cell == "lstm" else (state,)
-    host = [p.detach().cpu().numpy() for p in parts]
-    return [tuple(p[k].copy() for p in host) for k in range(host[0].shape[0])]
-
-
 # -- the engine ----------------------------------------------------------------
 
 
@@ -169,15 +67,10 @@ class Engine:
     def __init__(self, model, dev=None, world=None):
         self.model, self.world = model, world
         self.device = device(dev) if not isinstance(dev, torch.device) else dev
-        self.loaded = None  # the model's arrays the device copy was made from (by identity)
         self.dirty = False  # the device copy is newer than the model's arrays
-        self.stale = True  # the model's arrays were written: load them again before the next step
+        self.stale = True  # the model's arrays were made or written since the device copy was (touched)
 
     # -- moving weights between the model and the device
-
-    def _sources(self):
-        m = self.model
-        return [*m.params.values(), *m.opt_state.values()]
 
     def _load(self):
         m, cfg = self.model, self.model.config
@@ -190,7 +83,7 @@ class Engine:
         self.params = [p for _, p in self.net.named_parameters()]
         self.slots = {}
         for slot in optim.SLOTS[cfg.optimizer]:
-            arrays = to_torch(_slot(m.opt_state, slot), cfg)
+            arrays = to_torch(layout.slot(m.opt_state, slot), cfg)
             self.slots[slot] = [torch.from_numpy(arrays[n]).to(self.device, dtype) for n in self.names]
         # torch's second bias exists only where rnnpipe has one: the GRU's n rows
         self.masks = {}
@@ -200,8 +93,6 @@ class Engine:
                 if cfg.cell == "gru":
                     mask[2 * cfg.hidden :] = 1
                 self.masks[n] = mask
-        # where the vocabulary indexes each parameter (optim.VOCAB_AXES)
-        self.vocab_axes = {"rnn.weight_ih_l0": 1, "head.weight": 0, "head.bias": 0}
         self.module = self.net
         if self.world is not None and self.world.size > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -211,7 +102,7 @@ class Engine:
         # dropout masks (see the module's docstring) from the engine's own random state, made from
         # this seed on first use: the process's torch random numbers are left as they were
         self.seed, self.random = cfg.seed * 1_000_003 + m.iterations, None
-        self.loaded, self.stale, self.dirty = self._sources(), False, False
+        self.stale, self.dirty = False, False
 
     @contextlib.contextmanager
     def _own_random(self):
@@ -230,15 +121,15 @@ class Engine:
             finally:
                 self.random = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None)
 
+    def touched(self):
+        """The model's arrays were made or written (Model.touched): they hold
+        the model now, so load them before the next use, and never write
+        this copy's updates over them (sync)."""
+        self.stale, self.dirty = True, False
+
     def _current(self):
         """Load the model's arrays unless the device copy is made from them."""
-        sources = self._sources()
-        if (
-            self.stale
-            or self.loaded is None
-            or len(sources) != len(self.loaded)
-            or any(a is not b for a, b in zip(sources, self.loaded, strict=True))
-        ):
+        if self.stale:
             self._load()
 
     def sync(self):
@@ -265,9 +156,9 @@ class Engine:
         cfg = self.model.config
         self.net.eval()
         with torch.no_grad():
-            z, out = self.net(torch.from_numpy(np.asarray(X)).to(self.device), _state_in(state, cfg.cell,
+            z, out = self.net(torch.from_numpy(np.asarray(X)).to(self.device), layout.state_in(state, cfg.cell,
                               self.device, DTYPES[cfg.dtype]))  # fmt: skip
-        return z.cpu().numpy(), _state_out(out, cfg.cell)
+        return z.cpu().numpy(), layout.state_out(out, cfg.cell)
 
     def gradients(self, X, Y, state):
         """(loss, gradients by rnnpipe's names): net.loss's, for tests."""
@@ -293,7 +184,7 @@ class Engine:
                 lo, hi, weight = 0, 1, 0.0
         X = torch.from_numpy(np.ascontiguousarray(X[:, lo:hi])).to(dev)
         Y = torch.from_numpy(np.ascontiguousarray(Y[:, lo:hi])).to(dev)
-        h0 = _state_in([tuple(s[lo:hi] for s in layer) for layer in state], cfg.cell, dev, dtype)
+        h0 = layout.state_in([tuple(s[lo:hi] for s in layer) for layer in state], cfg.cell, dev, dtype)
         self.net.train()
         for p in self.params:
             p.grad = None
@@ -306,7 +197,7 @@ class Engine:
                 p.grad.mul_(self.masks[n])
         loss = loss.detach() * (weight / world.size if world is not None else weight)
         if world is None:
-            return loss, _state_out(out, cfg.cell)
+            return loss, layout.state_out(out, cfg.cell)
         return world.gather_state(loss, out, cfg.cell, B, weight > 0)
 
     def step(self, X, Y, state, t, lr=None):
@@ -361,8 +252,8 @@ class Engine:
             first, factor = vocab
             factor = torch.from_numpy(factor).to(self.device)
             for n, s in zip(self.names, steps, strict=True):
-                if n in self.vocab_axes:
-                    if self.vocab_axes[n] == 1:
+                if n in layout.VOCAB_AXES:
+                    if layout.VOCAB_AXES[n] == 1:
                         s[:, first:] *= factor
                     else:
                         s[first:] *= factor.reshape((-1,) + (1,) * (s.dim() - 1))
@@ -399,9 +290,9 @@ class Engine:
 
         def forward(X, state):
             with torch.no_grad():
-                h = None if state is None else _state_in(state, cfg.cell, self.device, DTYPES[dtype])
+                h = None if state is None else layout.state_in(state, cfg.cell, self.device, DTYPES[dtype])
                 z, h = net(torch.from_numpy(np.asarray(X, np.int64)).to(self.device), h)
-                return z[-1].double().cpu().numpy(), _state_out(h, cfg.cell)
+                return z[-1].double().cpu().numpy(), layout.state_out(h, cfg.cell)
 
         return forward
 
