@@ -122,6 +122,9 @@ def test_the_notebook_is_refused_while_the_command_line_trains(ip, tmp_path):
     feeder.start()
     try:
         assert wait_for(lambda: lock_says(path).startswith(f"{p.pid}\n"), timeout=30)
+        # the command line has trained on its text and saved it (a pipe's text waits up to
+        # train.LATENCY before it is trained on, longer on a busy machine)
+        assert wait_for(lambda: CLI_CHAR in Model.load(path).vocab, timeout=60)
         result, refused = cell(ip, f"-m {path} --epochs 100", TEXT + NOTEBOOK_CHAR)
         message = usage_error(result)
         assert message.startswith(f"{path}: another rnnpipe train (pid {p.pid}) is training this model"), message
