@@ -1,11 +1,13 @@
 """Time to quality: held-out bits per character after a wall-clock budget,
-rnnpipe against PyTorch, side by side on three kinds of text.
+rnnpipe against PyTorch, side by side on four kinds of text.
 
-    .venv/bin/python bench/quality.py                                 # 60 and 180 s, three corpora
+    .venv/bin/python bench/quality.py                                 # 60 and 180 s, four corpora
     .venv/bin/python bench/quality.py --budgets 60 180 600 --corpora prose
     .venv/bin/python bench/quality.py --budgets 60 --no-torch \\
         --rnnpipe default 'lr=0.01' 'cell=lstm,hidden=256,lr=0.008'  # a sweep of configurations
     .venv/bin/python bench/quality.py --plot docs/quality.png         # and the picture
+    .venv/bin/python bench/quality.py --corpora prose --budgets 20 --rnnpipe --torch-inputs  # the GPT alone
+    .venv/bin/python bench/quality.py --print-corpus chinese > song-ci.txt   # a corpus as the contestants get it
 
 Corpora, each cut to its first --chars characters, the first 90% trained on
 and the last 10% held out, scored as one continuous stream by both:
@@ -13,7 +15,12 @@ and the last 10% held out, scored as one continuous stream by both:
 - code: the Python standard library's own .py files (not its tests), in
   sorted path order, concatenated;
 - cyrillic: Debian's fortunes-ru (`apt-get install fortunes-ru`), Russian
-  quotations, three quarters of the characters outside ASCII.
+  quotations, three quarters of the characters outside ASCII;
+- chinese: a large alphabet, where the output layer dominates: Song dynasty
+  ci (lyrics) from the chinese-poetry repository, 5,000 of them, in
+  bench/data/chinese-poetry (see its README), each as its tune's name, its
+  author and its lines, one a line, then a blank line: 449,590 characters,
+  4,445 distinct (so it is used whole at the default --chars).
 
 Contestants: rnnpipe configurations given as Config fields over the default
 ("default" alone is rnnpipe's default), each trained once per budget with
@@ -21,10 +28,13 @@ Contestants: rnnpipe configurations given as Config fields over the default
 budget); and PyTorch at the best configuration found by bench/run.py's sweep
 (lstm 256, batch 32, seq 50, Adam 4e-3, one-hot input) and with a learned
 nn.Embedding input, each trained once for the longest budget and scored at
-every budget on the way with its clock stopped while it is scored. Each runs
-in its own process, one after another, rnnpipe with its default one BLAS
-thread (--threads to change it) and torch with its own default threads (one
-under --clock cpu).
+every budget on the way with its clock stopped while it is scored; and a
+small GPT trained with nanoGPT's CPU recipe (bench/gpt.py), once per budget
+as its cosine is spread over the budget, its held-out text scored with a
+sliding window (every character predicted from at least 32 before it).
+Each runs in its own process, one after another, rnnpipe with its default
+one BLAS thread (--threads to change it) and torch with its own default
+threads (one under --clock cpu).
 """
 
 from __future__ import annotations
@@ -45,10 +55,11 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # how the results are judged, which the tests check
 
-from measures import leads  # noqa: E402
+from measures import GPT_LABEL, gpt_leads, leads  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 FORTUNES_RU = Path("/usr/share/games/fortunes/ru")
+SONG_CI = HERE / "data" / "chinese-poetry"
 TORCH_BEST = dict(cell="lstm", hidden=256, seq_length=50, batch_size=32, lr=4e-3)
 
 
@@ -75,9 +86,21 @@ def corpus(name, chars):
             raise SystemExit("the cyrillic corpus is Debian's fortunes-ru: apt-get install fortunes-ru")
         files = sorted(p for p in FORTUNES_RU.iterdir() if p.is_file() and not p.suffix and not p.is_symlink())
         text = "".join(p.read_text(encoding="utf-8") for p in files)
+    elif name == "chinese":
+        text = song_ci()
     else:
         raise SystemExit(f"unknown corpus {name!r}")
     return text[:chars]
+
+
+def song_ci():
+    """The chinese corpus: bench/data/chinese-poetry's ci.song.N.json files
+    in the order of N, each ci in its file's order, as plain text."""
+    out = []
+    for path in sorted(SONG_CI.glob("ci.song.*.json"), key=lambda p: int(p.name.split(".")[2])):
+        for ci in json.loads(path.read_text(encoding="utf-8")):
+            out.append(ci["rhythmic"] + "\n" + ci["author"] + "\n" + "\n".join(ci["paragraphs"]) + "\n\n")
+    return "".join(out)
 
 
 def split(text):
@@ -170,6 +193,26 @@ def child_torch(spec):
     return {"points": out, "threads": torch.get_num_threads()}
 
 
+def child_gpt(spec):
+    """The GPT peer (bench/gpt.py), trained for one budget: its learning
+    rate's cosine is spread over that budget, so each budget is its own run."""
+    import gpt
+    import torch
+    import torch_rnn
+
+    torch.manual_seed(0)
+    use_clock(spec)
+    if spec.get("clock") == "cpu":
+        torch.set_num_threads(1)
+    train, held = split(corpus(spec["corpus"], spec["chars"]))
+    chars, train_ix, held_ix = torch_rnn.encode(train, held)
+    model = gpt.GPT(len(chars))
+    iterations, seconds = gpt.train(model, torch.from_numpy(train_ix), spec["budget"], clock=time.monotonic)
+    nats, scored = gpt.loss_sum(model, torch.from_numpy(held_ix))
+    return {"bits": nats / scored / math.log(2), "chars_per_sec": iterations * gpt.BATCH * gpt.BLOCK / seconds,
+            "iterations": iterations, "seconds": seconds, "threads": torch.get_num_threads()}  # fmt: skip
+
+
 def _embedded_class():
     import torch_rnn
     from torch import nn
@@ -221,7 +264,7 @@ def plot(results, path, clock="wall"):
         rows = [r for r in results if r["corpus"] == name]
         for label in dict.fromkeys(r["label"] for r in rows):
             pts = sorted((r["budget"], r["bits"]) for r in rows if r["label"] == label)
-            style = "o-" if label.startswith("rnnpipe") else "s--"
+            style = "o-" if label.startswith("rnnpipe") else "^:" if label == GPT_LABEL else "s--"
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
         ax.set_title(name)
         ax.set_xlabel("CPU seconds of training, one thread" if clock == "cpu" else "wall-clock seconds of training")
@@ -236,26 +279,33 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--budgets", type=float, nargs="+", default=[60, 180], help="seconds (default 60 180)")
-    parser.add_argument("--corpora", nargs="+", default=["prose", "code", "cyrillic"])
+    parser.add_argument("--corpora", nargs="+", default=["prose", "code", "cyrillic", "chinese"])
     parser.add_argument("--chars", type=int, default=1_115_394, help="characters of each corpus (tinyshakespeare's)")
-    parser.add_argument("--rnnpipe", nargs="+", default=["default"], metavar="CONFIG",
-                        help="rnnpipe configurations: 'default' or Config fields: 'cell=lstm,lr=0.008'")  # fmt: skip
+    parser.add_argument("--rnnpipe", nargs="*", default=["default"], metavar="CONFIG",
+                        help="rnnpipe configurations: 'default' or Config fields: 'cell=lstm,lr=0.008' (none: "
+                        "no rnnpipe)")  # fmt: skip
     parser.add_argument("--schedule", default="cosine", help="rnnpipe's --schedule (default cosine)")
     parser.add_argument("--threads", type=int, default=1,
                         help="rnnpipe's BLAS threads (default 1, its own default; torch keeps its default threads "
                         "under the wall clock)")  # fmt: skip
-    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-torch", action="store_true", help="no torch contestant (the GPT included)")
+    parser.add_argument("--no-gpt", action="store_true", help="no GPT peer")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="budgets in wall-clock seconds, or in CPU seconds with one thread each (cpu: for a "
                         "machine that is not quiet)")  # fmt: skip
-    parser.add_argument("--torch-inputs", nargs="+", default=["one-hot", "embedding"])
+    parser.add_argument("--torch-inputs", nargs="*", default=["one-hot", "embedding"],
+                        help="the torch lstm's inputs (none: no torch lstm)")  # fmt: skip
     parser.add_argument("--json", metavar="FILE", help="also write every result to FILE")
     parser.add_argument("--plot", metavar="PNG", help="draw held-out bits/char against seconds to PNG")
+    parser.add_argument("--print-corpus", metavar="NAME", help="write corpus NAME's text (cut to --chars) and exit")
     args = parser.parse_args()
     if args.child:
         spec = json.loads(args.child)
-        result = child_rnnpipe(spec) if spec["kind"] == "rnnpipe" else child_torch(spec)
+        result = {"rnnpipe": child_rnnpipe, "torch": child_torch, "gpt": child_gpt}[spec["kind"]](spec)
         print(json.dumps(result))
+        return
+    if args.print_corpus:
+        sys.stdout.write(corpus(args.print_corpus, args.chars))
         return
 
     results = []
@@ -283,11 +333,21 @@ def main():
                     results.append({"corpus": name, "label": label, "threads": r["threads"], **p})
                     print(f"  {label:40s} {p['budget']:5.0f} s  {p['bits']:.3f} bits/char  "
                           f"{p['chars_per_sec']:8.0f} chars/s ({r['threads']} threads)", flush=True)  # fmt: skip
+        if not args.no_torch and not args.no_gpt:
+            for budget in args.budgets:
+                spec = {"kind": "gpt", "corpus": name, "chars": args.chars, "budget": budget, "clock": args.clock}
+                r = run_child(spec, timeout=budget * 3 + 600)
+                results.append({"corpus": name, "label": GPT_LABEL, "budget": budget, **r})
+                print(f"  {GPT_LABEL:40s} {budget:5.0f} s  {r['bits']:.3f} bits/char  {r['chars_per_sec']:8.0f} "
+                      f"chars/s ({r['threads']} threads, {r['iterations']:,} iterations)", flush=True)  # fmt: skip
     print(f"\nload average at end: {os.getloadavg()}")
     for name, budget, ours, best in leads(results):
         if best is not None:
             print(f"{name:9s} {budget:5.0f} s: rnnpipe default {ours:.3f}, best torch {best:.3f}: "
                   f"rnnpipe better by {best - ours:+.3f} bits/char")  # fmt: skip
+    for name, budget, ours, theirs in gpt_leads(results):
+        print(f"{name:9s} {budget:5.0f} s: rnnpipe default {ours:.3f}, the GPT {theirs:.3f}: "
+              f"rnnpipe better by {theirs - ours:+.3f} bits/char")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     if args.plot:

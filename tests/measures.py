@@ -96,6 +96,21 @@ def leads(results):
     return out
 
 
+GPT_LABEL = "gpt, nanoGPT's cpu recipe"  # bench/quality.py's GPT peer (bench/gpt.py)
+
+
+def gpt_leads(results):
+    """rnnpipe's default against the GPT peer, as leads() against torch:
+    (corpus, budget, rnnpipe's bits, the GPT's bits) where both ran."""
+    out = []
+    for name in dict.fromkeys(r["corpus"] for r in results):
+        here = [r for r in results if r["corpus"] == name]
+        ours = {r["budget"]: r["bits"] for r in here if r["label"].split(",")[0] == "rnnpipe default"}
+        gpt = {r["budget"]: r["bits"] for r in here if r["label"] == GPT_LABEL}
+        out += [(name, b, ours[b], gpt[b]) for b in sorted(ours) if b in gpt]
+    return out
+
+
 # bench/quality.py's targets (issue 11): how far ahead of the best torch
 # figure rnnpipe's default must be after each budget, in bits/char
 QUALITY_LEAD = {60: 0.05, 180: 0.08}
