@@ -428,6 +428,21 @@ def test_ctrl_c_on_torchrun_saves_once_and_every_rank_exits(tmp_path, corpus):
         assert np.abs(a.params[k] - b.params[k]).max() < 1e-8, k
 
 
+def test_joining_the_ranks_imports_what_ddp_imports_before_the_clock_starts():
+    # DistributedDataParallel() imports torch._dynamo (about 1 s of CPU), and the
+    # engine builds its DDP module on the first step, inside the run's clock
+    # and --max-time: ddp.start has it imported already (docs/scaling.md)
+    code = (
+        "import sys; from rnnpipe.engines import ddp; assert 'torch._dynamo' not in sys.modules; "
+        "ddp.start('cpu'); print('torch._dynamo' in sys.modules); ddp.stop()"
+    )
+    env = {**DDP_ENV, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(29400 + os.getpid() % 500)}  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"
+
+
 def test_numpy_engine_under_torchrun_is_refused(tmp_path, corpus):
     r = subprocess.run(
         [*TORCHRUN, "-m", "rnnpipe", "train", "-m", str(tmp_path / "m.msgpack"), str(corpus)],
