@@ -16,8 +16,9 @@ torch is installed (pip install torch==2.13.0). Each runs in its own process
 Then the extras: the loss-curve check (rnnpipe's seed configuration against
 the seed's code from the same weights), sampling speed, the wall time of
 `rnnpipe sample -m MODEL -n 300`, and bench/memory.py's streaming-memory
-figure. With --quality, last, bench/quality.py's time to quality on three
-corpora at those budgets, and its targets in the same table of targets.
+figure. With --quality, last, bench/quality.py's time to quality on four
+corpora at those budgets (the GPT peer too), and its targets in the same
+table of targets.
 docs/benchmarks.md has a run's output and what it means.
 """
 

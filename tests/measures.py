@@ -114,6 +114,8 @@ def gpt_leads(results):
 # bench/quality.py's targets (issue 11): how far ahead of the best torch
 # figure rnnpipe's default must be after each budget, in bits/char
 QUALITY_LEAD = {60: 0.05, 180: 0.08}
+# issue 22: how far ahead of the nanoGPT-recipe GPT, by (corpus, budget)
+GPT_LEAD = {("prose", 180): 0.25}
 
 
 def quality_targets(points):
@@ -138,4 +140,10 @@ def quality_targets(points):
             seconds = ", ".join(f"{b:g}" for b in budgets)
             rows.append(f"| time to quality, {name}: rnnpipe default improves at each longer budget ({seconds} s) "
                         f"| {curve} | each lower | {'yes' if better else 'NO'} |")  # fmt: skip
+    for name, budget, bits, gpt in gpt_leads(points):
+        goal = GPT_LEAD.get((name, int(budget)))
+        if goal is not None:
+            lead = gpt - bits
+            rows.append(f"| time to quality, {name}, {budget:g} s: rnnpipe default ahead of the nanoGPT-recipe GPT by "
+                        f"| {lead:+.3f} | >= {goal} | {'yes' if lead >= goal else 'NO'} |")  # fmt: skip
     return rows

@@ -30,6 +30,23 @@ def test_quality_targets_judge_the_lead_over_the_best_torch_and_the_curve():
     assert len(rows) == 4  # one budget on code: no curve to judge
 
 
+def test_the_lead_over_the_gpt_peer_is_judged_where_the_issue_sets_one():
+    points = [
+        point("prose", "rnnpipe default", 60, 2.30),
+        point("prose", "rnnpipe default", 180, 2.15),
+        point("prose", measures.GPT_LABEL, 60, 2.60),  # no target at 60 s
+        point("prose", measures.GPT_LABEL, 180, 2.38),  # lead 0.23 < 0.25
+        point("code", "rnnpipe default", 180, 1.45),
+        point("code", measures.GPT_LABEL, 180, 1.90),  # no target on code
+        point("prose", "torch lstm 256 one-hot", 180, 2.10),  # torch's better figure is not the GPT's
+    ]
+    assert measures.gpt_leads(points) == [("prose", 60, 2.30, 2.60), ("prose", 180, 2.15, 2.38),
+                                          ("code", 180, 1.45, 1.90)]  # fmt: skip
+    rows = [r for r in measures.quality_targets(points) if "GPT" in r]
+    assert len(rows) == 1 and rows[0].startswith("| time to quality, prose, 180 s")
+    assert rows[0].endswith("| +0.230 | >= 0.25 | NO |")
+
+
 def test_a_run_with_more_threads_is_still_rnnpipes_default():
     # bench/quality.py --threads 2 labels the default "rnnpipe default, 2 threads"
     points = [
