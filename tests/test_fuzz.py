@@ -208,3 +208,61 @@ def test_msgpack_headers_declaring_gigabytes_do_not_allocate():
         assert load_or_refuse(header + b"\0" * 64) is None
         assert peak_allocation(header + b"\0" * 64) < 2**20
         assert load_or_refuse(seal(header + b"\0" * 64)) is None
+
+
+# -- the bounded reader (rnnpipe/fileread.py): msgpack's values, within a memory budget ------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(values)
+def test_the_bounded_reader_reads_what_msgpack_reads_and_every_prefix_is_truncated(value):
+    from rnnpipe import fileread
+
+    data = msgpack.packb(value, use_bin_type=True)
+    assert msgpack.packb(fileread.read(data, "the file"), use_bin_type=True) == data  # NaN too: compared as bytes
+    with pytest.raises(ModelFormatError, match="the file is empty"):
+        fileread.read(b"", "the file")
+    for cut in range(1, len(data)):  # msgpack is prefix-free: every proper prefix ends inside the value
+        with pytest.raises(ModelFormatError, match=f"the file is truncated: it ends after {cut} bytes"):
+            fileread.read(data[:cut], "the file")
+
+
+@pytest.mark.parametrize(
+    "data, says",
+    [
+        (b"\x91\xd4\x01a", r"holds a msgpack extension type \(0xd4 at byte 1\), which the format never uses"),
+        (b"\x92\xc0\xd6\xff\x00\x00\x00\x01", r"holds a msgpack extension type \(0xd6 at byte 2\)"),  # a timestamp
+        (b"\x81\x01\xc0", r"holds a map key that is not a string \(at byte 1\)"),
+        (b"\x81\xc4\x01a\xc0", r"holds a map key that is not a string"),  # bytes: a key the format never has
+        (b"\x81\x90\xc0", r"holds a map key that is not a string"),
+        (b"\x91" * 17 + b"\xc0", r"holds values nested over 16 deep \(at byte 16\); the format nests 7 deep"),
+        (b"\xc0\xc0", r"is not valid msgpack \(ExtraData\)"),
+        (b"\xc1", r"is not valid msgpack"),
+        (b"\xdd\xff\xff\xff\xff\xc0", r"is truncated"),  # 4 billion entries declared, one there
+        (b"\xdb\xff\xff\xff\xffab", r"is truncated"),
+    ],
+)
+def test_the_bounded_reader_refuses_what_no_model_holds(data, says):
+    from rnnpipe import fileread
+
+    with pytest.raises(ModelFormatError, match="the file " + says):
+        fileread.read(data, "the file")
+    assert fileread.read(b"\x91" * 16 + b"\xc0", "the file")  # 16 deep is allowed
+
+
+def test_the_bounded_reader_refuses_values_over_its_budget_before_they_are_built():
+    from rnnpipe import fileread
+
+    # a million empty maps: one byte each in the file, 64 bytes each in memory
+    n = 1_000_000
+    many = b"\xdd" + n.to_bytes(4, "big") + b"\x80" * n
+    with pytest.raises(ModelFormatError, match=f"holds more msgpack values than a model of {len(many):,} bytes can"):
+        fileread.read(many, "the file")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFormatError):
+            fileread.read(many, "the file")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= fileread.PER_BYTE * len(many) + fileread.ALLOWANCE + 2**20

@@ -432,3 +432,101 @@ def test_info_escapes_what_a_file_names_before_it_reaches_the_terminal(tmp_path)
     assert run("train", "-m", model, *TINY, "--epochs", "3", "--max-time", "0.3", "-q", text).returncode == 0
     out = run("info", "-m", model).stdout.decode()
     assert "\x1b" not in out and "a\\x1b[2Jb.txt" in out
+
+
+# -- issue 21, item 4: the loader's memory, whatever the file holds -------------------------
+
+# docs/reliability.md: a load's peak RSS above the process's before it, at most this (bench/loadfuzz.py)
+LOAD_PER_BYTE, LOAD_FIXED = 8, 24 << 20
+
+LOAD_CHILD = r"""
+import json, resource, sys
+from rnnpipe import Model, ModelFormatError
+import msgpack, numpy  # all the loader imports, before the baseline
+
+def rss(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+with open("/proc/self/clear_refs", "w") as f:  # the peak (VmHWM) back to the present RSS
+    f.write("5")
+base = rss("VmRSS")
+resource.setrlimit(resource.RLIMIT_AS, (rss("VmSize") + (2 << 30), resource.RLIM_INFINITY))  # a bomb: MemoryError
+try:
+    Model.load(sys.argv[1])
+    outcome = "loaded"
+except ModelFormatError as e:
+    outcome = str(e)
+print(json.dumps({"extra": rss("VmHWM") - base, "outcome": outcome}))
+"""
+
+
+def load_peak(path):
+    """(peak RSS a Model.load of path added, what it said), in a process of its own."""
+    import json
+    import subprocess
+    import sys
+
+    from cli_util import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", LOAD_CHILD, str(path)], capture_output=True, text=True, env=env,
+                       timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    return out["extra"], out["outcome"]
+
+
+def sealed(body):
+    import hashlib
+
+    import msgpack
+
+    from rnnpipe.modelfile import VERSION
+
+    doc = {"format": "rnnpipe-model", "version": VERSION, "sha256": hashlib.sha256(body).digest(), "model": body}
+    return msgpack.packb(doc, use_bin_type=True)
+
+
+def repeated(one, size, arrays=100):
+    """An array of `arrays` arrays, each of `one` (a msgpack value's bytes) repeated: about size bytes."""
+    n = size // arrays // len(one)
+    inner = b"\xdd" + n.to_bytes(4, "big") + one * n
+    head = bytes([0x90 | arrays]) if arrays < 16 else b"\xdc" + arrays.to_bytes(2, "big")
+    return head + inner * arrays
+
+
+@pytest.mark.posix("/proc/self/status and RLIMIT_AS")
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's /proc/self/clear_refs")
+@pytest.mark.parametrize(
+    "one",
+    [
+        b"\x80",  # {}: issue 21's 20 MB of them took 1.45 GB (72 times the file)
+        b"\x91\x80",  # [{}]: bench/loadfuzz.py's worst, before (78 times) and after
+        b"\x81\xa0\xc0",  # {"": nil}
+        b"\xcd\x01\x02",  # 258: an integer Python makes for each
+    ],
+)
+def test_a_hostile_file_costs_the_loader_at_most_the_stated_multiple_of_its_size(tmp_path, one):
+    # a valid checksum over values a model never holds, cut into 100 arrays so that none is refused by its header alone
+    path = tmp_path / "m.msgpack"
+    path.write_bytes(sealed(repeated(one, 3_000_000)))
+    extra, outcome = load_peak(path)
+    size = path.stat().st_size
+    assert extra <= LOAD_PER_BYTE * size + LOAD_FIXED, f"{extra / 2**20:.1f} MiB for {size:,} bytes"
+    assert "holds more msgpack values than a model of" in outcome, outcome
+
+
+@pytest.mark.posix("/proc/self/status")
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's /proc/self/clear_refs")
+def test_a_valid_model_with_the_most_arrays_loads_within_the_bound(tmp_path):
+    # 1,024 layers of one unit, Adam, an interrupted run: the most small maps a valid file holds
+    from rnnpipe import Config, Model
+
+    model = Model.new(Config(cell="gru", hidden=1, layers=1024, optimizer="adam", batch_size=2, seq_length=2), "ab")
+    model.train("ab" * 50, epochs=2, stop=lambda: model.iterations >= 1)
+    path = tmp_path / "m.msgpack"
+    model.save(path)
+    extra, outcome = load_peak(path)
+    assert outcome == "loaded"
+    assert extra <= LOAD_PER_BYTE * path.stat().st_size + LOAD_FIXED
