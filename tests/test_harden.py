@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import stat
+import subprocess
 import threading
 
 import pytest
@@ -231,6 +232,74 @@ def test_import_refuses_a_vocabulary_with_a_lone_surrogate(small, tmp_path):
     torch.save(data, tmp_path / "bad.pt")
     line = one_error_line(run("import", "--torch", tmp_path / "bad.pt", "-m", tmp_path / "new.msgpack"), 1)
     assert line.endswith("vocab holds a lone surrogate, not a character: '\\ud800'"), line
+    assert not (tmp_path / "new.msgpack").exists()
+
+
+def import_peak(pt, model):
+    """(exit status, stderr, peak RSS in MiB) of `rnnpipe import --torch pt -m model`, its address
+    space capped at 3 GiB so that what once took gigabytes fails instead of swamping the machine."""
+    import resource
+
+    from cli_util import ENV, RNNPIPE
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    p = subprocess.Popen([*RNNPIPE, "import", "--torch", str(pt), "-m", str(model)], env=ENV, preexec_fn=cap,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, err.decode(), usage.ru_maxrss / 1024
+
+
+def hidden_20000(torch, data, pt):  # issue 21: 27 KB took 4.8 GB and 16 s, the modules built before any check
+    torch.save(dict(data, config=dict(data["config"], hidden=20000)), pt)
+
+
+def views_of_one_number(torch, data, pt):
+    # every tensor the config says hidden 2,000 needs, each a view of one number: 200 MB once made whole
+    config = dict(data["config"], hidden=2000)
+    G, H, V = {"rnn": 1, "lstm": 4, "gru": 3}[config["cell"]], 2000, len(data["vocab"])
+    shapes = {"head.weight": (V, H), "head.bias": (V,)}
+    for k in range(config["layers"]):
+        shapes |= {f"rnn.weight_ih_l{k}": (G * H, V if k == 0 else H), f"rnn.weight_hh_l{k}": (G * H, H),
+                   f"rnn.bias_ih_l{k}": (G * H,), f"rnn.bias_hh_l{k}": (G * H,)}  # fmt: skip
+    one = torch.zeros(1)
+    torch.save(dict(data, config=config, state_dict={k: one.expand(*v) for k, v in shapes.items()}), pt)
+
+
+def deflated_storage(torch, data, pt):  # issue 21: a megabyte of deflated storage took 1.25 GB
+    import zipfile
+
+    good = pt.with_name("good.pt")
+    torch.save(data, good)
+    with zipfile.ZipFile(good) as a, zipfile.ZipFile(pt, "w") as b:
+        for m in a.infolist():
+            if m.filename.endswith("/data/0"):  # the first storage: 256 MiB of zeros in a few hundred KB
+                b.writestr(m.filename, b"\0" * (256 << 20), compress_type=zipfile.ZIP_DEFLATED)
+            else:
+                b.writestr(m.filename, a.read(m))
+
+
+@pytest.mark.posix("RLIMIT_AS and wait4")
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (hidden_20000, r"rnn.weight_ih_l0 has shape \(\d+, \d+\), expected \(60000, \d+\)$"),
+        (views_of_one_number, r"its tensors stand for 2[\d,]{10} bytes of weights; the file holds 4$"),
+        (deflated_storage, r"'archive/data/0' is compressed \([\d,]+ bytes unpacking to 268,435,456\); torch.save"),
+    ],
+)
+def test_import_checks_what_a_file_holds_before_it_builds_or_unpacks_anything(small, tmp_path, make, says):
+    torch, data = exported(tmp_path, small)
+    status, err, baseline = import_peak(tmp_path / "m.pt", tmp_path / "good.msgpack")
+    assert status == 0, err
+    make(torch, data, tmp_path / "bad.pt")
+    status, err, peak = import_peak(tmp_path / "bad.pt", tmp_path / "new.msgpack")
+    line = one_error_line(subprocess.CompletedProcess([], status, b"", err.encode()), 1)
+    assert line.startswith(f"rnnpipe: error: {tmp_path / 'bad.pt'}: ") and re.search(says, line), line
+    assert peak < baseline + 64, f"{peak:.0f} MiB, against {baseline:.0f} for the good file"
     assert not (tmp_path / "new.msgpack").exists()
 
 

@@ -17,6 +17,8 @@ no training history, as a new model has.
 from __future__ import annotations
 
 import io
+import os
+import zipfile
 
 import numpy as np
 import torch
@@ -57,11 +59,66 @@ def _config(data, state):
     return Config(cell=cells[G // H], hidden=H, layers=layers, dtype=dtype)
 
 
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def shapes(config, vocab_size):
+    """The state_dict's names and shapes for config: torch.nn.RNN / LSTM /
+    GRU(V, H, L) and Linear(H, V), worked out, not built (a file saying
+    hidden 20,000 would otherwise allocate gigabytes before its shapes were
+    looked at)."""
+    G, H, V = GATES[config.cell], config.hidden, vocab_size
+    out = {}
+    for k in range(config.layers):
+        out[f"rnn.weight_ih_l{k}"] = (G * H, V if k == 0 else H)
+        out[f"rnn.weight_hh_l{k}"] = (G * H, H)
+        out[f"rnn.bias_ih_l{k}"] = (G * H,)
+        out[f"rnn.bias_hh_l{k}"] = (G * H,)
+    out["head.weight"], out["head.bias"] = (V, H), (V,)
+    return out
+
+
+def check_archive(path):
+    """Before torch.load reads a byte: the zip archive torch.save writes,
+    whose members are stored, not compressed, so that what it unpacks is
+    never more than the file holds (a megabyte of deflated zeros would
+    unpack to a gigabyte)."""
+    size = os.path.getsize(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        raise FormatError("not a PyTorch file as torch.save writes it (a zip archive)") from None
+    for m in members:
+        if m.compress_type != zipfile.ZIP_STORED:
+            raise FormatError(f"{m.filename!r} is compressed ({m.compress_size:,} bytes unpacking to {m.file_size:,}); "
+                              "torch.save stores its data as it is")  # fmt: skip
+    held = sum(m.file_size for m in members)
+    if held > size:
+        raise FormatError(f"its members claim {held:,} bytes, more than the file's {size:,}")
+
+
+def check_storage(state):
+    """Each tensor's elements are in the file: together they need no more
+    bytes than the storages under them hold (a view with zero strides would
+    stand for any number of elements over a few bytes)."""
+    storages, needed = {}, 0
+    for t in state.values():
+        storage = t.untyped_storage()
+        storages[storage.data_ptr(), storage.nbytes()] = storage.nbytes()
+        needed += t.numel() * t.element_size()
+    if needed > sum(storages.values()):
+        raise FormatError(
+            f"its tensors stand for {needed:,} bytes of weights; the file holds {sum(storages.values()):,}"
+        )
+
+
 def from_file(path):
     """A Model with the weights, vocabulary and config of an exported file."""
     from ..model import Model
     from ..vocab import Vocab
 
+    check_archive(path)
     data = torch.load(path, weights_only=True, map_location="cpu")
     if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
         raise FormatError("not a dict with a state_dict (rnnpipe export writes one)")
@@ -78,7 +135,7 @@ def from_file(path):
         config = _config(data, state)
     except (KeyError, ValueError, TypeError) as e:
         raise FormatError(f"config: {e}") from None
-    expected = {k: tuple(v.shape) for k, v in layout.Net(config.replace(dropout=0.0), len(vocab)).state_dict().items()}
+    expected = shapes(config, len(vocab))
     if set(state) != set(expected):
         missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         raise FormatError(f"state_dict keys differ from {config.cell}'s: missing {missing}, unexpected {extra}")
@@ -89,6 +146,7 @@ def from_file(path):
             raise FormatError(f"{k} holds {got}, not real floating-point weights")
         if tuple(state[k].shape) != shape:
             raise FormatError(f"{k} has shape {tuple(state[k].shape)}, expected {shape}")
+    check_storage(state)
     dtype = np.dtype(config.dtype)
     with np.errstate(over="ignore"):  # an overflow is reported below, as infinity
         arrays = {k: v.detach().cpu().numpy().astype(dtype) for k, v in state.items()}
