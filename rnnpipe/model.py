@@ -16,7 +16,7 @@ from .engines import blas_threads
 from .errors import SettingError
 from .evaluate import TextScorer
 from .plan import Options
-from .sample import beam_search, generate, stop_after
+from .sample import PRIME_CHUNK, beam_search, generate, stop_after
 from .sampling import SampleOptions, pieces
 from .train import Diverged, Position, Run
 from .vocab import Vocab
@@ -367,13 +367,16 @@ class Model:
         take, at most sampling.MAX_CHARS (100,000)."""
         options = SampleOptions(n, temperature, top_k, seed, prime, skip_unknown, beam=beam, lines=lines, until=until)
         n = options.length()
+        if beam is not None:  # before any work, not the OOM killer mid-search
+            plan.check_sampling(self.config, len(self.vocab), beam)
+        chunk = plan.prime_chunk(self.config, len(self.vocab), PRIME_CHUNK)
         self.sync()  # the torch engine's weights, into the arrays the search and the sampler read
         if beam is not None:
-            chars = beam_search(self.config, self.vocab, self.params, n, prime, beam, skip_unknown)
+            chars = beam_search(self.config, self.vocab, self.params, n, prime, beam, skip_unknown, chunk=chunk)
         else:
             forward = None if self.engine is None else self.engine.forward64()
             chars = generate(self.config, self.vocab, self.params, n, prime, temperature, top_k, seed,
-                             skip_unknown=skip_unknown, forward=forward)  # fmt: skip
+                             skip_unknown=skip_unknown, forward=forward, chunk=chunk)  # fmt: skip
         return stop_after(chars, lines, until) if lines is not None or until is not None else chars
 
     def sample(self, n=None, prime="", temperature=1.0, top_k=None, seed=None, skip_unknown=False, *, beam=None,

@@ -11,6 +11,7 @@ import argparse
 from .config import ADAM_WEIGHT_DECAY, CELLS, DTYPES, MAX_VOCAB, OPTIMIZERS, Config
 from .engines import ENGINES, blas_threads  # noqa: F401  (the faces' one name for it)
 from .sampling import DEFAULT_N, SampleOptions
+from .sampling import MOST as SAMPLE_MOST
 
 D = Config()
 
@@ -166,7 +167,12 @@ SAMPLE = [
     ),
     (
         ("--beam",),
-        dict(type=int, metavar="K", help="write the likeliest text a beam search of K finds, instead of sampling"),
+        dict(
+            type=int,
+            metavar="K",
+            help=f"write the likeliest text a beam search of K finds, instead of sampling (K at most "
+            f"{SAMPLE_MOST['beam'][0]:,})",
+        ),
     ),
     (("--lines",), dict(type=int, metavar="N", help="stop after N complete lines")),
     (("--until",), dict(metavar="TEXT", help="stop right after TEXT is generated")),

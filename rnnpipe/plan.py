@@ -229,3 +229,45 @@ def check_memory(config, vocab_size, total=None):
             f"update, more than half of this machine's {total / 2**30:,.1f} GiB; give smaller ones",
             others=("seq_length",),
         )
+
+
+def sample_bytes(config, vocab_size, positions):
+    """About how much memory sampling takes beyond the model's arrays: the
+    weights again in float64, twice (the sampler's copy and the
+    recurrence's rearranged one), and for each of `positions` run at once (a
+    chunk of the prime, or one character of every beam) each layer's gates
+    and states and the output's logits and scores, in float64. Measured
+    (docs/reliability.md): 56 MB for the default GRU's 4,096-character
+    prime chunk against 48 MB estimated; 124 MB for 1,024 beams over 3,000
+    characters against 142 MB."""
+    G, H, V, L = GATES[config.cell], config.hidden, vocab_size, config.layers
+    weights = G * H * (V + H + 2) + (L - 1) * G * H * (2 * H + 2) + L * H + V * (H + 1)
+    per_position = L * H * (G + 3) + 5 * V
+    return 8 * (2 * weights + positions * per_position)
+
+
+def prime_chunk(config, vocab_size, most, total=None):
+    """The characters of a prime to run at once, at most `most`: fewer when
+    a large model's activations for that many would not fit MEMORY_SHARE of
+    the machine's memory (total, in bytes); at least one."""
+    total = memory() if total is None else total
+    if not total:
+        return most
+    fixed = sample_bytes(config, vocab_size, 0)
+    per_position = sample_bytes(config, vocab_size, 1) - fixed
+    return max(1, min(most, int((MEMORY_SHARE * total - fixed) // per_position)))
+
+
+def check_sampling(config, vocab_size, beam, total=None):
+    """SettingError naming --beam before any work when one character of a
+    beam search `beam` wide would need more than MEMORY_SHARE of the
+    machine's memory (total, in bytes)."""
+    total = memory() if total is None else total
+    need = sample_bytes(config, vocab_size, beam)
+    if total and need > MEMORY_SHARE * total:
+        raise SettingError(
+            "beam",
+            beam,
+            f"{{name}} {{value}} over this model's {vocab_size:,} characters needs about {need / 2**30:,.1f} GiB for "
+            f"each character, more than half of this machine's {total / 2**30:,.1f} GiB; give a smaller one",
+        )

@@ -62,7 +62,7 @@ def _usable_prime(vocab, prime, skip_unknown):
     return prime
 
 
-def _start(config, vocab, params, prime, skip_unknown, state):
+def _start(config, vocab, params, prime, skip_unknown, state, chunk=None):
     """What beam search starts from: the weights in float64, the state after
     all of the prime but its last character, and that last character's index
     (the next input)."""
@@ -77,20 +77,22 @@ def _start(config, vocab, params, prime, skip_unknown, state):
     prepared = net.prepare(p64, cfg)
     context = vocab.encode(prime or start_char(vocab))
     # condition on all of the prime but its last character
-    state = condition(lambda X, s: net.forward(p64, cfg, X, s, prepared=prepared)[1], context[:-1], state)
+    state = condition(lambda X, s: net.forward(p64, cfg, X, s, prepared=prepared)[1], context[:-1], state, chunk)
     return p64, cfg, prepared, state, int(context[-1])
 
 
 PRIME_CHUNK = 4096  # characters of a prime run through the network at once
 
 
-def condition(step, ix, state):
+def condition(step, ix, state, chunk=None):
     """The state after the indices ix, from state: step(X (time, 1), state)
-    gives the state after X. In chunks of PRIME_CHUNK, so that a long prime's
-    activations are never all held at once (238 KB of prime took 2.8 GB in
-    one chunk)."""
-    for start in range(0, len(ix), PRIME_CHUNK):
-        state = step(ix[start : start + PRIME_CHUNK].reshape(-1, 1), state)
+    gives the state after X. In chunks of PRIME_CHUNK (or fewer, `chunk`:
+    what the machine's memory allows for a large model, plan.prime_chunk),
+    so that a long prime's activations are never all held at once (238 KB
+    of prime took 2.8 GB in one chunk)."""
+    chunk = PRIME_CHUNK if chunk is None else min(chunk, PRIME_CHUNK)
+    for start in range(0, len(ix), chunk):
+        state = step(ix[start : start + chunk].reshape(-1, 1), state)
     return state
 
 
@@ -106,6 +108,7 @@ def generate(
     state=None,
     skip_unknown=False,
     forward=None,
+    chunk=None,
 ):
     """Yield n characters (forever when n is 0), conditioned on prime.
 
@@ -118,7 +121,8 @@ def generate(
     overflow); an infinite one samples uniformly. `forward`, when given,
     computes instead of net.py: (indices (time, 1), state or None) -> (the
     last step's logits, float64 numpy, and the state after); the torch
-    engine's (torchnet.Engine.forward64).
+    engine's (torchnet.Engine.forward64). `chunk`: at most this many
+    characters of the prime at once (condition).
     """
     check(n, temperature, top_k, seed)
     if temperature < 1e-30:
@@ -133,7 +137,7 @@ def generate(
         state = [tuple(s.astype(np.float64) for s in layer) for layer in state]
     context = vocab.encode(prime or start_char(vocab))
     # condition on all of the prime but its last character
-    state = condition(lambda X, s: forward(X, s)[1], context[:-1], state)
+    state = condition(lambda X, s: forward(X, s)[1], context[:-1], state, chunk)
     ix = int(context[-1])
     produced = 0
     while n == 0 or produced < n:
@@ -146,7 +150,7 @@ def generate(
 MAX_LAG = 256  # characters beam search may hold back before it commits to the likeliest beam's
 
 
-def beam_search(config, vocab, params, n, prime="", width=4, skip_unknown=False, state=None):
+def beam_search(config, vocab, params, n, prime="", width=4, skip_unknown=False, state=None, chunk=None):
     """Yield the likeliest n characters after prime that a beam search of
     `width` finds (forever when n is 0): at each character every beam is
     extended by every character of the vocabulary and the `width` likeliest
@@ -162,7 +166,7 @@ def beam_search(config, vocab, params, n, prime="", width=4, skip_unknown=False,
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise ValueError(f"beam must be at least 1, not {width!r}")
     check(n, 1.0, None, None)
-    p64, cfg, prepared, state, ix = _start(config, vocab, params, prime, skip_unknown, state)
+    p64, cfg, prepared, state, ix = _start(config, vocab, params, prime, skip_unknown, state, chunk)
     V = len(vocab)
     scores = np.zeros(1)  # log probability of each beam's text, likeliest first
     inputs = np.array([ix])

@@ -23,6 +23,9 @@ DEFAULT_N = 300  # characters written when neither n nor a stop condition is giv
 # wait for may never come
 MAX_CHARS = 100_000
 
+# the largest --beam, stated beside the reason, as config.MOST does for the model's sizes
+MOST = {"beam": (1024, "each character scores every beam's every next character")}
+
 PIECE_CHARS = 4096  # the most characters held back from the reader at once
 PIECE_SECONDS = 0.1  # and for at most this long, so a slow model's text still streams
 
@@ -53,6 +56,9 @@ class SampleOptions:
         check(self.n if self.n is not None else 0, self.temperature, self.top_k, self.seed)
         if self.beam is not None and (not _whole(self.beam) or self.beam < 1):
             raise SettingError("beam", self.beam, "{name} must be at least 1, not {value}")
+        if self.beam is not None and self.beam > MOST["beam"][0]:  # before any work: 10^6 beams took 3.8 GB
+            most, why = MOST["beam"]
+            raise SettingError("beam", self.beam, f"{{name}} must be at most {most:,} ({why}), not {{value}}")
         if self.beam is not None and (self.temperature != 1.0 or self.top_k is not None):
             raise SettingError("beam", self.beam, "{name} searches for the likeliest text: it takes no {temperature} "
                                "or {top_k}", others=("temperature", "top_k"))  # fmt: skip

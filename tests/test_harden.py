@@ -337,6 +337,54 @@ def test_a_file_counting_past_2_63_is_refused(field):
         Model.from_bytes(seal(doc))
 
 
+def test_a_file_with_more_layers_than_the_stated_most_is_refused():
+    # 20,000 layers of one unit: a valid file once, and 107 s to sample 10 characters
+    from test_fuzz import body, seal
+
+    from rnnpipe import ModelFormatError
+
+    doc = body()
+    doc["config"]["layers"] = 20000
+    with pytest.raises(ModelFormatError, match="bad config: layers must be at most 1,024 "):
+        Model.from_bytes(seal(doc))
+
+
+# -- issue 21, item 4: --beam, and sampling's memory -------------------------------------
+
+
+@pytest.mark.parametrize("beam", ["1025", "1000000"])
+def test_a_beam_wider_than_the_stated_most_is_refused_before_any_work(small, beam):
+    # --beam 1000000 reached 3.8 GB; refused before the model is read, as the help says
+    line = one_error_line(run("sample", "-m", small, "--beam", beam, "-n", "5", timeout=30), 2)
+    assert line.endswith(f"--beam must be at most 1,024 (each character scores every beam's every next "
+                         f"character), not {beam}"), line  # fmt: skip
+    assert "K at most 1,024" in " ".join(run("sample", "--help").stdout.decode().split())
+    assert run("sample", "-m", small, "--beam", "1024", "-n", "2").returncode == 0
+
+
+def test_python_refuses_a_beam_wider_than_the_stated_most():
+    model = Model.new(hidden=8)
+    model.train(TEXT)
+    with pytest.raises(SettingError, match="beam must be at most 1,024"):
+        model.sample(5, beam=1025)
+
+
+def test_sampling_memory_refuses_a_beam_that_does_not_fit_and_shrinks_a_prime_chunk():
+    from rnnpipe import Config, plan
+
+    config = Config()
+    plan.check_sampling(config, 100, 1024, total=2 * 2**30)  # the widest beam over a small vocabulary: tens of MB
+    says = r"beam 1024 over this model's 20,000 characters needs about 1.\d GiB for each character, more than half"
+    with pytest.raises(SettingError, match=says + " of this machine's 2.0 GiB") as e:
+        plan.check_sampling(config, 20000, 1024, total=2 * 2**30)
+    assert e.value.flag().startswith("--beam 1024 over this model's")
+    assert plan.prime_chunk(config, 100, 4096, total=2 * 2**30) == 4096  # the default model: a whole chunk
+    big = config.replace(hidden=4096)  # 200 KB of activations a character, 0.8 GB of weights in float64 twice
+    chunk = plan.prime_chunk(big, 100, 4096, total=2 * 2**30)
+    assert 1 < chunk < 4096
+    assert plan.sample_bytes(big, 100, chunk) <= 2**30 < plan.sample_bytes(big, 100, chunk + 1)
+
+
 # -- issue 21, item 12: the smaller ones ------------------------------------------------
 
 
