@@ -236,10 +236,10 @@ def sample_bytes(config, vocab_size, positions):
     weights again in float64, twice (the sampler's copy and the
     recurrence's rearranged one), and for each of `positions` run at once (a
     chunk of the prime, or one character of every beam) each layer's gates
-    and states and the output's logits and scores, in float64. Measured
-    (docs/reliability.md): 56 MB for the default GRU's 4,096-character
-    prime chunk against 48 MB estimated; 124 MB for 1,024 beams over 3,000
-    characters against 142 MB."""
+    and states and the output's logits and scores, in float64. Fitted to
+    peak RSS (docs/reliability.md): 56 MiB measured for the default GRU's
+    4,096-character prime chunk against 51 estimated; 124 MiB for 1,024
+    beams over 3,000 characters against 126."""
     G, H, V, L = GATES[config.cell], config.hidden, vocab_size, config.layers
     weights = G * H * (V + H + 2) + (L - 1) * G * H * (2 * H + 2) + L * H + V * (H + 1)
     per_position = L * H * (G + 3) + 5 * V
