@@ -101,10 +101,12 @@ def test_one_element_per_character_and_the_text_comes_back_exactly(small):
     page, r = show_page(small, TRICKY)
     assert r.stderr == b""
     assert len(page.spans) == len(TRICKY)
-    assert all(len(s["text"]) == 1 for s in page.spans)
-    assert page.text == TRICKY  # tabs, newlines, \r, RTL, emoji and markup, character for character
+    assert all(len(s["text"]) == 1 or s["text"] == "\\r" for s in page.spans)
+    # tabs, newlines, RTL, emoji and markup, character for character; the \r drawn as its escape
+    assert page.text == TRICKY.replace("\r", "\\r")
+    assert json.loads(page.data)["text"] == TRICKY  # and the data holds the text exactly
     html = r.stdout.decode()
-    for c, escaped in (("<", "&lt;"), (">", "&gt;"), ("&", "&amp;"), ('"', "&quot;"), ("\r", "&#13;")):
+    for c, escaped in (("<", "&lt;"), (">", "&gt;"), ("&", "&amp;"), ('"', "&quot;"), ("\r", "\\r")):
         assert html.count(f">{escaped}</span>") == TRICKY.count(c), c
     assert "><</span>" not in html and ">&</span>" not in html and "<b>" not in html
     assert "</script><!--" not in html
@@ -115,6 +117,29 @@ def test_one_element_per_character_and_the_text_comes_back_exactly(small):
     assert "<" not in page.data and "&" not in page.data
     assert [s.get("src") for s in page.scripts] == [None, None]  # inline: nothing from the network
     assert "http" not in html.replace("http://www.w3.org", "")  # no link to fetch anything
+
+
+CONTROLS = "a\x00b\x01c\x1bd\x7fe\x80f\x85g\x9bh\x9fi\rj\x0ck\n"
+
+
+def test_control_characters_show_as_their_escapes_and_the_data_holds_them_exactly(small):
+    # issue 21: NUL showed as U+FFFD and U+0080-U+009F through HTML's remapping (the tooltip said U+0080, the
+    # page showed €): now each is drawn as the escape `info` writes, with its exact code point, and the data
+    # block holds the text exactly
+    page, r = show_page(small, CONTROLS)
+    assert len(page.spans) == len(CONTROLS)
+    drawn = [s["text"] for s in page.spans]
+    assert drawn == [repr(c)[1:-1] if c not in "\n" and ord(c) in (*range(0x20), *range(0x7F, 0xA0)) else c
+                     for c in CONTROLS]  # fmt: skip
+    assert drawn[1:4:2] == ["\\x00", "\\x01"] and drawn[9] == "\\x80" and drawn[17] == "\\r"
+    assert ["x" in s["class"].split() for s in page.spans] == [len(d) > 1 for d in drawn]
+    data = json.loads(page.data)
+    assert data["text"] == CONTROLS
+    assert "\ufffd" not in page.text and "€" not in page.text
+    raw = r.stdout
+    # nothing raw that a terminal reading `rnnpipe show`'s output would act on, nor a reference HTML remaps
+    assert not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]", raw)
+    assert not re.search(rb"&#(0|1[2-5]\d);", raw)
 
 
 def test_the_header_gives_evals_bits_per_char_and_the_model(small):

@@ -57,7 +57,8 @@ def test_the_page_renders_every_character_and_loads_nothing(pages, browser):
     folder, _ = pages
     browser.open(folder / "surprise.html")
     assert browser.evaluate("document.querySelectorAll('.t > span').length") == len(TEXT)
-    assert browser.evaluate("document.querySelector('.t').textContent") == TEXT
+    assert browser.evaluate("document.querySelector('.t').textContent") == TEXT.replace("\r", "\\r")  # drawn
+    assert json.loads(browser.evaluate("document.querySelector('script.data').textContent"))["text"] == TEXT
     assert browser.evaluate("performance.getEntriesByType('resource').length") == 0  # no file, font or script fetched
     width, height, pixels = colours(browser.screenshot())
     assert (width, height) == (900, 640)
@@ -150,3 +151,24 @@ def test_the_neuron_page_is_blue_and_red(pages, browser):
     )
     browser.hover(x, y)
     assert "unit 5 activation " in browser.evaluate("document.querySelector('.tip').textContent")
+
+
+def test_control_characters_show_as_escapes_and_the_data_is_the_text(pages, browser, tmp_path):
+    # what the browser itself makes of the page: no U+FFFD for a NUL, no € for U+0080
+    folder, model = pages
+    text = "he\x00llo \x80 w\x85or\x9bld\x1b\r\n"
+    (tmp_path / "c.txt").write_bytes(text.encode())
+    r = run("show", "-m", folder / "s.msgpack", tmp_path / "c.txt", "-o", tmp_path / "c.html")
+    assert r.returncode == 0, r.stderr
+    browser.open(tmp_path / "c.html")
+    drawn = browser.evaluate("Array.prototype.map.call(document.querySelectorAll('.t > span'), "
+                             "function (s) { return s.textContent; })")  # fmt: skip
+    assert drawn == [repr(c)[1:-1] if c != "\n" and (ord(c) < 32 or 0x7F <= ord(c) < 0xA0) else c for c in text]
+    assert json.loads(browser.evaluate("document.querySelector('script.data').textContent"))["text"] == text
+    i = text.index("\x80")
+    x, y = browser.evaluate(
+        f"(function () {{ var r = document.querySelectorAll('.t > span')[{i}].getBoundingClientRect();"
+        " return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+    )
+    browser.hover(x, y)
+    assert browser.evaluate("document.querySelector('.tip').textContent").startswith('"U+0080"')

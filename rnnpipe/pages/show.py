@@ -9,10 +9,14 @@ notebook around it, and the script finds its own root by a unique id, so
 two pages in one notebook do not mix.
 
 Each character is a <span> holding exactly that character (escaped), so the
-text reassembles from the elements; the data the tooltip shows (probability,
-top guesses, activation) sits in one JSON block that the script reads,
-rather than in attributes on every span, which would repeat the vocabulary's
-labels thousands of times.
+text reassembles from the elements, except a control character, which HTML
+cannot always give back (it has no NUL, and reads a reference to U+0080 to
+U+009F as Windows-1252's € to Ÿ): its span holds a visible escape, \x00 or
+\r as `rnnpipe info` writes them, with class "x". The text exactly, control
+characters and all, is the JSON block's "text"; the data the tooltip shows
+(probability, top guesses, activation) sits in that block too, which the
+script reads, rather than in attributes on every span, which would repeat
+the vocabulary's labels thousands of times.
 """
 
 from __future__ import annotations
@@ -81,21 +85,41 @@ def label(c):
     return c
 
 
+def escaped(c):
+    """Whether the page draws c as an escape: a control character other than
+    a newline or a tab (HTML holds no NUL, remaps references to U+0080 to
+    U+009F, and turns a carriage return into a newline; none shows)."""
+    return c not in "\n\t" and unicodedata.category(c) == "Cc"
+
+
+def escape(c):
+    """A control character as the page draws it: \x00, \x80, \r, as Python
+    and `rnnpipe info` write it."""
+    return repr(c)[1:-1]
+
+
 def _char_html(c):
     """A character as HTML text that a parser gives back exactly: <, >, &
-    and quotes escaped, and control characters (a carriage return above
-    all, which HTML would turn into a newline) as numeric references."""
+    and quotes escaped, the line and paragraph separators as numeric
+    references; a control character as its escape (escaped())."""
     if c in "\n\t":
         return c
-    if unicodedata.category(c) == "Cc" or c in "\u2028\u2029":
+    if escaped(c):
+        return html.escape(escape(c))
+    if c in "\u2028\u2029":
         return f"&#{ord(c)};"
     return html.escape(c, quote=True)
 
 
+# raw in the page, these would reach a terminal that `rnnpipe show` writes to (and a NUL cannot be in it)
+_UNSAFE = "<>&\u2028\u2029\x7f" + "".join(map(chr, range(0x80, 0xA0)))
+
+
 def _json_for_script(data):
-    """JSON that cannot end the <script> it sits in, whatever the text holds."""
+    """JSON that cannot end the <script> it sits in, whatever the text holds,
+    and holds no control character raw (json escapes those below U+0020)."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    for c in "<>&\u2028\u2029":
+    for c in _UNSAFE:
         text = text.replace(c, f"\\u{ord(c):04x}")
     return text
 
@@ -148,6 +172,8 @@ def _spans(trace, acts):
         classes = ["u"] if not trace.known[t] else []
         if c == "\n":
             classes.append("nl")  # the newline is drawn as an arrow (CSS ::before), so its colour shows
+        elif escaped(c):
+            classes.append("x")  # drawn as its escape; the exact character is the data's "text"
         if dark:
             classes.append("d")
         cls = f' class="{" ".join(classes)}"' if classes else ""
@@ -202,6 +228,7 @@ def fragment(trace, vocab, *, model_label, layer=None, unit=None, note=None, uid
         else "Each character coloured by how surprised the model was to see it."
     )
     data = {
+        "text": trace.text,  # exactly what was read, control characters and all
         "labels": [label(c) for c in vocab.chars],
         "chars": _per_char(trace, vocab, layer if neuron else None, unit),
         "neuron": neuron,
@@ -261,6 +288,7 @@ ROOT .sw { display: inline-block; width: 12px; height: 12px; border: 1px solid #
 ROOT .t { white-space: pre-wrap; unicode-bidi: plaintext; overflow-wrap: anywhere;
   font: 15px/1.6 ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; }
 ROOT .t span { border-radius: 2px; cursor: default; }
+ROOT .t span.x { color: #555; font-size: 80%; box-shadow: inset 0 0 0 1px #999; }
 ROOT .t span.d { color: #fff; }
 ROOT .t span.u { outline: 1px dashed #999; outline-offset: -1px; }
 ROOT .t span.nl::before { content: "\\21b5"; color: #9a9a9a; }
