@@ -110,8 +110,14 @@ def _check_rate(rate):
         fail("state.rate should be a float in (0, 1] or nil")
 
 
-# resume is checked in unpack, knowing the config; rate: where the next run's learning rate starts
-STATE_OPTIONAL = {"resume": (2, lambda doc: None), "rate": (5, _check_rate)}
+def _check_engine(engine):
+    if engine is not None and not (isinstance(engine, str) and 0 < len(engine) <= 200):
+        fail("state.engine should be a string of at most 200 characters or nil")
+
+
+# resume is checked in unpack, knowing the config; rate: where the next run's learning rate starts;
+# engine: the engine (and device) that made the latest update
+STATE_OPTIONAL = {"resume": (2, lambda doc: None), "rate": (5, _check_rate), "engine": (6, _check_engine)}
 # config fields added in a version, and what a file before it meant by them
 CONFIG_ADDED = {4: {"weight_decay": 0.0}}
 

@@ -59,6 +59,7 @@ class Model:
         self.last_loss = last_loss  # nats per character of the latest chunk
         self.rate = rate  # the latest update's learning rate as a share of config.lr: where the next run starts
         self.resume = None  # a train.Position where a run stopped early, or None
+        self.trained_on = None  # the engine (and device) of the latest update, as `rnnpipe info` says it; None: unknown
 
     def __repr__(self):
         c = self.config
@@ -101,10 +102,11 @@ class Model:
                     state["smooth_loss"], state["last_loss"], rate)  # fmt: skip
         if state.get("resume") is not None:  # version 1 files have none
             model.resume = Position(**state["resume"])
+        model.trained_on = state.get("engine")  # version 6 on
         return model
 
     STATE = ("config", "vocab", "buffers", "rng", "iterations", "chars_seen", "smooth_loss", "last_loss", "rate",
-             "resume")  # fmt: skip
+             "resume", "trained_on")  # fmt: skip
 
     def restore(self, data: bytes):
         """Go back to the model saved in data (Model.to_bytes), in place, so
@@ -134,6 +136,7 @@ class Model:
             "smooth_loss": float(self.smooth_loss),
             "last_loss": None if self.last_loss is None else float(self.last_loss),
             "rate": None if self.rate is None else float(self.rate),
+            "engine": self.trained_on,
             "resume": None if self.resume is None else modelfile.pack_resume(dataclasses.asdict(self.resume)),
             # 128-bit integers do not fit msgpack's ints, so they travel as text
             "rng": {
@@ -266,12 +269,15 @@ class Model:
         T = X.shape[0]
         if self.engine is not None:
             loss, state, applied = self.engine.step(X, Y, state, self.iterations + 1, lr)
+            where = _torch_where(self.engine)
         else:
+            where = "numpy"
             loss, grads, state = net.loss(self.params, self.config, X, Y, state, self.rng)
             applied = math.isfinite(loss) and self.buffers.step(self.config, grads, self.iterations + 1, T, lr)
         if not applied:
             raise Diverged(f"the loss became {loss} at iteration {self.iterations + 1}; try a lower --lr")
         self.iterations += 1
+        self.trained_on = where
         self.chars_seen += X.size
         self.last_loss = loss / T
         # the seed's low-pass filter, 0.999 per 25-character chunk of one
@@ -404,3 +410,9 @@ class Model:
         from .engines import torch_engine
 
         return torch_engine().Scorer(self)
+
+
+def _torch_where(engine):
+    """The torch engine's device as `rnnpipe info` says it, with the processes torchrun started."""
+    world = engine.world
+    return f"torch {engine.device}" + (f", {world.size} processes under torchrun" if world and world.size > 1 else "")

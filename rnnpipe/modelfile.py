@@ -28,8 +28,8 @@ __all__ = ["FORMAT", "VERSION", "READS", "DTYPES", "COUNTER_DTYPE", "ModelFormat
            "pack_resume", "unpack", "unpack_array", "save_bytes", "stale_temp_files"]  # fmt: skip
 
 FORMAT = "rnnpipe-model"
-VERSION = 5  # what pack writes
-READS = (1, 2, 3, 4, 5)  # what unpack reads; docs/model-format.md says how they differ
+VERSION = 6  # what pack writes
+READS = (1, 2, 3, 4, 5, 6)  # what unpack reads; docs/model-format.md says how they differ
 
 
 def pack_array(a):

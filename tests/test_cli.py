@@ -326,7 +326,7 @@ def test_info_describes_the_model(trained):
     assert f"iterations    {m.iterations}" in out
     assert f"chars seen    {m.chars_seen}" in out
     assert f"{len(m.vocab)} characters: " in out and "\\n" in out  # newline shown escaped
-    assert out.count("\n") == 10  # one line per item: nothing raw from the vocabulary
+    assert out.count("\n") == 11  # one line per item: nothing raw from the vocabulary
     d = info(trained)
     assert d["version"] == VERSION and d["parameters"] == m.num_params
     assert d["vocabulary"] == "".join(m.vocab.chars)

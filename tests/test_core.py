@@ -310,7 +310,7 @@ def test_bad_files_raise_model_format_error(mutate, message):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"version": 6}, "version 6"),
+        ({"version": 7}, "version 7"),
         ({"format": "other"}, "not an rnnpipe model"),
         ({"sha256": b"0" * 32}, "checksum mismatch"),
         ({"extra": 1}, "exactly the keys"),

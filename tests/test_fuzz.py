@@ -130,7 +130,7 @@ def test_valid_msgpack_with_wrong_types_is_refused(path, value):
         # another valid RNG state (has_uint32 1, uinteger below 2**32, a decimal
         # state or inc: hypothesis finds these now and then)
         changeable = {"dropout", "lr", "clip", "seed", "seq_length", "batch_size", "weight_decay"}
-        counters = {"smooth_loss", "last_loss", "iterations", "chars_seen", "rate"}
+        counters = {"smooth_loss", "last_loss", "iterations", "chars_seen", "rate", "engine"}  # engine: version 6
         position = {"epoch", "epochs", "offset", "chunk", "batch_size", "seq_length", "valid_fraction", "chars"}
         position |= {"block", "head", "digest"}  # version 5
         budget = {"kind", "total", "max_time", "chars", "seconds", "start"}

@@ -647,3 +647,49 @@ def test_a_valid_model_with_the_most_arrays_loads_within_the_bound(tmp_path):
     extra, outcome = load_peak(path)
     assert outcome == "loaded"
     assert extra <= LOAD_PER_BYTE * path.stat().st_size + LOAD_FIXED
+
+
+# -- issue 21, item 14: info says which engine and device trained the model ------------------
+
+
+def test_info_says_which_engine_made_the_latest_update(tmp_path):
+    import hashlib
+
+    import msgpack
+
+    model = tmp_path / "m.msgpack"
+    assert run("train", "-m", model, *TINY, "-q", input=TEXT).returncode == 0
+    assert "\ntrained on    numpy\n" in run("info", "-m", model).stdout.decode()
+    assert info(model)["trained_on"] == "numpy"
+    # a file from before version 6 does not know; a model without an update has none
+    outer = msgpack.unpackb(model.read_bytes(), raw=False)
+    body = msgpack.unpackb(outer["model"], raw=False)
+    del body["state"]["engine"]
+    data = msgpack.packb(body, use_bin_type=True)
+    outer.update(version=5, model=data, sha256=hashlib.sha256(data).digest())
+    old = tmp_path / "old.msgpack"
+    old.write_bytes(msgpack.packb(outer, use_bin_type=True))
+    assert (
+        "\ntrained on    not recorded (the file predates rnnpipe recording it, version 6)\n"
+        in run("info", "-m", old).stdout.decode()
+    )
+    assert info(old)["trained_on"] is None
+    fresh = Model.new(hidden=8)
+    fresh.save(tmp_path / "fresh.msgpack")
+    assert "\ntrained on    no update yet\n" in run("info", "-m", tmp_path / "fresh.msgpack").stdout.decode()
+    # what a file says reaches the terminal escaped
+    body["state"]["engine"] = "torch \x1b[2Jcuda:0"
+    data = msgpack.packb(body, use_bin_type=True)
+    outer.update(version=6, model=data, sha256=hashlib.sha256(data).digest())
+    old.write_bytes(msgpack.packb(outer, use_bin_type=True))
+    assert "\ntrained on    torch \\x1b[2Jcuda:0\n" in run("info", "-m", old).stdout.decode()
+
+
+def test_info_names_the_torch_engines_device_until_numpy_trains_again(tmp_path):
+    pytest.importorskip("torch")
+    model = tmp_path / "m.msgpack"
+    r = run("train", "-m", model, *TINY, "--engine", "torch", "--device", "cpu", "-q", input=TEXT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "\ntrained on    torch cpu\n" in run("info", "-m", model).stdout.decode()
+    assert run("train", "-m", model, "-q", input=TEXT).returncode == 0
+    assert info(model)["trained_on"] == "numpy"

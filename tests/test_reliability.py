@@ -94,7 +94,7 @@ HOSTILE = {
     "random bytes": (lambda g: bytes(range(256)) * 3, "not valid msgpack"),
     "msgpack, not a map": (lambda g: msgpack.packb([1, 2, 3]), "not an rnnpipe model"),
     "wrong type": (lambda g: _edit(g, lambda b: b.update(vocab=5)), "vocab should be list"),
-    "unknown version": (lambda g: _seal(_body(g), version=6), "version 6 is not supported"),
+    "unknown version": (lambda g: _seal(_body(g), version=7), "version 7 is not supported"),
     "version 1.0": (lambda g: _seal(_body(g), version=1.0), "version 1.0 is not supported"),
     "NaN weight": (
         lambda g: _edit(g, lambda b: b["params"]["by"].update(data=b"\x00\x00\xc0\x7f" * (len(b["vocab"])))),
@@ -333,7 +333,7 @@ def test_nul_bytes_and_crlf_are_characters_like_any_other(tmp_path):
     m = Model.load(tmp_path / "m.rnn")
     assert "\x00" in m.vocab and "\r" in m.vocab and "\n" in m.vocab
     out = run("info", "-m", tmp_path / "m.rnn").stdout.decode()
-    assert "\\x00" in out and "\\r" in out and out.count("\n") == 10  # escaped, one line each
+    assert "\\x00" in out and "\\r" in out and out.count("\n") == 11  # escaped, one line each
     r = run("sample", "-m", tmp_path / "m.rnn", "-n", "200", "--seed", "1")
     assert r.returncode == 0 and len(r.stdout.decode()) == 200  # NUL and CR written as they are
 

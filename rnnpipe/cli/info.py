@@ -45,6 +45,7 @@ def cmd_info(args, io):
         "last_loss_bits": last,
         "smooth_loss_bits": smooth,
         "resume": resume,
+        "trained_on": model.trained_on,  # None: no update yet, or a file from before version 6
     }
     if args.json:
         print(json.dumps(data), file=io.stdout)
@@ -65,6 +66,7 @@ def cmd_info(args, io):
             f"iterations    {model.iterations}",
             f"chars seen    {model.chars_seen}",
             f"last loss     {loss}",
+            f"trained on    {_trained_on(model)}",
             f"pending       {_pending(r)}",
         ]
         print("\n".join(lines), file=io.stdout)
@@ -83,3 +85,12 @@ def _pending(r):
         where = f"pass {r.epoch}{at} of {names}"
         return f"nothing (the last run finished; a timed or piped run on the same text goes on from {where})"
     return f"epoch {r.epoch}{of}{at} of {names}: rnnpipe train on the same input finishes it (--restart starts anew)"
+
+
+def _trained_on(model):
+    """The engine and device of the latest update, in words (the file's text, escaped: it reaches a terminal)."""
+    if model.trained_on is not None:
+        return escape(model.trained_on)
+    if not model.iterations:
+        return "no update yet"
+    return "not recorded (the file predates rnnpipe recording it, version 6)"
