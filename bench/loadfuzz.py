@@ -4,6 +4,7 @@ per file byte as they can: the worst peak RSS per byte over the corpus.
     .venv/bin/python bench/loadfuzz.py                  # the corpus and a search, a few minutes on two cores
     .venv/bin/python bench/loadfuzz.py --size 4000000 --search 60 --seed 1
     .venv/bin/python bench/loadfuzz.py --only maps --size 20000000   # the file issue 21 found (1.45 GB)
+    .venv/bin/python bench/loadfuzz.py --against ../main             # and another checkout's loader beside it
 
 Every file has a valid checksum (or is a bare msgpack value, to test the
 envelope): the loader must read it as far as its structure goes before it can
@@ -29,7 +30,9 @@ Then --search N mutates the worst file found so far (element, count,
 place, nesting, truncation) N times and keeps what is worse. The report:
 one line per file, then the worst ratio over files of at least 1 MB
 (smaller ones are dominated by the fixed cost of building any model), and
-the largest excess over the bound docs/reliability.md states.
+the largest excess over the bound docs/reliability.md states. With
+--against PATH, each hostile file is also loaded by the rnnpipe package of
+the checkout at PATH (sealed with the version that one writes), side by side.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from rnnpipe import Config, Model  # noqa: E402
 from rnnpipe.modelfile import VERSION  # noqa: E402
 
 # the bound docs/reliability.md states: peak RSS above the process's before the load
-PER_BYTE, FIXED = 8, 64 << 20
+PER_BYTE, FIXED = 8, 24 << 20
 
 CHILD = r"""
 import json, os, resource, sys, time
@@ -87,9 +90,11 @@ print(json.dumps({"extra": peak - base, "outcome": outcome, "seconds": seconds, 
 """
 
 
-def measure(path, cap=6 << 30):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-c", CHILD, str(path), str(cap)], capture_output=True, text=True, env=env)
+def measure(path, root=ROOT, cap=6 << 30):
+    env = {**os.environ, "PYTHONPATH": str(root), "OPENBLAS_NUM_THREADS": "1"}
+    # run from the file's folder: `python -c` puts the working directory first on the path
+    r = subprocess.run([sys.executable, "-c", CHILD, str(path), str(cap)], capture_output=True, text=True, env=env,
+                       cwd=Path(path).parent)  # fmt: skip
     if r.returncode:
         return {"extra": None, "outcome": f"exit {r.returncode}: {r.stderr.strip().splitlines()[-1:]}", "seconds": 0}
     return json.loads(r.stdout)
@@ -114,7 +119,7 @@ def pack(value):
     return msgpack.packb(value, use_bin_type=True)
 
 
-def seal(body: bytes, version=VERSION):
+def seal(body: bytes, version):
     return pack({"format": "rnnpipe-model", "version": version, "sha256": hashlib.sha256(body).digest(), "model": body})
 
 
@@ -162,9 +167,9 @@ def good_body(**config):
 PLACES = ("body", "vocab", "config-extra", "params-extra", "envelope")
 
 
-def hostile(kind, size, place="body", wrap=0, cut=False, chunks=1):
+def hostile(kind, size, place="body", wrap=0, cut=False, chunks=1, version=VERSION):
     """One hostile file: the element run placed in the model, wrapped in
-    `wrap` one-element lists, its last byte cut off when cut."""
+    `wrap` one-element lists, its last byte cut off when cut, sealed as `version`."""
     run = element_run(kind, size, chunks)
     run = arr(1) * wrap + run
     if place == "envelope":
@@ -181,7 +186,7 @@ def hostile(kind, size, place="body", wrap=0, cut=False, chunks=1):
         else:
             doc["params"]["zz"] = marker
         body = pack(doc).replace(pack(marker), run)
-    return seal(body[:-1] if cut else body)
+    return seal(body[:-1] if cut else body, version)
 
 
 def valid(kind):
@@ -199,18 +204,19 @@ def valid(kind):
 
 
 def corpus(size):
+    """(name, a function of the version to seal with giving the file's bytes, or None for this one's only)."""
     for kind in ("default", "1024-layers", "largest-config", "20000-chars", "200000-chars"):
-        yield f"valid {kind}", valid(kind)
+        yield f"valid {kind}", lambda v, kind=kind: valid(kind) if v == VERSION else None
     for kind in (*ELEMENTS, "distinct-keys", "declared", "ucs4-string"):
-        yield f"{kind} in body", hostile(kind, size)
+        yield f"{kind} in body", lambda v, kind=kind: hostile(kind, size, version=v)
     for kind in ELEMENTS:
-        yield f"{kind} in body, 100 arrays", hostile(kind, size, chunks=100)
+        yield f"{kind} in body, 100 arrays", lambda v, kind=kind: hostile(kind, size, chunks=100, version=v)
     for place in PLACES[1:]:
-        yield f"maps in {place}", hostile("maps", size, place)
-    yield "maps in body, cut", hostile("maps", size, cut=True)
-    yield "maps in envelope, cut", hostile("maps", size, "envelope", cut=True)
-    yield "maps in body, 20 lists deep", hostile("maps", size, wrap=20)
-    yield "declared in envelope", hostile("declared", size, "envelope")
+        yield f"maps in {place}", lambda v, place=place: hostile("maps", size, place, version=v)
+    yield "maps in body, cut", lambda v: hostile("maps", size, cut=True, version=v)
+    yield "maps in envelope, cut", lambda v: hostile("maps", size, "envelope", cut=True, version=v)
+    yield "maps in body, 20 lists deep", lambda v: hostile("maps", size, wrap=20, version=v)
+    yield "declared in envelope", lambda v: hostile("declared", size, "envelope", version=v)
 
 
 GENES = {
@@ -229,9 +235,8 @@ def search(best, size, tries, rng, report):
         g = dict(genome)
         gene = rng.choice(sorted(GENES))
         g[gene] = rng.choice(GENES[gene])
-        data = hostile(g["kind"], size, g["place"], g["wrap"], g["cut"], g["chunks"])
         name = f"search {i + 1}: {g['kind']} in {g['place']}, wrap {g['wrap']}, cut {g['cut']}, {g['chunks']} arrays"
-        ratio = report(name, data)
+        ratio = report(name, lambda v, g=g: hostile(g["kind"], size, g["place"], g["wrap"], g["cut"], g["chunks"], v))
         if ratio is not None and ratio > worst:
             genome, worst = g, ratio
     return genome, worst
@@ -244,12 +249,20 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", help="only the corpus files whose name starts with this")
     ap.add_argument("--json", metavar="FILE", help="also write every result as JSON")
+    ap.add_argument("--against", metavar="PATH", help="also load each hostile file with the checkout at PATH")
     args = ap.parse_args(argv)
     results = []
+    other = None
+    if args.against:
+        env = {**os.environ, "PYTHONPATH": args.against}
+        code = "from rnnpipe.modelfile import VERSION; print(VERSION)"
+        got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd="/")
+        other = int(got.stdout)
     with tempfile.TemporaryDirectory(prefix="rnnpipe-loadfuzz-") as folder:
         path = Path(folder) / "m.msgpack"
 
-        def report(name, data):
+        def report(name, make):
+            data = make(VERSION)
             path.write_bytes(data)
             r = measure(path)
             extra = r["extra"]
@@ -257,14 +270,22 @@ def main(argv=None):
             over = None if extra is None else extra - (PER_BYTE * len(data) + FIXED)
             results.append({"name": name, "bytes": len(data), **r, "ratio": ratio, "over_bound": over})
             shown = "?" if extra is None else f"{extra / 2**20:8.1f} MiB {ratio:7.1f}x"
-            print(f"{name:42} {len(data):>11,} B {shown} {r['seconds']:6.2f} s  {r['outcome'][:90]}", flush=True)
+            line = f"{name:42} {len(data):>11,} B {shown} {r['seconds']:6.2f} s  {r['outcome'][:70]}"
+            theirs = None if other is None else make(other)
+            if theirs is not None:
+                path.write_bytes(theirs)
+                t = measure(path, args.against)
+                results[-1]["against"] = {"bytes": len(theirs), **t}
+                line += "" if t["extra"] is None else f"  | against: {t['extra'] / 2**20:.1f} MiB"
+                line += f" {t['extra'] / len(theirs):.1f}x" if t["extra"] is not None else f" {t['outcome']}"
+            print(line, flush=True)
             return ratio if len(data) >= 1_000_000 else None
 
         start = time.monotonic()
-        for name, data in corpus(args.size):
+        for name, make in corpus(args.size):
             if args.only and not name.startswith(args.only):
                 continue
-            report(name, data)
+            report(name, make)
         if args.search and not args.only:
             rng = random.Random(args.seed)
             big = [r for r in results if r["bytes"] >= 1_000_000 and r["ratio"] is not None]
@@ -286,6 +307,13 @@ def main(argv=None):
         f"bound {PER_BYTE} x size + {FIXED >> 20} MiB: largest excess {over['over_bound'] / 2**20:+.1f} MiB "
         f"({over['name']}); {len(failures)} failed to finish or ran out of memory"
     )
+    theirs = [r for r in results if "against" in r and r["against"]["extra"] is not None and r["bytes"] >= 1_000_000]
+    if theirs:
+        w = max(theirs, key=lambda r: r["against"]["extra"] / r["against"]["bytes"])
+        a = w["against"]
+        print(
+            f"against {args.against}: worst {a['extra'] / a['bytes']:.1f}x ({w['name']}, {a['extra'] / 2**20:.1f} MiB)"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     return 1 if failures or over["over_bound"] > 0 else 0

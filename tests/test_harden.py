@@ -581,14 +581,14 @@ print(json.dumps({"extra": rss("VmHWM") - base, "outcome": outcome}))
 def load_peak(path):
     """(peak RSS a Model.load of path added, what it said), in a process of its own."""
     import json
-    import subprocess
     import sys
 
     from cli_util import ROOT
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # from the file's folder: `python -c` puts the working directory first on the path, before ROOT
     r = subprocess.run([sys.executable, "-c", LOAD_CHILD, str(path)], capture_output=True, text=True, env=env,
-                       timeout=120)  # fmt: skip
+                       timeout=120, cwd=path.parent)  # fmt: skip
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     return out["extra"], out["outcome"]
