@@ -282,6 +282,18 @@ def deflated_storage(torch, data, pt):  # issue 21: a megabyte of deflated stora
                 b.writestr(m.filename, a.read(m))
 
 
+def pickle_of_empty_dicts(torch, data, pt):  # 4 MB of data.pkl, a list of 2 million {}: 145 MB unpickled
+    import zipfile
+
+    good = pt.with_name("good.pt")
+    torch.save(data, good)
+    with zipfile.ZipFile(good) as a, zipfile.ZipFile(pt, "w") as b:
+        for m in a.infolist():
+            b.writestr(
+                m.filename, b"\x80\x02]" + b"}a" * 2_000_000 + b"." if m.filename.endswith("data.pkl") else a.read(m)
+            )
+
+
 @pytest.mark.posix("RLIMIT_AS and wait4")
 @pytest.mark.parametrize(
     "make, says",
@@ -289,6 +301,7 @@ def deflated_storage(torch, data, pt):  # issue 21: a megabyte of deflated stora
         (hidden_20000, r"rnn.weight_ih_l0 has shape \(\d+, \d+\), expected \(60000, \d+\)$"),
         (views_of_one_number, r"its tensors stand for 49,[\d,]+ bytes of weights; the file holds 4$"),
         (deflated_storage, r"'good/data/0' is compressed \([\d,]+ bytes unpacking to 268,435,456\); torch.save"),
+        (pickle_of_empty_dicts, r"its data.pkl would take more than [\d,]+ bytes to unpickle, 16 times the file's"),
     ],
 )
 def test_import_checks_what_a_file_holds_before_it_builds_or_unpacks_anything(small, tmp_path, make, says):

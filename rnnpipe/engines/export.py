@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import zipfile
 
 import numpy as np
@@ -87,15 +88,88 @@ def check_archive(path):
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+            for m in members:
+                if m.compress_type != zipfile.ZIP_STORED:
+                    raise FormatError(f"{m.filename!r} is compressed ({m.compress_size:,} bytes unpacking to "
+                                      f"{m.file_size:,}); torch.save stores its data as it is")  # fmt: skip
+            held = sum(m.file_size for m in members)
+            if held > size:
+                raise FormatError(f"its members claim {held:,} bytes, more than the file's {size:,}")
+            pickles = [m for m in members if m.filename.endswith("/data.pkl") and m.filename.count("/") == 1]
+            if len(pickles) != 1:
+                raise FormatError("not a PyTorch file as torch.save writes it (no data.pkl)")
+            check_pickle(archive.read(pickles[0]), PICKLE_PER_BYTE * size + PICKLE_ALLOWANCE)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as e:
+        if isinstance(e, FormatError):
+            raise
         raise FormatError("not a PyTorch file as torch.save writes it (a zip archive)") from None
-    for m in members:
-        if m.compress_type != zipfile.ZIP_STORED:
-            raise FormatError(f"{m.filename!r} is compressed ({m.compress_size:,} bytes unpacking to {m.file_size:,}); "
-                              "torch.save stores its data as it is")  # fmt: skip
-    held = sum(m.file_size for m in members)
-    if held > size:
-        raise FormatError(f"its members claim {held:,} bytes, more than the file's {size:,}")
+
+
+# What unpickling data.pkl may make, per byte of the file: a vocabulary's characters on one unit cost
+# the most (each a str, a memo entry and a stack slot, about 250 bytes, for 8 bytes of pickle and 12 of
+# weights), and the allowance covers the most tensors a state_dict has (4,098).
+PICKLE_PER_BYTE, PICKLE_ALLOWANCE = 16, 16 << 20
+_PICKLE_COSTS = {
+    **dict.fromkeys(
+        (
+            "EMPTY_DICT",
+            "EMPTY_LIST",
+            "EMPTY_TUPLE",
+            "EMPTY_SET",
+            "MARK",
+            "TUPLE",
+            "TUPLE1",
+            "TUPLE2",
+            "TUPLE3",
+            "LIST",
+            "DICT",
+            "FROZENSET",
+        ),
+        80,
+    ),  # fmt: skip
+    **dict.fromkeys(("BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"), 100),  # a memo entry
+    **dict.fromkeys(
+        ("GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD", "NEWOBJ", "NEWOBJ_EX", "OBJ", "INST", "BINPERSID", "PERSID"), 200
+    ),  # fmt: skip
+}
+
+
+def check_pickle(data, budget):
+    """Before torch's unpickler builds anything: data.pkl's opcodes walked
+    (pickletools, which builds none of their objects), each charged what
+    the unpickler would make of it, a stack slot and a place in a container,
+    against budget; one line when they would take more (4 MB of empty dicts
+    took 145 MB)."""
+    import pickletools
+
+    left = budget
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            cost = _PICKLE_COSTS.get(op.name, 0)
+            if isinstance(arg, (str, bytes, int)) and op.name not in (
+                "BINPUT",
+                "LONG_BINPUT",
+                "PUT",
+                "MEMOIZE",
+                "BINGET",
+                "LONG_BINGET",
+                "GET",
+                "PROTO",
+                "FRAME",
+            ):
+                cost += sys.getsizeof(arg)  # fmt: skip
+            elif isinstance(arg, float):
+                cost += 32
+            if op.stack_after:  # it pushes a value: a slot on the stack, then in a list or a dict
+                cost += 64
+            left -= cost
+            if left < 0:
+                raise FormatError(f"its data.pkl would take more than {budget:,} bytes to unpickle, "
+                                  f"{PICKLE_PER_BYTE} times the file's size and more")  # fmt: skip
+    except ValueError as e:
+        if isinstance(e, FormatError):
+            raise
+        raise FormatError(f"its data.pkl is not a pickle ({e})") from None
 
 
 def check_storage(state):
