@@ -12,7 +12,7 @@ import numpy as np
 from . import modelfile, optim, plan
 from .cells import net
 from .config import ARCHITECTURE, Config
-from .engines import blas_threads
+from .engines import blas_threads, described
 from .errors import SettingError
 from .evaluate import TextScorer
 from .plan import Options
@@ -269,15 +269,13 @@ class Model:
         T = X.shape[0]
         if self.engine is not None:
             loss, state, applied = self.engine.step(X, Y, state, self.iterations + 1, lr)
-            where = _torch_where(self.engine)
         else:
-            where = "numpy"
             loss, grads, state = net.loss(self.params, self.config, X, Y, state, self.rng)
             applied = math.isfinite(loss) and self.buffers.step(self.config, grads, self.iterations + 1, T, lr)
         if not applied:
             raise Diverged(f"the loss became {loss} at iteration {self.iterations + 1}; try a lower --lr")
         self.iterations += 1
-        self.trained_on = where
+        self.trained_on = "numpy" if self.engine is None else described(self.engine, self.world)
         self.chars_seen += X.size
         self.last_loss = loss / T
         # the seed's low-pass filter, 0.999 per 25-character chunk of one
@@ -373,9 +371,7 @@ class Model:
         take, at most sampling.MAX_CHARS (100,000)."""
         options = SampleOptions(n, temperature, top_k, seed, prime, skip_unknown, beam=beam, lines=lines, until=until)
         n = options.length()
-        if beam is not None:  # before any work, not the OOM killer mid-search
-            plan.check_sampling(self.config, len(self.vocab), beam)
-        chunk = plan.prime_chunk(self.config, len(self.vocab), PRIME_CHUNK)
+        chunk = plan.check_sampling(self.config, len(self.vocab), beam, PRIME_CHUNK)  # before any work
         self.sync()  # the torch engine's weights, into the arrays the search and the sampler read
         if beam is not None:
             chars = beam_search(self.config, self.vocab, self.params, n, prime, beam, skip_unknown, chunk=chunk)
@@ -410,9 +406,3 @@ class Model:
         from .engines import torch_engine
 
         return torch_engine().Scorer(self)
-
-
-def _torch_where(engine):
-    """The torch engine's device as `rnnpipe info` says it, with the processes torchrun started."""
-    world = engine.world
-    return f"torch {engine.device}" + (f", {world.size} processes under torchrun" if world and world.size > 1 else "")

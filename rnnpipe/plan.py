@@ -258,12 +258,13 @@ def prime_chunk(config, vocab_size, most, total=None):
     return max(1, min(most, int((MEMORY_SHARE * total - fixed) // per_position)))
 
 
-def check_sampling(config, vocab_size, beam, total=None):
+def check_sampling(config, vocab_size, beam, chunk, total=None):
     """SettingError naming --beam before any work when one character of a
-    beam search `beam` wide would need more than MEMORY_SHARE of the
-    machine's memory (total, in bytes)."""
+    beam search `beam` wide (None: sampling) would need more than
+    MEMORY_SHARE of the machine's memory (total, in bytes); else the
+    characters of a prime to run at once, at most chunk (prime_chunk)."""
     total = memory() if total is None else total
-    need = sample_bytes(config, vocab_size, beam)
+    need = 0 if beam is None else sample_bytes(config, vocab_size, beam)
     if total and need > MEMORY_SHARE * total:
         raise SettingError(
             "beam",
@@ -271,3 +272,4 @@ def check_sampling(config, vocab_size, beam, total=None):
             f"{{name}} {{value}} over this model's {vocab_size:,} characters needs about {need / 2**30:,.1f} GiB for "
             f"each character, more than half of this machine's {total / 2**30:,.1f} GiB; give a smaller one",
         )
+    return prime_chunk(config, vocab_size, chunk, total)

@@ -154,6 +154,8 @@ def test_the_sampling_options_say_what_the_code_does():
     assert "stop after N complete lines: right after the Nth newline generated" in page
     assert "- reads it from stdin" in page
     assert "more conservative than sampling, like a lower --temperature" in page
+    assert f"K at most {sampling.MOST['beam'][0]:,} ({sampling.MOST['beam'][1]})" in page
+    assert "would need more than half of the machine's memory is refused before any work" in page  # plan.py
     # the bound on a stop condition given without -n, in each of the three
     assert (
         f"characters to generate; 0 means until stopped (default {sampling.DEFAULT_N}; with --lines or --until, as "
@@ -176,6 +178,10 @@ def test_score_show_and_neurons_say_what_the_code_does():
     assert f"At most the first {show.MAX_CHARS:,} characters are shown" in text
     assert f"orange to dark red ({show.SCALE_BITS:g} bits or more)" in text and trace.TOP == 5  # "top five"
     assert "tanh of the cell state" in text and "hidden state" in text
+    assert all(show.escaped(c) for c in "\x00\x1b\x80\x9f\r") and not show.escaped("\n")
+    assert "drawn as the escape `rnnpipe info` writes for it (`\\x00`, `\\x80`, `\\r`)" in text
+    assert "the page's data holds the text exactly" in text
+    assert "the engine and device that made its latest update" in flat(section("info"))
     text = flat(section("neurons"))
     assert f"At most the first {features.MAX_CHARS:,} characters are read" in text
     assert len(features.FEATURES) == 5 and "unit, layer, feature, correlation" in text

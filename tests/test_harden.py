@@ -386,10 +386,10 @@ def test_sampling_memory_refuses_a_beam_that_does_not_fit_and_shrinks_a_prime_ch
     from rnnpipe import Config, plan
 
     config = Config()
-    plan.check_sampling(config, 100, 1024, total=2 * 2**30)  # the widest beam over a small vocabulary: tens of MB
+    assert plan.check_sampling(config, 100, 1024, 4096, total=2 * 2**30) == 4096  # the widest beam, 100 characters
     says = r"beam 1024 over this model's 20,000 characters needs about 1.\d GiB for each character, more than half"
     with pytest.raises(SettingError, match=says + " of this machine's 2.0 GiB") as e:
-        plan.check_sampling(config, 20000, 1024, total=2 * 2**30)
+        plan.check_sampling(config, 20000, 1024, 4096, total=2 * 2**30)
     assert e.value.flag().startswith("--beam 1024 over this model's")
     assert plan.prime_chunk(config, 100, 4096, total=2 * 2**30) == 4096  # the default model: a whole chunk
     big = config.replace(hidden=4096)  # 200 KB of activations a character, 0.8 GB of weights in float64 twice

@@ -24,6 +24,14 @@ def torch_engine():
     return torchnet
 
 
+def described(engine, world=None):
+    """The engine (None: numpy) and device making a model's updates, as `rnnpipe info` says them
+    (the model file's state.engine); world: the ddp.World of several ranks, or None."""
+    if engine is None:
+        return "numpy"
+    return f"torch {engine.device}" + (f", {world.size} processes under torchrun" if world else "")
+
+
 def launched(environ=None):
     """Whether torchrun (or a launcher setting its variables) started this
     process: then training joins its ranks (ddp.py)."""
