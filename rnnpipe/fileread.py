@@ -108,11 +108,6 @@ class _Reader:
                                          max_bin_len=n, max_str_len=n, max_ext_len=n, max_array_len=n,
                                          max_map_len=n)  # fmt: skip
 
-    def charge(self, cost):
-        self.left -= cost
-        if self.left < 0:
-            raise _Over
-
     def value(self):
         """The next value, built without recursion (and with local names
         only: a file of 1,024 layers holds 120,000 values): a stack of the
