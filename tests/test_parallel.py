@@ -1,0 +1,315 @@
+"""Every core (issue 22): the numpy engine's updates shared among worker
+processes (rnnpipe/engines/parallel.py), with the maths of one core: the
+same model within float rounding whatever the number of workers, bit for bit
+for a given number, whoever computes which shard."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from cli_util import ENV, ROOT, TINY, one_error_line, popen, run
+
+from rnnpipe import Config, Model, cli
+from rnnpipe.cells import net
+from rnnpipe.engines import parallel
+from rnnpipe.train import batches
+
+pytestmark = pytest.mark.skipif(not parallel.available(), reason="workers are forked on Linux only")
+
+TEXT = (ROOT / "examples" / "shakespeare.txt").read_text()[:20000]
+SMALL = Config(hidden=16, seq_length=10, batch_size=7)  # 7 streams: shards of unequal length
+DROPPED = SMALL.replace(cell="lstm", layers=2, dropout=0.2)
+
+
+def trained(workers, config=SMALL, text=TEXT, **kw):
+    model = Model.new(config)
+    model.train(text, workers=workers, **kw)
+    return model
+
+
+def chunk(config, text=TEXT):
+    """A model, a chunk (X, Y) and a state that is not zero."""
+    model = Model.new(config, text)
+    X, Y = next(batches(model.vocab.encode(text), config.seq_length, config.batch_size))
+    rng = np.random.default_rng(3)
+    state = [tuple(rng.standard_normal(s.shape) * 0.5 for s in layer) for layer in net.zero_state(config, X.shape[1])]
+    return model, X, Y, state
+
+
+def pooled(workers, *args):
+    """net.loss(*args) computed by a pool of `workers` (its forked workers taking part)."""
+    pool = parallel.Pool(workers)
+    try:
+        out = pool.loss(*args)
+        assert len(pool.children) == workers - 1
+        return out
+    finally:
+        pool.close()
+
+
+# -- the maths ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("workers", [2, 3])
+def test_the_sharded_gradient_is_the_whole_batchs(cell, workers):
+    config = Config(cell=cell, hidden=12, layers=2, dropout=0.25, dtype="float64", seq_length=6, batch_size=7)
+    model, X, Y, state = chunk(config)
+    one, drawn = np.random.default_rng(9), np.random.default_rng(9)
+    loss, grads, new = net.loss(model.params, config, X, Y, state, one)
+    s_loss, s_grads, s_new = pooled(workers, model.params, config, X, Y, state, drawn)
+    assert s_loss == pytest.approx(loss, rel=1e-13)
+    for name, g in grads.items():
+        np.testing.assert_allclose(s_grads[name], g, rtol=1e-10, atol=1e-14, err_msg=name)
+    for layer, s_layer in zip(new, s_new, strict=True):
+        for a, b in zip(layer, s_layer, strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
+    # the dropout masks were one core's: drawn from the model's generator as one core draws them
+    assert drawn.bit_generator.state == one.bit_generator.state
+
+
+def test_the_sharded_gradient_matches_finite_differences():
+    config = Config(cell="gru", hidden=10, layers=2, dropout=0.3, dtype="float64", seq_length=5, batch_size=5)
+    model, X, Y, state = chunk(config)
+    params, pool = model.params, parallel.Pool(2)
+    try:
+
+        def loss():
+            return pool.loss(params, config, X, Y, state, np.random.default_rng(4))[0]  # the same masks each time
+
+        _, grads, _ = pool.loss(params, config, X, Y, state, np.random.default_rng(4))
+        grads = {k: g.copy() for k, g in grads.items()}
+        pick, eps = np.random.default_rng(0), 1e-6
+        for name, p in params.items():
+            for i in pick.integers(0, p.size, 3):
+                old = p.flat[i]
+                p.flat[i] = old + eps
+                up = loss()
+                p.flat[i] = old - eps
+                down = loss()
+                p.flat[i] = old
+                assert (up - down) / (2 * eps) == pytest.approx(grads[name].flat[i], rel=1e-5, abs=1e-8), name
+    finally:
+        pool.close()
+
+
+def test_one_two_and_three_workers_train_the_same_model():
+    models = {w: trained(w, DROPPED, epochs=1) for w in (1, 2, 3)}
+    for w in (2, 3):
+        assert models[w].iterations == models[1].iterations > 100
+        for name, p in models[1].params.items():
+            np.testing.assert_allclose(models[w].params[name], p, rtol=1e-4, atol=1e-5, err_msg=name)
+        assert models[w].smooth_loss == pytest.approx(models[1].smooth_loss, rel=1e-6)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_the_same_number_of_workers_trains_the_same_model_bit_for_bit(workers):
+    assert trained(workers, DROPPED, epochs=1).to_bytes() == trained(workers, DROPPED, epochs=1).to_bytes()
+
+
+def test_whichever_process_computes_a_shard_the_model_is_the_same(monkeypatch):
+    undisturbed = trained(3, DROPPED, epochs=1)
+    # the main process computing every shard itself, as it does once a worker has died
+    monkeypatch.setattr(parallel.Pool, "start", _start_alone)
+    assert trained(3, DROPPED, epochs=1).to_bytes() == undisturbed.to_bytes()
+
+
+_start = parallel.Pool.start
+
+
+def _start_alone(self, *args):
+    self.alone = True
+    return _start(self, *args)
+
+
+def test_a_killed_worker_leaves_its_shards_to_the_main_process():
+    undisturbed = trained(3, DROPPED, epochs=1)
+    model, killed = Model.new(DROPPED), []
+
+    def callback(p):
+        if model.iterations >= 20 and not killed and model.pool.children:
+            killed.append(next(iter(model.pool.children)))
+            os.kill(killed[0], signal.SIGKILL)
+
+    model.train(TEXT, workers=3, epochs=1, callback=callback, report_every=0)
+    assert killed and model.to_bytes() == undisturbed.to_bytes()
+
+
+# -- runs: resume, the guard, held-out text, the defaults --------------------------------
+
+
+def test_interrupted_and_continued_on_two_workers_is_bit_identical():
+    whole = trained(2, DROPPED, epochs=2)
+    model, runs = Model.new(DROPPED), 0
+    while True:
+        stop_at = model.iterations + 97
+        final = model.train(TEXT, workers=2, epochs=2, stop=lambda m=model, s=stop_at: m.iterations >= s)
+        model, runs = Model.from_bytes(model.to_bytes()), runs + 1  # through the file, as a new process would
+        if final.stopped == "end of input":
+            break
+    assert runs >= 4
+    assert model.to_bytes() == whole.to_bytes()
+
+
+def test_a_wild_learning_rate_is_rolled_back_with_workers():
+    def wild():
+        model = Model.new(Config(hidden=32, batch_size=8, seq_length=25), TEXT)
+        model.train(TEXT, epochs=2, workers=2)
+        model.configure(lr=0.5)  # a hundred times the default: the loss climbs to tens of bits per character
+        notes = []
+        model.train(TEXT, epochs=2, restart=True, workers=2,
+                    callback=lambda p: notes.append(p.note) if p.kind == "note" else None)  # fmt: skip
+        return model, notes
+
+    model, notes = wild()
+    assert notes and "rolled back to iteration" in notes[0] and model.config.lr <= 0.125
+    assert all(np.isfinite(p).all() for p in model.params.values())
+    assert model.to_bytes() == wild()[0].to_bytes()
+
+
+def test_keep_best_with_workers_ends_on_the_best_held_out_model():
+    kw = dict(epochs=4, valid_fraction=0.2, keep_best=True)
+    notes = []
+    model = Model.new(SMALL.replace(hidden=48, lr=0.02))
+    final = model.train(TEXT[:4000] * 3, workers=2, callback=lambda p: notes.append(p), **kw)
+    measured = [p.valid_bits for p in notes if p.kind == "valid"]
+    assert len(measured) >= 3 and final.valid_bits <= min(measured)
+    again = Model.new(SMALL.replace(hidden=48, lr=0.02))
+    again.train(TEXT[:4000] * 3, workers=2, **kw)
+    assert again.to_bytes() == model.to_bytes()
+
+
+class Recording(parallel.Pool):
+    made: list = []
+
+    def __init__(self, workers):
+        Recording.made.append(workers)
+        super().__init__(workers)
+
+
+def test_by_default_a_run_uses_every_core_this_process_may(monkeypatch):
+    monkeypatch.setattr(parallel, "Pool", Recording)
+    Recording.made = []
+    Model.new(SMALL).train(TEXT[:3000])
+    cores = len(os.sched_getaffinity(0))
+    assert Recording.made == ([cores] if cores > 1 else [])
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # as under `taskset -c 0`
+    Model.new(SMALL).train(TEXT[:3000])
+    Model.new(SMALL).train(TEXT[:3000], workers=1)
+    assert Recording.made == ([cores] if cores > 1 else [])
+    Model.new(SMALL).train(TEXT[:3000], workers=2)
+    assert Recording.made[-1] == 2
+
+
+def test_one_stream_is_not_split(monkeypatch):
+    model = Model.new(SMALL.replace(batch_size=1))
+    model.train(TEXT[:3000], workers=2, epochs=1)
+    assert model.iterations and model.pool is None
+    lone = trained(1, SMALL.replace(batch_size=1), TEXT[:3000], epochs=1)
+    assert model.to_bytes() == lone.to_bytes()  # the one-core path itself
+
+
+# -- the faces and the processes -----------------------------------------------------------
+
+
+def test_the_command_line_and_its_refusals(tmp_path):
+    out = io.StringIO()
+    status = cli.main(["train", "-m", str(tmp_path / "m.msgpack"), *TINY, "-q", "--workers", "2", "--epochs", "1"],
+                      stdin=io.StringIO(TEXT[:5000]), stdout=out, stderr=out)  # fmt: skip
+    assert status == 0, out.getvalue()
+    assert Model.load(tmp_path / "m.msgpack").iterations > 0
+    for bad in ("0", "-3"):
+        line = one_error_line(run("train", "-m", tmp_path / "x", "--workers", bad), 2)
+        assert f"--workers must be at least 1, not {bad}" in line
+
+
+def children(pid):
+    """The pids of pid's living children, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(condition, what, limit=60.0):
+    """Poll condition until it is true; fail, naming what, after limit seconds (a bound, not a measurement)."""
+    end = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < end, f"still waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.posix("sends SIGKILL to a trainer")
+def test_killing_the_trainer_leaves_no_worker(tmp_path):
+    script = (
+        "import sys; from rnnpipe import Config, Model\n"
+        "text = open(sys.argv[1]).read()\n"
+        "Model.new(Config(hidden=32, batch_size=16)).train(text, epochs=1000, workers=3)\n"
+    )
+    (tmp_path / "text.txt").write_text(TEXT)
+    p = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "text.txt")], env={**ENV, "PYTHONPATH": str(ROOT)}
+    )
+    try:
+        wait_for(lambda: len(children(p.pid)) == 2, "the workers to start")
+        workers = children(p.pid)
+        p.kill()
+        p.wait(timeout=60)
+        wait_for(lambda: not any(alive(w) for w in workers), "the workers to end with the trainer")
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+@pytest.mark.posix("sends SIGINT to a trainer's process group, as Ctrl-C in a terminal does")
+def test_ctrl_c_reaches_the_workers_too_and_only_the_trainer_acts_on_it(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    command = ["train", *TINY, "--epochs", "4", "--workers", "2", corpus]
+    whole = tmp_path / "whole.msgpack"
+    assert run("train", "-m", whole, *command[1:], "-q", timeout=300).returncode == 0
+    model = tmp_path / "m.msgpack"
+    p = popen("train", "-m", model, *command[1:], stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+              start_new_session=True)  # fmt: skip
+    wait_for(lambda: len(children(p.pid)) == 1, "the worker to start")
+    workers = children(p.pid)
+    os.killpg(p.pid, signal.SIGINT)  # the terminal's Ctrl-C: every process of the group
+    err = p.communicate(timeout=120)[1].decode()
+    assert p.returncode == 130, err
+    assert not any(alive(w) for w in workers)
+    assert Model.load(model).resume is not None  # saved where it stopped
+    assert run("train", "-m", model, *command[1:], timeout=300).returncode == 0
+    assert Model.load(model).to_bytes() == Model.load(whole).to_bytes()
+
+
+def test_the_torch_engine_is_left_alone():
+    pytest.importorskip("torch")
+    model = Model.new(SMALL)
+    model.use("torch", "cpu")
+    seen = []
+    model.train(TEXT[:3000], workers=2, callback=lambda p: seen.append(model.pool))
+    assert seen and not any(seen)
+    assert math.isfinite(model.smooth_loss)
