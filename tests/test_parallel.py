@@ -117,6 +117,14 @@ def test_the_same_number_of_workers_trains_the_same_model_bit_for_bit(workers):
 
 def test_whichever_process_computes_a_shard_the_model_is_the_same(monkeypatch):
     undisturbed = trained(3, DROPPED, epochs=1)
+    # switching between the ways every few updates, as a busy machine may make it (Pool.measure)
+    monkeypatch.setattr(parallel, "WINDOW", 2)
+    monkeypatch.setattr(parallel, "PROBE", 3)
+    switched = []
+    measure = parallel.Pool.measure
+    monkeypatch.setattr(parallel.Pool, "measure", lambda pool, *a: (measure(pool, *a), switched.append(pool.way)))
+    assert trained(3, DROPPED, epochs=1).to_bytes() == undisturbed.to_bytes()
+    assert {parallel.SHARE, parallel.ALONE} <= set(switched)
     # the main process computing every shard itself, as it does once a worker has died
     monkeypatch.setattr(parallel.Pool, "start", _start_alone)
     assert trained(3, DROPPED, epochs=1).to_bytes() == undisturbed.to_bytes()
@@ -126,7 +134,7 @@ _start = parallel.Pool.start
 
 
 def _start_alone(self, *args):
-    self.alone = True
+    self.lost = True
     return _start(self, *args)
 
 

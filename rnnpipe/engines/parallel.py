@@ -61,6 +61,9 @@ from ..cells import net
 
 SHARDS_PER_WORKER = 2  # shards per process: a slowed process does fewer
 MAX_SHARDS = 255  # a ticket is one byte
+SHARE, ALONE = "share", "alone"  # the two ways an update is computed (Pool.measure)
+WINDOW = 16  # updates in each measurement of a way's speed
+PROBE = 30  # windows between measurements of the way not taken
 
 
 def available():
@@ -229,9 +232,13 @@ class Pool:
         self.space = None
         self.children = {}  # pid -> the read end of its pipe of finished shards
         self.tickets = None  # (read, write) ends of the ticket pipe
-        self.alone = False  # a worker died: the main process computes every shard
+        self.lost = False  # a worker died: the main process computes every shard from then on
+        self.way = SHARE  # how the next updates are computed: shared, or every shard here (ALONE)
+        self.per_char = {SHARE: None, ALONE: None}  # each way's latest seconds per character
+        self.window = [0, 0, 0.0]  # updates, characters, seconds of the window being measured
+        self.windows = 0
+        self.steps = {SHARE: 0, ALONE: 0}
         self.seconds = {"put": 0.0, "own": 0.0, "wait": 0.0, "total": 0.0}  # where the main process's time went
-        self.steps = 0
 
     def loss(self, params, config, X, Y, state, rng=None):
         """net.loss, computed by the pool."""
@@ -252,8 +259,9 @@ class Pool:
         t0 = clock()
         s.put(params, X, Y, state, rng)
         t1 = clock()
+        way = ALONE if self.lost else self.way
         todo = set(range(K))
-        if self.alone:
+        if way == ALONE:
             for k in range(K):
                 s.compute(k)
             todo.clear()
@@ -270,10 +278,32 @@ class Pool:
         self.wait(todo)
         t3 = clock()
         out = s.total(K, X.shape[1])
-        for name, t in (("put", t1 - t0), ("own", t2 - t1), ("wait", t3 - t2), ("total", clock() - t3)):
+        t4 = clock()
+        for name, t in (("put", t1 - t0), ("own", t2 - t1), ("wait", t3 - t2), ("total", t4 - t3)):
             self.seconds[name] += t
-        self.steps += 1
+        self.steps[way] += 1
+        self.measure(t4 - t0, X.size)
         return out
+
+    def measure(self, seconds, chars):
+        """Count an update into the window; at its end, choose the way the
+        next window computes: the faster one, or now and then the other, to
+        see whether the machine has changed (a core busy, or free again).
+        Both ways give the same bits."""
+        w = self.window
+        w[:] = w[0] + 1, w[1] + chars, w[2] + seconds
+        if w[0] < WINDOW:
+            return
+        if self.windows:  # the first holds the workers' start and first allocations
+            self.per_char[self.way] = w[2] / w[1]
+        self.window, self.windows = [0, 0, 0.0], self.windows + 1
+        other = ALONE if self.way == SHARE else SHARE
+        if self.windows == 1:
+            return
+        if self.per_char[other] is None or self.windows % PROBE == 0:
+            self.way = other
+        else:
+            self.way = min(self.per_char, key=self.per_char.get)
 
     def wait(self, todo):
         """Until the workers have finished the shards in todo; a shard a
@@ -287,7 +317,7 @@ class Pool:
             for fd, _ in poller.poll():
                 data = os.read(fd, 512)
                 if not data:  # the worker died
-                    self.alone = True
+                    self.lost = True
                     self.stop()
                     for k in sorted(todo):
                         self.space.compute(k)
@@ -302,7 +332,7 @@ class Pool:
         self.stop()
         T, B = max(T, config.seq_length), max(B, config.batch_size)
         self.space = Space(params, config, T, B, self.workers)
-        if self.alone:
+        if self.lost:
             return
         read, write = os.pipe()
         os.set_blocking(read, False)

@@ -1,0 +1,172 @@
+"""Every core (issue 22): training chars/s of the default configuration on
+every core against one, quiet and beside a busy program.
+
+    .venv/bin/python bench/cores.py [--seconds 20] [--repeat 3] [--chars 1000000]
+
+Each contestant is a fresh process training a new default model (Config())
+on the first --chars characters of ../shared/data/tinyshakespeare.txt for
+--seconds, as `rnnpipe train --max-time` would:
+
+- every core:      the default (--workers: every core this process may use)
+- one core:        under `taskset -c 0`, so one worker: the whole batch at once, as before
+- busy, every core: the default, with another process spinning on core 0 (`taskset -c 0`) throughout
+- busy, 1 worker:  --workers 1 beside the same spinner, for reference
+
+The rounds are interleaved so that drifts in the machine's load hit every
+contestant alike; the medians and the issue's ratios are printed (targets:
+every/one >= 1.7, busy every/one >= 0.9), with `uptime` before and after.
+
+Then the sync's cost per update, from the main process's Pool.seconds in
+the "every core" runs: putting the inputs into shared memory ("put"), its
+own shards ("own"), waiting for the workers' ("wait"), adding the shards up
+("total"); beside it the update on one core, whole batch against the same
+shards computed one after another, measured in one process (CPU seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TEXT = HERE.parent.parent / "shared" / "data" / "tinyshakespeare.txt"
+sys.path.insert(0, str(HERE.parent))
+
+CONTESTANTS = {
+    "every core": dict(pin=False, spin=False, workers=None),
+    "one core": dict(pin=True, spin=False, workers=None),
+    "busy, every core": dict(pin=False, spin=True, workers=None),
+    "busy, 1 worker": dict(pin=False, spin=True, workers=1),
+}
+
+
+def child(seconds, chars, workers):
+    """One contestant, in its own process: prints its chars/s and its pool's times as JSON."""
+    from rnnpipe import Config, Model
+    from rnnpipe.engines import parallel
+
+    seen = {}
+    close = parallel.Pool.close
+
+    def recording(pool):
+        if sum(pool.steps.values()):
+            seen.update(steps=sum(pool.steps.values()), shared=pool.steps["share"], workers=pool.workers,
+                        **pool.seconds)  # fmt: skip
+        close(pool)
+
+    parallel.Pool.close = recording
+    text = TEXT.read_text(encoding="utf-8")[:chars]
+    model = Model.new(Config(), text)
+    final = model.train(text, max_time=seconds, workers=workers)
+    print(json.dumps({"chars_per_sec": final.chars_per_sec, "iterations": model.iterations, "pool": seen}))
+
+
+def contest(name, seconds, chars):
+    c = CONTESTANTS[name]
+    command = [sys.executable, __file__, "--child", str(seconds), "--chars", str(chars)]
+    if c["workers"] is not None:
+        command += ["--workers", str(c["workers"])]
+    if c["pin"]:
+        command = ["taskset", "-c", "0", *command]
+    spinner = None
+    if c["spin"]:
+        spinner = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", "while True: pass"])
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+    return json.loads(out)
+
+
+def shard_cost(repeat=40):
+    """CPU ms of one update's net.loss on one core: the whole batch, and the
+    shards of two workers computed one after the other (the same layout)."""
+    from threadpoolctl import threadpool_limits
+
+    from rnnpipe import Config, Model
+    from rnnpipe.cells import net
+    from rnnpipe.engines import parallel
+    from rnnpipe.train import batches
+
+    text = TEXT.read_text(encoding="utf-8")[:300_000]
+    cfg = Config()
+    model = Model.new(cfg, text)
+    chunks = list(batches(model.vocab.encode(text), cfg.seq_length, cfg.batch_size))[: repeat + 5]
+    out = {}
+    with threadpool_limits(1, user_api="blas"):
+        for label, fn in (("whole", net.loss), ("shards", None)):
+            pool = None
+            if fn is None:
+                pool = parallel.Pool(2)
+                pool.lost = True  # every shard here, one after the other
+                fn = pool.loss
+            state = net.zero_state(cfg, cfg.batch_size)
+            for X, Y in chunks[:5]:
+                _, _, state = fn(model.params, cfg, X, Y, state, model.rng)
+            t = time.process_time()
+            for X, Y in chunks[5:]:
+                _, _, state = fn(model.params, cfg, X, Y, state, model.rng)
+            out[label] = (time.process_time() - t) / repeat * 1e3
+            if pool is not None:
+                steps = sum(pool.steps.values())
+                out["put"] = pool.seconds["put"] / steps * 1e3
+                out["total"] = pool.seconds["total"] / steps * 1e3
+                pool.close()
+    return out
+
+
+def uptime():
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--chars", type=int, default=1_000_000)
+    parser.add_argument("--child", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        return child(args.child, args.chars, args.workers)
+    print(f"cores this process may use: {len(os.sched_getaffinity(0))}; {uptime()}", flush=True)
+    rates, pools = {name: [] for name in CONTESTANTS}, []
+    for r in range(args.repeat):
+        for name in CONTESTANTS:
+            got = contest(name, args.seconds, args.chars)
+            rates[name].append(got["chars_per_sec"])
+            if name == "every core" and got["pool"]:
+                pools.append(got["pool"])
+            shared = f", {got['pool']['shared'] / got['pool']['steps']:.0%} shared" if got["pool"] else ""
+            rate, n = got["chars_per_sec"], got["iterations"]
+            print(f"round {r + 1} {name:17}: {rate:8,.0f} chars/s ({n} updates{shared})", flush=True)
+    med = {name: statistics.median(v) for name, v in rates.items()}
+    print(f"\nmedians over {args.repeat} rounds of {args.seconds:g} s each; {uptime()}")
+    for name, v in med.items():
+        print(f"  {name:17} {v:8,.0f} chars/s")
+    one = med["one core"]
+    print(f"every core / one core          {med['every core'] / one:.2f}  (target >= 1.7)")
+    print(f"busy, every core / one core    {med['busy, every core'] / one:.2f}  (target >= 0.9)")
+    print(f"busy, 1 worker / one core      {med['busy, 1 worker'] / one:.2f}")
+    if pools:
+        print(f"\nthe main process per update, every core ({pools[0]['workers']} workers), wall ms:")
+        for key in ("put", "own", "wait", "total"):
+            values = [p[key] / p["steps"] * 1e3 for p in pools]
+            print(f"  {key:6} {statistics.median(values):7.3f}")
+    cost = shard_cost()
+    print(
+        f"\none core, CPU ms per update's loss: whole batch {cost['whole']:.2f}, two workers' shards one after "
+        f"the other {cost['shards']:.2f} (of which put {cost['put']:.3f}, total {cost['total']:.3f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
