@@ -16,11 +16,11 @@ The rounds are interleaved so that drifts in the machine's load hit every
 contestant alike; the medians and the issue's ratios are printed (targets:
 every/one >= 1.7, busy every/one >= 0.9), with `uptime` before and after.
 
-Then the sync's cost per update, from the main process's Pool.seconds in
-the "every core" runs: putting the inputs into shared memory ("put"), its
-own shards ("own"), waiting for the workers' ("wait"), adding the shards up
-("total"); beside it the update on one core, whole batch against the same
-shards computed one after another, measured in one process (CPU seconds).
+Then where the main process's time per update went in the "every core"
+runs (Pool.seconds): putting the inputs into shared memory ("put"), its own
+shards ("own"), waiting for the workers' ("wait"), adding the shards up
+("total"); and per_update(): the design's alternatives side by side in one
+process, and the sync's own cost on a near-empty update.
 """
 
 from __future__ import annotations
@@ -86,9 +86,16 @@ def contest(name, seconds, chars):
     return json.loads(out)
 
 
-def shard_cost(repeat=40):
-    """CPU ms of one update's net.loss on one core: the whole batch, and the
-    shards of two workers computed one after the other (the same layout)."""
+def per_update(rounds=5, repeat=20):
+    """Wall ms per update's loss (net.loss or its equal), medians of interleaved
+    rounds: the default GRU's whole batch on one core; its shards (the layout
+    of 2 workers) on 2 threads; on 2 processes (the pool, always sharing);
+    the same shards one after another in one process (the pool's other way),
+    CPU ms too. Then the sync's own cost: the pool against one core on a
+    near-empty update (hidden 4, 4 streams of 1 character), where computing
+    costs next to nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from threadpoolctl import threadpool_limits
 
     from rnnpipe import Config, Model
@@ -96,31 +103,51 @@ def shard_cost(repeat=40):
     from rnnpipe.engines import parallel
     from rnnpipe.train import batches
 
+    parallel.WINDOW = 1 << 40  # each pool keeps the way it is given
     text = TEXT.read_text(encoding="utf-8")[:300_000]
-    cfg = Config()
-    model = Model.new(cfg, text)
-    chunks = list(batches(model.vocab.encode(text), cfg.seq_length, cfg.batch_size))[: repeat + 5]
-    out = {}
+    executor = ThreadPoolExecutor(2)
+
+    def threaded(params, cfg, X, Y, state, rng):
+        B = X.shape[1]
+        futures = [executor.submit(net.loss, params, cfg, X[:, a:b], Y[:, a:b], [tuple(s[a:b] for s in layer)
+                                   for layer in state]) for a, b in parallel.layout(B, 2, cfg)]  # fmt: skip
+        parts = [(f.result(), (b - a) / B) for f, (a, b) in zip(futures, parallel.layout(B, 2, cfg), strict=True)]
+        grads = {k: sum(g[k] * w for (_, g, _), w in parts) for k in params}
+        return sum(loss * w for (loss, _, _), w in parts), grads, None
+
+    def contestants(cfg):
+        shared, alone = parallel.Pool(2), parallel.Pool(2)
+        alone.lost = True  # every shard in the main process, one after the other
+        return {"one core, whole batch": net.loss, "2 threads": threaded, "2 processes": shared.loss,
+                "1 process, shards": alone.loss}, (shared, alone)  # fmt: skip
+
+    def timed(cfg, model, chunks):
+        found, pools = contestants(cfg)
+        wall, cpu = {name: [] for name in found}, {name: [] for name in found}
+        for _ in range(rounds):
+            for name, fn in found.items():
+                state = net.zero_state(cfg, cfg.batch_size)
+                fn(model.params, cfg, *chunks[0], state, model.rng)
+                t, c = time.perf_counter(), time.process_time()
+                for X, Y in chunks[1:]:
+                    fn(model.params, cfg, X, Y, state, model.rng)
+                wall[name].append((time.perf_counter() - t) / (len(chunks) - 1) * 1e3)
+                cpu[name].append((time.process_time() - c) / (len(chunks) - 1) * 1e3)
+        for pool in pools:
+            pool.close()
+        return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in found}
+
     with threadpool_limits(1, user_api="blas"):
-        for label, fn in (("whole", net.loss), ("shards", None)):
-            pool = None
-            if fn is None:
-                pool = parallel.Pool(2)
-                pool.lost = True  # every shard here, one after the other
-                fn = pool.loss
-            state = net.zero_state(cfg, cfg.batch_size)
-            for X, Y in chunks[:5]:
-                _, _, state = fn(model.params, cfg, X, Y, state, model.rng)
-            t = time.process_time()
-            for X, Y in chunks[5:]:
-                _, _, state = fn(model.params, cfg, X, Y, state, model.rng)
-            out[label] = (time.process_time() - t) / repeat * 1e3
-            if pool is not None:
-                steps = sum(pool.steps.values())
-                out["put"] = pool.seconds["put"] / steps * 1e3
-                out["total"] = pool.seconds["total"] / steps * 1e3
-                pool.close()
-    return out
+        cfg = Config()
+        model = Model.new(cfg, text)
+        chunks = list(batches(model.vocab.encode(text), cfg.seq_length, cfg.batch_size))[: repeat + 1]
+        default = timed(cfg, model, chunks)
+        tiny = Config(hidden=4, batch_size=4, seq_length=1)
+        model = Model.new(tiny, text)
+        chunks = list(batches(model.vocab.encode(text), 1, 4))[: 50 * repeat + 1]
+        empty = timed(tiny, model, chunks)
+    executor.shutdown()
+    return default, empty
 
 
 def uptime():
@@ -161,11 +188,14 @@ def main():
         for key in ("put", "own", "wait", "total"):
             values = [p[key] / p["steps"] * 1e3 for p in pools]
             print(f"  {key:6} {statistics.median(values):7.3f}")
-    cost = shard_cost()
-    print(
-        f"\none core, CPU ms per update's loss: whole batch {cost['whole']:.2f}, two workers' shards one after "
-        f"the other {cost['shards']:.2f} (of which put {cost['put']:.3f}, total {cost['total']:.3f})"
-    )
+    default, empty = per_update()
+    print(f"\nper update's loss, medians of interleaved rounds; {uptime()}")
+    print("  default GRU 192, 32 streams of 50:      wall ms   CPU ms of the main process")
+    for name, (wall, cpu) in default.items():
+        print(f"    {name:34} {wall:7.2f} {cpu:8.2f}")
+    print("  near-empty update (hidden 4, 4 streams of 1): the sync's own cost")
+    for name, (wall, cpu) in empty.items():
+        print(f"    {name:34} {wall:7.3f} {cpu:8.3f}")
 
 
 if __name__ == "__main__":

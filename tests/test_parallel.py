@@ -27,6 +27,13 @@ pytestmark = pytest.mark.skipif(not parallel.available(), reason="workers are fo
 TEXT = (ROOT / "examples" / "shakespeare.txt").read_text()[:20000]
 SMALL = Config(hidden=16, seq_length=10, batch_size=7)  # 7 streams: shards of unequal length
 DROPPED = SMALL.replace(cell="lstm", layers=2, dropout=0.2)
+SPLIT = ["--hidden", "64", "--batch-size", "32", "--seq-length", "10"]  # large enough to be split as it is
+
+
+@pytest.fixture(autouse=True)
+def split_small_models(monkeypatch):
+    """Models this small are split too (in this process), so that the tests run fast."""
+    monkeypatch.setattr(parallel, "SHARD_UNITS", 1)
 
 
 def trained(workers, config=SMALL, text=TEXT, **kw):
@@ -217,12 +224,24 @@ def test_by_default_a_run_uses_every_core_this_process_may(monkeypatch):
     assert Recording.made[-1] == 2
 
 
-def test_one_stream_is_not_split(monkeypatch):
-    model = Model.new(SMALL.replace(batch_size=1))
-    model.train(TEXT[:3000], workers=2, epochs=1)
-    assert model.iterations and model.pool is None
-    lone = trained(1, SMALL.replace(batch_size=1), TEXT[:3000], epochs=1)
-    assert model.to_bytes() == lone.to_bytes()  # the one-core path itself
+@pytest.mark.parametrize("config", [SMALL.replace(batch_size=1), SMALL.replace(batch_size=64)])
+def test_a_batch_too_small_to_split_is_computed_as_on_one_core(monkeypatch, config):
+    monkeypatch.setattr(parallel, "SHARD_UNITS", 1024)  # as it is: 64 x 16 units make one shard
+    forked = []
+    monkeypatch.setattr(parallel.Pool, "start", lambda pool, *a: forked.append(a))
+    model = trained(2, config, TEXT[:3000], epochs=1)
+    assert model.iterations and not forked
+    assert model.to_bytes() == trained(1, config, TEXT[:3000], epochs=1).to_bytes()  # the one-core path itself
+
+
+def test_the_layout_follows_the_batch_the_workers_and_the_models_size(monkeypatch):
+    monkeypatch.setattr(parallel, "SHARD_UNITS", 1024)
+    default = Config()
+    assert parallel.layout(32, 2, default) == [(0, 8), (8, 16), (16, 24), (24, 32)]  # 2 shards a worker
+    assert parallel.layout(11, 2, default) == [(0, 6), (6, 11)]  # 11 x 192 units make 2 shards, not 4
+    assert parallel.layout(32, 8, default) == [(0, 6), (6, 12), (12, 17), (17, 22), (22, 27), (27, 32)]  # 1,024 units
+    assert len(parallel.layout(32, 2, Config(cell="lstm", hidden=256))) == 2  # 1 MiB of Whh: one shard a worker
+    assert parallel.layout(3, 2, Config(hidden=64)) == [(0, 3)]
 
 
 # -- the faces and the processes -----------------------------------------------------------
@@ -275,7 +294,7 @@ def test_killing_the_trainer_leaves_no_worker(tmp_path):
     script = (
         "import sys; from rnnpipe import Config, Model\n"
         "text = open(sys.argv[1]).read()\n"
-        "Model.new(Config(hidden=32, batch_size=16)).train(text, epochs=1000, workers=3)\n"
+        "Model.new(Config(hidden=64, batch_size=32, seq_length=10)).train(text, epochs=1000, workers=3)\n"
     )
     (tmp_path / "text.txt").write_text(TEXT)
     p = subprocess.Popen(
@@ -296,7 +315,7 @@ def test_killing_the_trainer_leaves_no_worker(tmp_path):
 def test_ctrl_c_reaches_the_workers_too_and_only_the_trainer_acts_on_it(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)
-    command = ["train", *TINY, "--epochs", "4", "--workers", "2", corpus]
+    command = ["train", *SPLIT, "--epochs", "30", "--workers", "2", corpus]
     whole = tmp_path / "whole.msgpack"
     assert run("train", "-m", whole, *command[1:], "-q", timeout=300).returncode == 0
     model = tmp_path / "m.msgpack"

@@ -48,22 +48,27 @@ to the main process, which goes on alone with the same layout. Linux only
 from __future__ import annotations
 
 import contextlib
+import math
 import mmap
 import os
 import select
 import signal
 import sys
 import time
+import warnings
 
 import numpy as np
 
 from ..cells import net
 
-SHARDS_PER_WORKER = 2  # shards per process: a slowed process does fewer
+SHARDS_PER_WORKER = 2  # shards per process where the recurrent weights fit CACHE_BYTES: a slowed process does fewer
+CACHE_BYTES = 512 * 1024  # recurrent weights up to this size are read from a core's cache at every step
+SHARD_UNITS = 1024  # a shard's least streams x hidden units: below, numpy's cost per call outweighs its work
 MAX_SHARDS = 255  # a ticket is one byte
 SHARE, ALONE = "share", "alone"  # the two ways an update is computed (Pool.measure)
 WINDOW = 16  # updates in each measurement of a way's speed
-PROBE = 30  # windows between measurements of the way not taken
+PROBE = 50  # windows, at most, between measurements of the way not chosen
+CHANGE = 0.25  # a change of speed that has the way not chosen measured again
 
 
 def available():
@@ -79,9 +84,13 @@ def count(workers=None):
     return len(os.sched_getaffinity(0)) if workers is None else workers
 
 
-def layout(B, workers):
-    """The shards' (first, end) stream ranges for a batch of B streams."""
-    K = max(1, min(B, MAX_SHARDS, SHARDS_PER_WORKER * workers))
+def layout(B, workers, config):
+    """The shards' (first, end) stream ranges for a batch of B streams: a
+    function of the batch, the number of workers and the model's size alone."""
+    G = net.CELLS[config.cell].GATES * config.hidden
+    fits = config.hidden * G * np.dtype(config.dtype).itemsize <= CACHE_BYTES
+    K = min(B, MAX_SHARDS, (SHARDS_PER_WORKER if fits else 1) * workers, B * config.hidden // SHARD_UNITS)
+    K = max(K, 1)
     q, r = divmod(B, K)
     return [(k * q + min(k, r), (k + 1) * q + min(k + 1, r)) for k in range(K)]
 
@@ -124,7 +133,7 @@ class Space:
     def __init__(self, params, config, T, B, workers):
         self.config, self.workers = config, workers
         self.T, self.B = T, B
-        self.K = len(layout(B, workers))
+        self.K = len(layout(B, workers, config))
         self.dtype = np.dtype(config.dtype)
         self.names = [(k, v.shape) for k, v in params.items()]
         P = sum(v.size for v in params.values())
@@ -160,7 +169,7 @@ class Space:
         """name -> array of flat (the weights, or a gradient slot)."""
         out, start = {}, 0
         for name, shape in self.names:
-            n = int(np.prod(shape))
+            n = math.prod(shape)
             out[name] = flat[start : start + n].reshape(shape)
             start += n
         return out
@@ -197,7 +206,7 @@ class Space:
     def compute(self, k):
         """Shard k of the update in the shared memory, into its slot."""
         T, B, drawn = (int(v) for v in self.head)
-        a, b = layout(B, self.workers)[k]
+        a, b = layout(B, self.workers, self.config)[k]
         X, Y, draws = self.chunk(T, B)
         state = [tuple(s[a:b] for s in layer) for layer in self.states(self.state_in, B)]
         rng = _Draws(draws, a, b) if drawn else None
@@ -237,13 +246,14 @@ class Pool:
         self.per_char = {SHARE: None, ALONE: None}  # each way's latest seconds per character
         self.window = [0, 0, 0.0]  # updates, characters, seconds of the window being measured
         self.windows = 0
+        self.probing, self.since = False, 0  # measuring the way not chosen; windows since it was
         self.steps = {SHARE: 0, ALONE: 0}
         self.seconds = {"put": 0.0, "own": 0.0, "wait": 0.0, "total": 0.0}  # where the main process's time went
 
     def loss(self, params, config, X, Y, state, rng=None):
         """net.loss, computed by the pool."""
         T, B = X.shape
-        shards = layout(B, self.workers)
+        shards = layout(B, self.workers, config)
         if len(shards) == 1:
             return net.loss(params, config, X, Y, state, rng)
         try:
@@ -282,28 +292,32 @@ class Pool:
         for name, t in (("put", t1 - t0), ("own", t2 - t1), ("wait", t3 - t2), ("total", t4 - t3)):
             self.seconds[name] += t
         self.steps[way] += 1
-        self.measure(t4 - t0, X.size)
+        if not self.lost:
+            self.measure(t4 - t0, X.size)
         return out
 
     def measure(self, seconds, chars):
         """Count an update into the window; at its end, choose the way the
-        next window computes: the faster one, or now and then the other, to
-        see whether the machine has changed (a core busy, or free again).
-        Both ways give the same bits."""
+        next window computes: the faster one, after measuring the other
+        (probing) when the chosen one's speed has changed by CHANGE (a core
+        has become busy, or free) and at least every PROBE windows. Both
+        ways give the same bits."""
         w = self.window
         w[:] = w[0] + 1, w[1] + chars, w[2] + seconds
         if w[0] < WINDOW:
             return
-        if self.windows:  # the first holds the workers' start and first allocations
-            self.per_char[self.way] = w[2] / w[1]
+        rate, way = w[2] / w[1], self.way
         self.window, self.windows = [0, 0, 0.0], self.windows + 1
-        other = ALONE if self.way == SHARE else SHARE
         if self.windows == 1:
+            return  # the first window holds the workers' start and first allocations
+        other = ALONE if way == SHARE else SHARE
+        before, self.per_char[way] = self.per_char[way], rate
+        if self.probing:  # both ways just measured
+            self.way, self.probing, self.since = min(self.per_char, key=self.per_char.get), False, 0
             return
-        if self.per_char[other] is None or self.windows % PROBE == 0:
-            self.way = other
-        else:
-            self.way = min(self.per_char, key=self.per_char.get)
+        self.since += 1
+        if self.per_char[other] is None or self.since >= PROBE or abs(rate / before - 1) > CHANGE:
+            self.way, self.probing = other, True
 
     def wait(self, todo):
         """Until the workers have finished the shards in todo; a shard a
@@ -350,7 +364,8 @@ class Pool:
                 os.kill(pid, signal.SIGKILL)
         for pid, fd in self.children.items():
             os.close(fd)
-            os.waitpid(pid, 0)
+            with contextlib.suppress(ChildProcessError):  # reaped by someone else's handler
+                os.waitpid(pid, 0)
         self.children = {}
         if self.tickets is not None:
             for fd in self.tickets:
@@ -371,7 +386,10 @@ def _fork(space, tickets, done):
     # blocked across the fork and never unblocked in the worker: the main process alone takes them
     old = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM))
     try:
-        with threadpool_limits(1, user_api="blas"):  # the worker's BLAS keeps the one thread it is forked with
+        # the worker's BLAS keeps the one thread it is forked with; and the worker calls nothing that takes a
+        # lock another thread of this process (a notebook kernel's) could hold, so fork's warning does not apply
+        with threadpool_limits(1, user_api="blas"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid == 0:
             _worker(space, tickets, done, parent, prctl)  # never returns
