@@ -1,7 +1,7 @@
 """Every core (issue 22): training chars/s of the default configuration on
 every core against one, quiet and beside a busy program.
 
-    .venv/bin/python bench/cores.py [--seconds 20] [--repeat 3] [--chars 1000000]
+    .venv/bin/python bench/cores.py [--seconds 20] [--repeat 3] [--chars 1000000] [--ways]
 
 Each contestant is a fresh process training a new default model (Config())
 on the first --chars characters of ../shared/data/tinyshakespeare.txt for
@@ -11,6 +11,9 @@ on the first --chars characters of ../shared/data/tinyshakespeare.txt for
 - one core:        under `taskset -c 0`, so one worker: the whole batch at once, as before
 - busy, every core: the default, with another process spinning on core 0 (`taskset -c 0`) throughout
 - busy, 1 worker:  --workers 1 beside the same spinner, for reference
+- with --ways: the default with its way held (always shared, or always
+  every shard in the main process: Pool.measure), and --workers 1 unpinned,
+  quiet and busy: what the pool's choice is between
 
 The rounds are interleaved so that drifts in the machine's load hit every
 contestant alike; the medians and the issue's ratios are printed (targets:
@@ -44,13 +47,23 @@ CONTESTANTS = {
     "busy, every core": dict(pin=False, spin=True, workers=None),
     "busy, 1 worker": dict(pin=False, spin=True, workers=1),
 }
+# with --ways, for a look inside: the default's two ways held fixed, and one worker unpinned
+WAYS = {
+    "every core, shared": dict(pin=False, spin=False, workers=None, way="share"),
+    "every core, alone": dict(pin=False, spin=False, workers=None, way="alone"),
+    "1 worker": dict(pin=False, spin=False, workers=1),
+    "busy, shared": dict(pin=False, spin=True, workers=None, way="share"),
+    "busy, alone": dict(pin=False, spin=True, workers=None, way="alone"),
+}
 
 
-def child(seconds, chars, workers):
+def child(seconds, chars, workers, way=None):
     """One contestant, in its own process: prints its chars/s and its pool's times as JSON."""
     from rnnpipe import Config, Model
     from rnnpipe.engines import parallel
 
+    if way is not None:  # held: never measured, never changed
+        parallel.Pool.measure = lambda pool, *args: setattr(pool, "way", way)
     seen = {}
     close = parallel.Pool.close
 
@@ -67,11 +80,12 @@ def child(seconds, chars, workers):
     print(json.dumps({"chars_per_sec": final.chars_per_sec, "iterations": model.iterations, "pool": seen}))
 
 
-def contest(name, seconds, chars):
-    c = CONTESTANTS[name]
+def contest(c, seconds, chars):
     command = [sys.executable, __file__, "--child", str(seconds), "--chars", str(chars)]
     if c["workers"] is not None:
         command += ["--workers", str(c["workers"])]
+    if c.get("way"):
+        command += ["--way", c["way"]]
     if c["pin"]:
         command = ["taskset", "-c", "0", *command]
     spinner = None
@@ -100,7 +114,7 @@ def per_update(rounds=5, repeat=20):
 
     from rnnpipe import Config, Model
     from rnnpipe.cells import net
-    from rnnpipe.engines import parallel
+    from rnnpipe.engines import parallel, shards
     from rnnpipe.train import batches
 
     parallel.WINDOW = 1 << 40  # each pool keeps the way it is given
@@ -110,8 +124,8 @@ def per_update(rounds=5, repeat=20):
     def threaded(params, cfg, X, Y, state, rng):
         B = X.shape[1]
         futures = [executor.submit(net.loss, params, cfg, X[:, a:b], Y[:, a:b], [tuple(s[a:b] for s in layer)
-                                   for layer in state]) for a, b in parallel.layout(B, 2, cfg)]  # fmt: skip
-        parts = [(f.result(), (b - a) / B) for f, (a, b) in zip(futures, parallel.layout(B, 2, cfg), strict=True)]
+                                   for layer in state]) for a, b in shards.layout(B, 2, cfg)]  # fmt: skip
+        parts = [(f.result(), (b - a) / B) for f, (a, b) in zip(futures, shards.layout(B, 2, cfg), strict=True)]
         grads = {k: sum(g[k] * w for (_, g, _), w in parts) for k in params}
         return sum(loss * w for (loss, _, _), w in parts), grads, None
 
@@ -145,6 +159,7 @@ def per_update(rounds=5, repeat=20):
         tiny = Config(hidden=4, batch_size=4, seq_length=1)
         model = Model.new(tiny, text)
         chunks = list(batches(model.vocab.encode(text), 1, 4))[: 50 * repeat + 1]
+        shards.SHARD_UNITS = 1  # split as the default is, into 4 shards
         empty = timed(tiny, model, chunks)
     executor.shutdown()
     return default, empty
@@ -160,25 +175,28 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--chars", type=int, default=1_000_000)
     parser.add_argument("--child", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--ways", action="store_true", help="also the contestants of WAYS, for a look inside")
     parser.add_argument("--workers", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--way", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        return child(args.child, args.chars, args.workers)
+        return child(args.child, args.chars, args.workers, args.way)
     print(f"cores this process may use: {len(os.sched_getaffinity(0))}; {uptime()}", flush=True)
-    rates, pools = {name: [] for name in CONTESTANTS}, []
+    contestants = {**CONTESTANTS, **(WAYS if args.ways else {})}
+    rates, pools = {name: [] for name in contestants}, []
     for r in range(args.repeat):
-        for name in CONTESTANTS:
-            got = contest(name, args.seconds, args.chars)
+        for name, c in contestants.items():
+            got = contest(c, args.seconds, args.chars)
             rates[name].append(got["chars_per_sec"])
             if name == "every core" and got["pool"]:
                 pools.append(got["pool"])
             shared = f", {got['pool']['shared'] / got['pool']['steps']:.0%} shared" if got["pool"] else ""
             rate, n = got["chars_per_sec"], got["iterations"]
-            print(f"round {r + 1} {name:17}: {rate:8,.0f} chars/s ({n} updates{shared})", flush=True)
+            print(f"round {r + 1} {name:19}: {rate:8,.0f} chars/s ({n} updates{shared})", flush=True)
     med = {name: statistics.median(v) for name, v in rates.items()}
     print(f"\nmedians over {args.repeat} rounds of {args.seconds:g} s each; {uptime()}")
     for name, v in med.items():
-        print(f"  {name:17} {v:8,.0f} chars/s")
+        print(f"  {name:19} {v:8,.0f} chars/s  ({v / med['one core']:.2f} of one core)")
     one = med["one core"]
     print(f"every core / one core          {med['every core'] / one:.2f}  (target >= 1.7)")
     print(f"busy, every core / one core    {med['busy, every core'] / one:.2f}  (target >= 0.9)")

@@ -19,7 +19,7 @@ from cli_util import ENV, ROOT, TINY, one_error_line, popen, run
 
 from rnnpipe import Config, Model, cli
 from rnnpipe.cells import net
-from rnnpipe.engines import parallel
+from rnnpipe.engines import parallel, shards
 from rnnpipe.train import batches
 
 pytestmark = pytest.mark.skipif(not parallel.available(), reason="workers are forked on Linux only")
@@ -33,7 +33,7 @@ SPLIT = ["--hidden", "64", "--batch-size", "32", "--seq-length", "10"]  # large 
 @pytest.fixture(autouse=True)
 def split_small_models(monkeypatch):
     """Models this small are split too (in this process), so that the tests run fast."""
-    monkeypatch.setattr(parallel, "SHARD_UNITS", 1)
+    monkeypatch.setattr(shards, "SHARD_UNITS", 1)
 
 
 def trained(workers, config=SMALL, text=TEXT, **kw):
@@ -226,7 +226,7 @@ def test_by_default_a_run_uses_every_core_this_process_may(monkeypatch):
 
 @pytest.mark.parametrize("config", [SMALL.replace(batch_size=1), SMALL.replace(batch_size=64)])
 def test_a_batch_too_small_to_split_is_computed_as_on_one_core(monkeypatch, config):
-    monkeypatch.setattr(parallel, "SHARD_UNITS", 1024)  # as it is: 64 x 16 units make one shard
+    monkeypatch.setattr(shards, "SHARD_UNITS", 1024)  # as it is: 64 x 16 units make one shard
     forked = []
     monkeypatch.setattr(parallel.Pool, "start", lambda pool, *a: forked.append(a))
     model = trained(2, config, TEXT[:3000], epochs=1)
@@ -235,13 +235,13 @@ def test_a_batch_too_small_to_split_is_computed_as_on_one_core(monkeypatch, conf
 
 
 def test_the_layout_follows_the_batch_the_workers_and_the_models_size(monkeypatch):
-    monkeypatch.setattr(parallel, "SHARD_UNITS", 1024)
+    monkeypatch.setattr(shards, "SHARD_UNITS", 1024)
     default = Config()
-    assert parallel.layout(32, 2, default) == [(0, 8), (8, 16), (16, 24), (24, 32)]  # 2 shards a worker
-    assert parallel.layout(11, 2, default) == [(0, 6), (6, 11)]  # 11 x 192 units make 2 shards, not 4
-    assert parallel.layout(32, 8, default) == [(0, 6), (6, 12), (12, 17), (17, 22), (22, 27), (27, 32)]  # 1,024 units
-    assert len(parallel.layout(32, 2, Config(cell="lstm", hidden=256))) == 2  # 1 MiB of Whh: one shard a worker
-    assert parallel.layout(3, 2, Config(hidden=64)) == [(0, 3)]
+    assert shards.layout(32, 2, default) == [(0, 8), (8, 16), (16, 24), (24, 32)]  # 2 shards a worker
+    assert shards.layout(11, 2, default) == [(0, 6), (6, 11)]  # 11 x 192 units make 2 shards, not 4
+    assert shards.layout(32, 8, default) == [(0, 6), (6, 12), (12, 17), (17, 22), (22, 27), (27, 32)]  # 1,024 units
+    assert len(shards.layout(32, 2, Config(cell="lstm", hidden=256))) == 2  # 1 MiB of Whh: one shard a worker
+    assert shards.layout(3, 2, Config(hidden=64)) == [(0, 3)]
 
 
 # -- the faces and the processes -----------------------------------------------------------
