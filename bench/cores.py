@@ -2,6 +2,7 @@
 every core against one, quiet and beside a busy program.
 
     .venv/bin/python bench/cores.py [--seconds 20] [--repeat 3] [--chars 1000000] [--ways]
+    .venv/bin/python bench/cores.py --shards
 
 Each contestant is a fresh process training a new default model (Config())
 on the first --chars characters of ../shared/data/tinyshakespeare.txt for
@@ -24,6 +25,10 @@ runs (Pool.seconds): putting the inputs into shared memory ("put"), its own
 shards ("own"), waiting for the workers' ("wait"), adding the shards up
 ("total"); and per_update(): the design's alternatives side by side in one
 process, and the sync's own cost on a near-empty update.
+
+--shards measures only this: the CPU time of an update's loss cut into 2, 4
+and 8 shards against the whole batch's, by model size (shard_overhead), what
+engines/shards.py's layout rests on.
 """
 
 from __future__ import annotations
@@ -165,6 +170,40 @@ def per_update(rounds=5, repeat=20):
     return default, empty
 
 
+def shard_overhead(rounds=3, repeat=11):
+    """CPU ms of one update's loss cut into 2, 4 and 8 shards computed one
+    after another in one process, as a ratio to the whole batch's, for a
+    few model sizes (32 streams of 50): what engines/shards.py's layout
+    rule rests on."""
+    from threadpoolctl import threadpool_limits
+
+    from rnnpipe import Config, Model
+    from rnnpipe.cells import net
+    from rnnpipe.train import batches
+
+    text = TEXT.read_text(encoding="utf-8")[:300_000]
+    rows = {}
+    with threadpool_limits(1, user_api="blas"):
+        for cell, hidden in (("gru", 192), ("gru", 64), ("lstm", 256), ("gru", 512)):
+            cfg = Config(cell=cell, hidden=hidden)
+            model = Model.new(cfg, text)
+            chunks = list(batches(model.vocab.encode(text), cfg.seq_length, cfg.batch_size))[: repeat + 1]
+            B, cpu = cfg.batch_size, {}
+            for _ in range(rounds):
+                for K in (1, 2, 4, 8):
+                    cuts = [(k * B // K, (k + 1) * B // K) for k in range(K)]
+                    state = net.zero_state(cfg, B)
+                    t = time.process_time()
+                    for X, Y in chunks[1:]:
+                        for a, b in cuts:
+                            part = [tuple(s[a:b] for s in layer) for layer in state]
+                            net.loss(model.params, cfg, X[:, a:b], Y[:, a:b], part, None)
+                    cpu.setdefault(K, []).append(time.process_time() - t)
+            whole = statistics.median(cpu[1])
+            rows[f"{cell} {hidden}"] = {K: statistics.median(v) / whole for K, v in cpu.items() if K > 1}
+    return rows
+
+
 def uptime():
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -176,12 +215,19 @@ def main():
     parser.add_argument("--chars", type=int, default=1_000_000)
     parser.add_argument("--child", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--ways", action="store_true", help="also the contestants of WAYS, for a look inside")
+    parser.add_argument("--shards", action="store_true", help="only the shards' overhead by model size")
     parser.add_argument("--workers", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--way", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         return child(args.child, args.chars, args.workers, args.way)
     print(f"cores this process may use: {len(os.sched_getaffinity(0))}; {uptime()}", flush=True)
+    if args.shards:
+        print("CPU time of an update's loss in K shards one after another / the whole batch's (32 streams of 50)")
+        for model, ratios in shard_overhead().items():
+            print(f"  {model:9} " + "  ".join(f"{K} shards {r:.2f}" for K, r in ratios.items()), flush=True)
+        print(uptime())
+        return None
     contestants = {**CONTESTANTS, **(WAYS if args.ways else {})}
     rates, pools = {name: [] for name in contestants}, []
     for r in range(args.repeat):

@@ -31,7 +31,7 @@ Two ways to compute an update, with the same bits: shared, or every shard
 in the main process. The pool measures both now and then and keeps the
 faster (Pool.measure), so that a machine too busy for the processes to meet
 at every update costs at most the shards' own overhead over one core (the
-default's 4 shards: 0-6% more CPU time than its whole batch).
+default's 4 shards took 0.95-1.06x its whole batch's CPU time).
 
 The workers: forked at the run's first update (again if the vocabulary
 grows), they hold no file of the main process's (not the model's lock, not

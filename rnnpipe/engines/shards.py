@@ -7,12 +7,12 @@ bit-identical for a given number of workers however busy the machine is,
 and within float rounding of one worker's (which computes the whole batch
 at once, as before). Two shards a worker, so that a process slowed by
 another program does fewer; one where the recurrent weights outgrow a
-core's cache (every shard reads them at every step: on this 2-core machine 4
-shards of a GRU 512 cost 1.97x the whole batch's CPU time, 2 shards 1.29x,
-and of an LSTM 256 1.41x and 1.10x, against 0.98x and 1.05x for the default
-GRU 192); none below SHARD_UNITS streams x units a shard, where numpy's cost
-per call outweighs the work (a GRU 64's 4 shards cost 1.55x): a batch too
-small to split is computed as on one core.
+core's cache (every shard reads them at every step: on a 2-core machine 4
+shards of a GRU 512 cost 1.73x the whole batch's CPU time, 2 shards 1.24x,
+of an LSTM 256 1.41x and 1.08x, against 0.95x and 1.03x for the default GRU
+192; bench/cores.py --shards); none below SHARD_UNITS streams x units a
+shard, where numpy's cost per call outweighs the work (a GRU 64's 4 shards
+cost 1.60x): a batch too small to split is computed as on one core.
 
 A shard's gradient and loss are its streams' mean (net.loss), weighted by
 its share of the streams; the main process adds them up in shard order.
