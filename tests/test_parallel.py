@@ -6,16 +6,17 @@ for a given number, whoever computes which shard."""
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from cli_util import ENV, ROOT, TINY, one_error_line, popen, run
+from cli_util import ENV, ROOT, TINY, one_error_line, popen, run, wait_for
+from test_session import cell, ip  # noqa: F401  (ip: a real IPython shell with the magics loaded)
 
 from rnnpipe import Config, Model, cli
 from rnnpipe.cells import net
@@ -258,6 +259,26 @@ def test_the_command_line_and_its_refusals(tmp_path):
         assert f"--workers must be at least 1, not {bad}" in line
 
 
+def test_a_worker_uses_one_blas_thread_whatever_the_main_process_uses(monkeypatch, tmp_path):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def report(space, tickets, done, parent, prctl):  # in the worker, in place of its loop
+        threads = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        (tmp_path / str(os.getpid())).write_text(json.dumps(threads))
+        os._exit(0)
+
+    monkeypatch.setattr(parallel, "_worker", report)
+    model, X, Y, state = chunk(SMALL)
+    pool = parallel.Pool(3)
+    with threadpool_limits(2, user_api="blas"):
+        pool.start(model.params, SMALL, *X.shape)
+        pids = list(pool.children)
+        assert wait_for(lambda: all((tmp_path / str(p)).exists() for p in pids), timeout=60)
+        pool.close()
+        assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {2}
+    assert [json.loads((tmp_path / str(p)).read_text()) for p in pids] == [[1], [1]]
+
+
 def children(pid):
     """The pids of pid's living children, from /proc."""
     found = []
@@ -281,14 +302,6 @@ def alive(pid):
         return False
 
 
-def wait_for(condition, what, limit=60.0):
-    """Poll condition until it is true; fail, naming what, after limit seconds (a bound, not a measurement)."""
-    end = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < end, f"still waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.mark.posix("sends SIGKILL to a trainer")
 def test_killing_the_trainer_leaves_no_worker(tmp_path):
     script = (
@@ -301,35 +314,50 @@ def test_killing_the_trainer_leaves_no_worker(tmp_path):
         [sys.executable, "-c", script, str(tmp_path / "text.txt")], env={**ENV, "PYTHONPATH": str(ROOT)}
     )
     try:
-        wait_for(lambda: len(children(p.pid)) == 2, "the workers to start")
+        assert wait_for(lambda: len(children(p.pid)) == 2, timeout=60), "the workers did not start"
         workers = children(p.pid)
         p.kill()
         p.wait(timeout=60)
-        wait_for(lambda: not any(alive(w) for w in workers), "the workers to end with the trainer")
+        assert wait_for(lambda: not any(alive(w) for w in workers), timeout=60), "a worker outlived the trainer"
     finally:
         if p.poll() is None:
             p.kill()
 
 
-@pytest.mark.posix("sends SIGINT to a trainer's process group, as Ctrl-C in a terminal does")
-def test_ctrl_c_reaches_the_workers_too_and_only_the_trainer_acts_on_it(tmp_path):
+@pytest.mark.posix("sends SIGINT and SIGTERM to a trainer's process group, as a terminal and `kill %1` do")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_whole_group_is_the_trainers_alone_to_act_on(tmp_path, signum):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)
-    command = ["train", *SPLIT, "--epochs", "30", "--workers", "2", corpus]
+    command = [*SPLIT, "--epochs", "30", "--workers", "2", corpus]
     whole = tmp_path / "whole.msgpack"
-    assert run("train", "-m", whole, *command[1:], "-q", timeout=300).returncode == 0
+    assert run("train", "-m", whole, *command, "-q", timeout=300).returncode == 0
     model = tmp_path / "m.msgpack"
-    p = popen("train", "-m", model, *command[1:], stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-              start_new_session=True)  # fmt: skip
-    wait_for(lambda: len(children(p.pid)) == 1, "the worker to start")
-    workers = children(p.pid)
-    os.killpg(p.pid, signal.SIGINT)  # the terminal's Ctrl-C: every process of the group
+    p = popen("train", "-m", model, *command, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+    assert wait_for(lambda: len(children(p.pid)) == 1, timeout=60), "the worker did not start"
+    (worker,) = children(p.pid)
+    held = {os.readlink(f"/proc/{worker}/fd/{fd}") for fd in os.listdir(f"/proc/{worker}/fd")}
+    assert not any(str(tmp_path) in f for f in held)  # neither the model's lock nor the text
+    os.killpg(p.pid, signum)  # every process of the group
     err = p.communicate(timeout=120)[1].decode()
-    assert p.returncode == 130, err
-    assert not any(alive(w) for w in workers)
+    assert p.returncode == 128 + signum, err
+    assert not alive(worker)
     assert Model.load(model).resume is not None  # saved where it stopped
-    assert run("train", "-m", model, *command[1:], timeout=300).returncode == 0
+    assert run("train", "-m", model, *command, timeout=300).returncode == 0
     assert Model.load(model).to_bytes() == Model.load(whole).to_bytes()
+
+
+def test_the_notebook_takes_workers_too(ip, monkeypatch, tmp_path):  # noqa: F811  (the fixture imported above)
+    monkeypatch.setattr(parallel, "Pool", Recording)
+    Recording.made = []
+    for n in (1, 3):
+        result, _ = cell(ip, f"-m {tmp_path / str(n)} {' '.join(TINY)} --workers {n} --epochs 1", TEXT[:5000])
+        result.raise_error()
+    assert Recording.made == [3]
+    one, three = Model.load(tmp_path / "1"), Model.load(tmp_path / "3")
+    assert one.iterations == three.iterations > 0
+    for name, p in one.params.items():
+        np.testing.assert_allclose(three.params[name], p, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 def test_the_torch_engine_is_left_alone():

@@ -244,13 +244,14 @@ def _fork(space, tickets, done):
     # blocked across the fork and never unblocked in the worker: the main process alone takes them
     old = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM))
     try:
-        # the worker's BLAS keeps the one thread it is forked with; and the worker calls nothing that takes a
-        # lock another thread of this process (a notebook kernel's) could hold, so fork's warning does not apply
+        # the worker's BLAS keeps the one thread it is forked with: it never leaves this block, which would
+        # give it back the main process's. And it calls nothing that takes a lock another thread of this
+        # process (a notebook kernel's) could hold, so fork's warning about threads does not apply
         with threadpool_limits(1, user_api="blas"), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
-        if pid == 0:
-            _worker(space, tickets, done, parent, prctl)  # never returns
+            if pid == 0:
+                _worker(space, tickets, done, parent, prctl)  # never returns
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
     return pid
