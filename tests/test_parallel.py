@@ -138,6 +138,22 @@ def test_whichever_process_computes_a_shard_the_model_is_the_same(monkeypatch):
     assert trained(3, DROPPED, epochs=1).to_bytes() == undisturbed.to_bytes()
 
 
+def test_a_fork_that_fails_leaves_the_shards_to_the_main_process(monkeypatch):
+    undisturbed = trained(3, DROPPED, epochs=1)
+    forks = []
+
+    def fork():
+        if forks:  # the second worker cannot be made
+            raise BlockingIOError("Resource temporarily unavailable")
+        forks.append(real())
+        return forks[-1]
+
+    real = os.fork
+    monkeypatch.setattr(os, "fork", fork)
+    assert trained(3, DROPPED, epochs=1).to_bytes() == undisturbed.to_bytes()
+    assert len(forks) == 1 and not alive(forks[0])  # the one made was ended
+
+
 _start = parallel.Pool.start
 
 

@@ -182,8 +182,7 @@ class Pool:
         worker failed on is computed here (raising its error here, where it
         is shown), and so is every one left when a worker dies."""
         poller = select.poll()
-        fds = {fd: pid for pid, fd in self.children.items()}
-        for fd in fds:
+        for fd in self.children.values():
             poller.register(fd, select.POLLIN)
         while todo:
             for fd, _ in poller.poll():
@@ -211,8 +210,15 @@ class Pool:
         self.tickets = (read, write)
         for _ in range(self.workers - 1):
             done_read, done_write = os.pipe()
-            pid = _fork(self.space, read, done_write)
-            os.close(done_write)
+            try:
+                pid = _fork(self.space, read, done_write)
+            except OSError:  # no more processes or memory for one: the shards are computed here
+                os.close(done_read)
+                self.lost = True
+                self.stop()
+                return
+            finally:
+                os.close(done_write)
             self.children[pid] = done_read
 
     def stop(self):
