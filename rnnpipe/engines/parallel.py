@@ -5,8 +5,9 @@ Processes, not threads. A step of the default GRU is thousands of small
 numpy calls, each holding the GIL while it is set up, and two threads
 sharing its streams ran only 1.11-1.32x as fast as one (a quiet moment,
 load average 0.2). Forked processes share nothing but a block of memory:
-with two, the main process's CPU time per update halved, 25.6 -> 14.5 ms
-(bench/cores.py; docs/benchmarks.md, "Every core"). OpenBLAS's own threads
+with two, the main process and its worker took 15.3 and 15.0 ms of CPU
+time per update, against 27.5 for the whole batch in one (bench/cores.py;
+docs/benchmarks.md, "Every core"). OpenBLAS's own threads
 gain little on these small products and collapse beside a busy program
 (--threads).
 
