@@ -19,6 +19,7 @@ import pytest
 from cli_util import ENV, ROOT, TINY, one_error_line, popen, run, wait_for
 from test_session import cell, ip  # noqa: F401  (ip: a real IPython shell with the magics loaded)
 
+import rnnpipe.train
 from rnnpipe import Config, Model, cli
 from rnnpipe.cells import net
 from rnnpipe.engines import parallel, shards
@@ -240,6 +241,23 @@ def test_by_default_a_run_uses_every_core_this_process_may(monkeypatch):
     assert Recording.made == ([cores] if cores > 1 else [])
     Model.new(SMALL).train(TEXT[:3000], workers=2)
     assert Recording.made[-1] == 2
+
+
+def test_where_workers_cannot_be_forked_a_run_uses_one(monkeypatch):
+    monkeypatch.setattr(parallel.sys, "platform", "darwin")
+    assert parallel.count(None) == parallel.count(4) == 1
+
+
+def test_a_vocabulary_that_grows_mid_run_forks_the_workers_again(monkeypatch):
+    monkeypatch.setattr(rnnpipe.train, "BLOCK_CHARS", 2000)  # several blocks, the later ones with new characters
+    text = TEXT[:6000] + TEXT[:6000].upper() + "0123456789" * 200
+    starts = []
+    start = parallel.Pool.start
+    monkeypatch.setattr(parallel.Pool, "start", lambda pool, *a: (starts.append(len(a[0]["by"])), start(pool, *a)))
+    two, one = trained(2, SMALL, text, epochs=1), trained(1, SMALL, text, epochs=1)
+    assert len(starts) >= 3 and starts == sorted(starts) and starts[-1] == len(two.vocab)  # bigger each time
+    for name, p in one.params.items():
+        np.testing.assert_allclose(two.params[name], p, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 @pytest.mark.parametrize("config", [SMALL.replace(batch_size=1), SMALL.replace(batch_size=64)])
