@@ -140,6 +140,25 @@ def test_whichever_process_computes_a_shard_the_model_is_the_same(monkeypatch):
     assert trained(3, DROPPED, epochs=1).to_bytes() == undisturbed.to_bytes()
 
 
+def test_the_pool_keeps_the_faster_way_and_looks_again_when_it_slows(monkeypatch):
+    monkeypatch.setattr(parallel, "WINDOW", 1)
+    monkeypatch.setattr(parallel, "PROBE", 5)
+    pool, ways = parallel.Pool(2), []
+    speed = {parallel.SHARE: 1.0, parallel.ALONE: 1.8}  # seconds per character of each way, as a machine gives them
+
+    def windows(n):
+        for _ in range(n):
+            ways.append(pool.way)
+            pool.measure(speed[pool.way], 1)
+
+    windows(12)  # the first window is the start's; then each way measured, then the faster kept
+    assert ways == ["share", "share", "alone"] + ["share"] * 5 + ["alone"] + ["share"] * 3
+    speed[parallel.SHARE] = 2.5  # a core became busy: sharing slows past computing alone
+    ways.clear()
+    windows(4)
+    assert ways == ["share", "alone", "alone", "alone"]  # looked again at once, and changed
+
+
 def test_a_fork_that_fails_leaves_the_shards_to_the_main_process(monkeypatch):
     undisturbed = trained(3, DROPPED, epochs=1)
     forks = []

@@ -59,7 +59,7 @@ from .shards import Space, layout
 SHARE, ALONE = "share", "alone"  # the two ways an update is computed (Pool.measure)
 WINDOW = 16  # updates in each measurement of a way's speed
 PROBE = 50  # windows, at most, between measurements of the way not chosen
-CHANGE = 0.25  # a change of speed that has the way not chosen measured again
+CHANGE = 0.25  # a slowing of the chosen way that has the other measured again
 
 
 def available():
@@ -106,6 +106,7 @@ class Pool:
         self.window = [0, 0, 0.0]  # updates, characters, seconds of the window being measured
         self.windows = 0
         self.probing, self.since = False, 0  # measuring the way not chosen; windows since it was
+        self.chosen = None  # the chosen way's seconds per character when it was chosen
         self.steps = {SHARE: 0, ALONE: 0}
         self.seconds = {"put": 0.0, "own": 0.0, "wait": 0.0, "total": 0.0}  # where the main process's time went
 
@@ -158,9 +159,9 @@ class Pool:
     def measure(self, seconds, chars):
         """Count an update into the window; at its end, choose the way the
         next window computes: the faster one, after measuring the other
-        (probing) when the chosen one's speed has changed by CHANGE (a core
-        has become busy, or free) and at least every PROBE windows. Both
-        ways give the same bits."""
+        (probing) when the chosen one has become CHANGE slower than it was
+        when chosen (a core has become busy), and at least every PROBE
+        windows (one may have become free). Both ways give the same bits."""
         w = self.window
         w[:] = w[0] + 1, w[1] + chars, w[2] + seconds
         if w[0] < WINDOW:
@@ -170,12 +171,13 @@ class Pool:
         if self.windows == 1:
             return  # the first window holds the workers' start and first allocations
         other = ALONE if way == SHARE else SHARE
-        before, self.per_char[way] = self.per_char[way], rate
+        self.per_char[way] = rate
         if self.probing:  # both ways just measured
-            self.way, self.probing, self.since = min(self.per_char, key=self.per_char.get), False, 0
+            self.way = min(self.per_char, key=self.per_char.get)
+            self.probing, self.since, self.chosen = False, 0, self.per_char[self.way]
             return
         self.since += 1
-        if self.per_char[other] is None or self.since >= PROBE or abs(rate / before - 1) > CHANGE:
+        if self.per_char[other] is None or self.since >= PROBE or rate > self.chosen * (1 + CHANGE):
             self.way, self.probing = other, True
 
     def wait(self, todo):
