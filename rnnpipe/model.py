@@ -12,7 +12,7 @@ import numpy as np
 from . import modelfile, optim, plan
 from .cells import net
 from .config import ARCHITECTURE, Config
-from .engines import blas_threads, described
+from .engines import blas_threads, described, parallel
 from .errors import SettingError
 from .evaluate import TextScorer
 from .plan import Options
@@ -60,6 +60,7 @@ class Model:
         self.rate = rate  # the latest update's learning rate as a share of config.lr: where the next run starts
         self.resume = None  # a train.Position where a run stopped early, or None
         self.trained_on = None  # the engine (and device) of the latest update, as `rnnpipe info` says it; None: unknown
+        self.pool = None  # while a run trains on several cores, its parallel.Pool
 
     def __repr__(self):
         c = self.config
@@ -270,7 +271,7 @@ class Model:
         if self.engine is not None:
             loss, state, applied = self.engine.step(X, Y, state, self.iterations + 1, lr)
         else:
-            loss, grads, state = net.loss(self.params, self.config, X, Y, state, self.rng)
+            loss, grads, state = (self.pool or net).loss(self.params, self.config, X, Y, state, self.rng)
             applied = math.isfinite(loss) and self.buffers.step(self.config, grads, self.iterations + 1, T, lr)
         if not applied:
             raise Diverged(f"the loss became {loss} at iteration {self.iterations + 1}; try a lower --lr")
@@ -299,8 +300,9 @@ class Model:
           epochs (None: one pass, or with max_time, passes over text that can
           be read again until the time is up), max_time (seconds; the clock
           starts when the first text arrives), schedule, valid_fraction,
-          keep_best, restart, max_vocab, sample_every and threads (BLAS
-          threads, 1 by default as on the command line). save_every is for a
+          keep_best, restart, max_vocab, sample_every, threads (BLAS
+          threads, 1 by default as on the command line) and workers
+          (processes sharing each update, parallel.py). save_every is for a
           session on a model file (rnnpipe.training), not for Model.train.
         callback: called with a train.Progress every report_every seconds,
           with a sample every sample_every iterations (sample_length
@@ -343,7 +345,7 @@ class Model:
             if resume is not None and again:
                 total -= (resume.epoch - 1) * size + resume.trained
         budget, max_time = plan.budget(self, options, resume, total)
-        with blas_threads(options.threads):
+        with blas_threads(options.threads), parallel.cores(self, options.workers):
             run = Run(self, options, budget=budget, resume=resume, note=note, inputs=inputs, rereadable=again,
                       pass_chars=size, total=total, callback=callback, stop=stop, max_time=max_time,
                       report_every=report_every, sample_length=sample_length, valid_every=valid_every)  # fmt: skip

@@ -82,6 +82,11 @@ HYPER = [
 
 THREADS = (("--threads",), dict(type=int, default=1, metavar="N", help="threads BLAS or torch may use (default 1)"))
 
+WORKERS = (
+    ("--workers",),
+    dict(type=int, metavar="N", help="processes sharing each update's streams (default: every core this may use)"),
+)
+
 # which engine computes; engine.py (the torch one is the optional extra)
 ENGINE = [
     (
@@ -100,6 +105,7 @@ ENGINE = [
 
 RUN = [
     THREADS,
+    WORKERS,
     (("--epochs",), dict(type=int, metavar="N", help="passes, one by default (see --max-time)")),
     (
         ("--max-time",),
@@ -213,7 +219,7 @@ def train_options(args):
         return Options(epochs=args.epochs, max_time=args.max_time, schedule=args.schedule,
                        valid_fraction=args.valid_fraction, keep_best=args.keep_best, restart=args.restart,
                        max_vocab=args.max_vocab, sample_every=args.sample_every, save_every=args.save_every,
-                       threads=args.threads)  # fmt: skip
+                       threads=args.threads, workers=args.workers)  # fmt: skip
     except SettingError as e:
         raise ValueError(e.flag(FLAGS)) from None
 

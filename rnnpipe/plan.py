@@ -32,6 +32,7 @@ class Options:
     sample_every: int = 0  # report a sample every this many updates (0: never)
     save_every: float | None = None  # seconds between saves during the run (a session on a file: training.py)
     threads: int = 1  # BLAS threads: on 2 cores a second one was slower beside any other busy program
+    workers: int | None = None  # processes sharing each update's streams; None: every core (engines/parallel.py)
 
     def __post_init__(self):
         def whole(name, low, rule):
@@ -60,6 +61,8 @@ class Options:
         whole("max_vocab", 1, "at least 1")
         whole("sample_every", 0, "0 (never) or more")
         whole("threads", 1, "at least 1")
+        if self.workers is not None:
+            whole("workers", 1, "at least 1")
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
