@@ -1,23 +1,27 @@
 """Held-out text, and keeping the best model on it.
 
-The held-out text is the tail of each block of a pass (Options.valid_fraction
-of its characters, at most CAP in all, the most recent kept), set aside in
-the first pass and held out again in every later one. A run that reads its
-text more than once holds out a slice of it by default (plan.settle):
-DEFAULT_FRACTION of the text, at most DEFAULT_CAP characters.
+The held-out text is set aside in the first pass and held out again in every
+later one: the tail of each block (Options.valid_fraction of its characters)
+until the fraction of one whole block (block_length, about a million
+characters) is held out, at most CAP characters. So a text of up to a block
+holds out its last fraction, a longer one the tail of its first block, and a
+pipe's shorter blocks their tails until that much has come; the rest of the
+text is trained on. A run that reads its text more than once holds out
+DEFAULT_FRACTION by default, at most DEFAULT_CAP characters
+(default_fraction, decided by its first block, as it arrives, so that a file
+and the same text piped in hold out the same).
 
 Keep-best (Options.keep_best, on by default with held-out text and more than
 one pass) judges the model at measurement points that depend on its updates
 alone, never on the clock, so that a run gives the same model however fast
-it runs: when the held-out text is whole (at the end of the first pass, or
-at the start of a run that continues a later one) and every `every` updates
-after that, and at the end of the run. A model that scores no better than
-the best so far goes back to the best one (weights, optimiser state, random
-state, counters) and trains on from there with the text that follows; so at
-every measurement point the model is the best one measured, and a run ends
-with the best model it saw. The period is set so that scoring costs about a
-tenth of the training (COST: scoring a character costs about as much as
-training on two).
+it runs: from the end of the first pass (or the start of a run that
+continues a later one) every `every` updates, and at the end of the run. A
+model that scores no better than the best so far goes back to the best one
+(weights, optimiser state, random state, counters) and trains on from there
+with the text that follows; so at every measurement point the model is the
+best one measured, and a run ends with the best model it saw. The period is
+set so that scoring costs about a tenth of the training (COST: scoring a
+character costs about as much as training on two).
 
 That makes an interrupted run exact without the file keeping a second model:
 a run asked to stop (Ctrl-C, SIGTERM, the stop function) between
@@ -33,35 +37,36 @@ import math
 
 from .evaluate import loss_sum
 
-CAP = 256 * 1024  # held-out characters kept (the most recent)
+CAP = 256 * 1024  # held-out characters at most
 DEFAULT_FRACTION = 0.05  # the share of a text read more than once held out by default
 DEFAULT_CAP = 10_000  # ... at most this many characters: a stop waits for a measurement point (a few seconds)
 COST = 20  # updates' characters between measurement points, per held-out character (docs/benchmarks.md)
 
 
-def default_fraction(size):
-    """The share held out of a text of `size` characters (None: not known)
-    that is read more than once: DEFAULT_FRACTION, at most DEFAULT_CAP
-    characters of it."""
-    if not size:
-        return DEFAULT_FRACTION
-    return min(DEFAULT_FRACTION, DEFAULT_CAP / size)
+def share(fraction, size, n):
+    """The share of a pass of `size` characters held out, blocks n apart."""
+    return min(int(fraction * min(size, n + 1)), int(fraction * (n + 1)), CAP) / size if size else fraction
 
 
-def tail(text, fraction):
-    """Where a block's held-out tail begins."""
-    return len(text) - int(len(text) * fraction)
+def default_fraction(first):
+    """The share held out by default of a text read more than once whose
+    first block has `first` characters: DEFAULT_FRACTION, at most
+    DEFAULT_CAP characters."""
+    return min(DEFAULT_FRACTION, DEFAULT_CAP / first) if first else DEFAULT_FRACTION
 
 
 class Holdout:
     """The held-out text of one run, its scores and (keep_best) the best
-    model measured. chunk_chars: the characters one update trains on."""
+    model measured. fraction: Options.valid_fraction, or None for
+    default_fraction of the first block; n: block_length; chunk_chars: the
+    characters one update trains on."""
 
-    def __init__(self, fraction, keep_best, chunk_chars):
+    def __init__(self, fraction, keep_best, n, chunk_chars):
         self.fraction, self.keep = fraction, keep_best
-        self.chunk_chars = chunk_chars
+        self.n, self.chunk_chars = n, chunk_chars
         self.text = ""
-        self.whole = False  # all of it read: later passes hold out the same text again, and add none
+        self.held = 0  # characters held out so far in this pass
+        self.whole = False  # the first pass is over: later passes hold out the same text again, and add none
         self.every = None  # updates between measurement points, once whole
         self.bits = None  # the latest score
         self.best = None  # (bits, seconds into the run, iteration) of the best model measured, once whole
@@ -71,30 +76,48 @@ class Holdout:
         self.at_mark = False  # no update since the last measurement point: the model is the mark
         self.earlier = False  # the model is the best one measured before the last updates, not the last one
 
-    def cut(self, text):
-        """The part of a block to train on; before the held-out text is
-        whole, the block's tail joins it."""
-        if self.fraction == 0:
-            return text
-        at = tail(text, self.fraction)
-        if not self.whole:
-            self.text = (self.text + text[at:])[-CAP:]
-        return text[:at]
+    def begin(self):
+        """A new pass: its blocks hold out their tails again, from the first."""
+        self.held = 0
 
-    def gather(self, pieces, n):
-        """Read a pass's text (pieces) and set aside each block's tail, as the
-        first pass does: blocks of n + 1 characters, n apart, the last one
-        what is left (train.Run cuts the text that can be read again so)."""
-        self.text, pending = "", ""
+    def cut(self, text):
+        """The part of a block to train on (text itself when none is held
+        out); in the first pass the tail held out joins the held-out text."""
+        if self.fraction is None:
+            self.fraction = default_fraction(len(text))  # the first block decides
+        take = min(int(len(text) * self.fraction), self.limit() - self.held)
+        if take <= 0:
+            return text
+        self.held += take
+        if not self.whole:
+            self.text += text[-take:]
+        return text[:-take]
+
+    def gather(self, pieces):
+        """Read a pass's text (pieces) as far as it holds out, and set the
+        tails aside as the first pass did: blocks of n + 1 characters, n
+        apart (how train.Run cuts text that can be read again)."""
+        self.text, pending, self.held = "", "", 0
         for piece in pieces:
             if piece:
                 pending += piece
-                while len(pending) > n:
-                    self.cut(pending[: n + 1])
-                    pending = pending[n:]
-        if len(pending) > 1:
-            self.cut(pending)
+                while len(pending) > self.n and not self.full():
+                    self.cut(pending[: self.n + 1])
+                    pending = pending[self.n :]
+            if self.full():
+                break
+        else:
+            if len(pending) > 1:
+                self.cut(pending)
+        self.held = 0
         self.complete()
+
+    def limit(self):
+        """Characters a pass holds out at most."""
+        return min(int(self.fraction * (self.n + 1)), CAP)
+
+    def full(self):
+        return self.fraction is not None and self.held >= self.limit()
 
     def complete(self):
         self.whole = True

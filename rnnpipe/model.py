@@ -18,7 +18,7 @@ from .evaluate import TextScorer
 from .plan import Options
 from .sample import beam_search, generate, stop_after
 from .sampling import SampleOptions, pieces
-from .train import Diverged, Position, Run
+from .train import Diverged, Position, Run, block_length
 from .vocab import Vocab
 
 
@@ -333,13 +333,13 @@ class Model:
         passes, again, inputs, size = plan.passes(text, options, inputs, size)
         epochs = options.passes(again)
         # held-out text and keep-best, by default for many passes
-        options = options.settle(epochs, size, self.world, self.resume, inputs)
+        options = options.settle(epochs, size, block_length(self.config), self.world, self.resume, inputs)
         resume, note = plan.start(self, inputs, options, epochs, again)
         if total is None and size is not None and epochs is not None:
             total = size * epochs
             if resume is not None and again:
                 total -= (resume.epoch - 1) * size + resume.trained
-        budget, max_time = plan.budget(self, options, resume, total)
+        budget, max_time = plan.budget(self, options, resume, total, options.held(size, block_length(self.config)))
         with blas_threads(options.threads):
             run = Run(self, options, budget=budget, resume=resume, note=note, inputs=inputs, rereadable=again,
                       pass_chars=size, total=total, callback=callback, stop=stop, max_time=max_time,

@@ -81,27 +81,36 @@ class Options:
             return 1
         return self.epochs
 
-    def settle(self, passes, size, world=None, pending=None, inputs=None):
+    def settle(self, passes, size, n, world=None, pending=None, inputs=None):
         """These options with the defaults that depend on the text decided:
         passes (Options.passes: None for passes until the time is up), size
-        (characters in one pass, None when unknown), world (ranks training
-        together, which keep no best model by default). A text read more
-        than once holds out holdout.default_fraction(size) of itself and
-        keeps the best model on it; a text read once holds out nothing. An
-        interrupted run on the same inputs (pending, a Position) is
-        continued with the fraction it held out."""
+        (characters in one pass, None when unknown), n (train.block_length),
+        world (ranks training together, which keep no best model by
+        default). A text read more than once holds out
+        holdout.default_fraction of its first block (None when its size is
+        unknown: the first block decides as it arrives) and keeps the best
+        model on it; a text read once holds out nothing. An interrupted run
+        on the same inputs (pending, a Position) is continued with the
+        fraction it held out."""
         many = passes is None or passes > 1
         vf = self.valid_fraction
         if vf is None and pending is not None and pending.interrupted and pending.inputs == inputs:
             vf = pending.valid_fraction
-        if vf is None:
-            vf = holdout.default_fraction(size) if many else 0.0
+        if vf is None and not many:
+            vf = 0.0
+        elif vf is None and size:
+            vf = holdout.default_fraction(min(size, n + 1))
         keep = self.keep_best
         if keep is None:
-            keep = many and vf > 0 and world is None
-        elif keep and not vf > 0:
+            keep = many and vf != 0 and world is None
+        elif keep and vf == 0:
             raise SettingError("keep_best", True, NEEDS_HELD_OUT + " (a text read once holds none out by default)")
         return self.replace(valid_fraction=vf, keep_best=keep)
+
+    def held(self, size, n):
+        """The share of a pass of `size` characters these settled options hold out."""
+        vf = self.valid_fraction
+        return holdout.share(vf if vf is not None else holdout.default_fraction(n + 1), size, n) if size else 0.0
 
     def spool(self, rereadable):
         """Whether text that cannot be read again must be kept for later passes."""
@@ -208,8 +217,9 @@ def start(model, inputs, options, epochs, again):
     return r, f"going on from pass {r.epoch}{at} of the text, where the last run stopped"
 
 
-def budget(model, options, resume, total):
-    """(the learning-rate schedule's Budget for a run, its time limit)."""
+def budget(model, options, resume, total, held=0.0):
+    """(the learning-rate schedule's Budget for a run, its time limit);
+    held: the share of each pass held out, not trained on."""
     max_time = options.max_time
     scheduled = options.schedule != "none" and (options.epochs is not None or max_time is not None)
     saved = resume.schedule if resume is not None and resume.interrupted else None
@@ -221,7 +231,7 @@ def budget(model, options, resume, total):
     start = None if options.restart else model.rate if model.rate is not None else FLOOR if model.iterations else None
     if not scheduled:
         return Budget(options.schedule, None, None, start=start), max_time
-    trained = None if total is None else int(total * (1 - options.valid_fraction))
+    trained = None if total is None else int(total * (1 - held))
     return Budget(options.schedule, trained, max_time, start=start), max_time
 
 

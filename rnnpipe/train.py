@@ -98,8 +98,7 @@ class Run:
         self.model, self.options, self.callback, self.stop = model, options, callback, stop
         self.max_time = max_time  # this invocation's time limit (what is left of it, for a continued run)
         self.report_every, self.sample_every, self.sample_length = report_every, options.sample_every, sample_length
-        # options come settled (Options.settle): a fraction, and keep-best on or off
-        self.valid_fraction, self.valid_every, self.total = options.valid_fraction, valid_every, total
+        self.valid_every, self.total = valid_every, total
         self.inputs, self.rereadable, self.max_vocab = list(inputs), rereadable, options.max_vocab
         self.pass_chars = pass_chars
         self.resume, self.note = resume, note
@@ -111,7 +110,9 @@ class Run:
         self.chars = 0  # characters read and trained on (or held out) in this run
         self.skipped = 0  # characters of this pass that a continued run had trained on before
         cfg = model.config
-        self.held = Holdout(options.valid_fraction, options.keep_best, cfg.batch_size * cfg.seq_length)
+        # options come settled (Options.settle): a fraction (None: the first block decides), keep-best on or off
+        chunk = cfg.batch_size * cfg.seq_length
+        self.held = Holdout(options.valid_fraction, options.keep_best, block_length(cfg), chunk)
         self.valid_bits = None  # the latest held-out score
         self.stopping = False  # asked to stop: going on to the next measurement point (keep-best)
         self.epoch = self.first_epoch = 1
@@ -183,9 +184,9 @@ class Run:
             if not self.rereadable and r.digest is None:
                 # a file from before pipes were fingerprinted: what arrives now is taken to continue what came before
                 self.offset, self.carry, self.resume = r.offset, _last_stream(r.state), None
-            elif r.epoch > 1 and self.rereadable and self.valid_fraction > 0:
+            elif r.epoch > 1 and self.rereadable and self.held.fraction != 0:
                 # the first pass set the held-out text aside whole: read it again, before going on
-                self.held.gather(passes(), block_length(self.model.config))
+                self.held.gather(passes())
                 if self.held.ready():
                     self.tell()
                     self.checkpoint()  # the model it goes on from, the best one when it was saved
@@ -198,7 +199,7 @@ class Run:
                 self.chars = chars + read - self.skipped
                 if self.model.iterations == before and not resumed:
                     break  # a pass that trains nothing would be repeated forever
-                first = self.valid_fraction > 0 and not self.held.whole
+                first = not self.held.whole
                 if first:
                     self.held.complete()  # read whole: later passes hold out the same text again
                 if epochs is not None and self.epoch >= epochs:
@@ -225,6 +226,7 @@ class Run:
         cfg = self.model.config
         N = block_length(cfg)
         read, self.skipped = 0, 0
+        self.held.begin()
         self.hash = hashlib.sha256() if not self.rereadable else None
         self.hashed, self.head = 0, ""
         if self.resume is not None:
@@ -328,6 +330,7 @@ class Run:
         self.tell()
         self.resume, self.offset, self.skipped, self.carry = None, 0, 0, None
         self.held.text = ""
+        self.held.begin()
         self.hash, self.hashed, self.head = hashlib.sha256(), 0, ""
         spool.seek(0)
         replay = iter(lambda: spool.read(1 << 20), "")
@@ -365,14 +368,15 @@ class Run:
         self.block_chars = len(text)
         trained = self.held.cut(text)
         B, L = layout(len(trained), cfg.seq_length, cfg.batch_size)
-        used = len(text) - 1 if self.valid_fraction > 0 else B * L  # held-out text is used up whole
+        held = len(trained) < len(text)
+        used = len(text) - 1 if held else B * L  # held-out text is used up whole
         r = self.resume
         if r is not None:  # the block the last run stopped in
             first, state, self.resume = r.chunk, [tuple(s.copy() for s in layer) for layer in r.state], None
             self.skipped += min(first * cfg.seq_length, L) * B  # what its chunks so far read
         else:
             first, state = 0, net.zero_state(cfg, B)
-            if self.carry is not None and self.valid_fraction == 0:
+            if self.carry is not None:
                 # the last stream of the last block ended where this block's first begins
                 state = [tuple(np.concatenate([c, s[1:]]) for c, s in zip(cl, sl, strict=True))
                          for cl, sl in zip(self.carry, state, strict=True)]  # fmt: skip
@@ -384,7 +388,7 @@ class Run:
             self.chars += X.size
             m.resume = self.position(i + 1, state)
             self.after_step(Y[-1, 0], state)
-        self.carry = _last_stream(state)
+        self.carry = None if held else _last_stream(state)  # a held-out tail parts this block from the next
         self.offset += used
         return used
 
@@ -396,7 +400,7 @@ class Run:
         spent = schedule.Budget(b.kind, b.total, b.max_time, b.chars + self.trained, seconds, b.start)
         pipe = self.hash is not None
         return Position(self.inputs, self.epoch, self.epochs, self.offset, chunk, state, cfg.batch_size,
-                        cfg.seq_length, self.valid_fraction, self.pass_chars, spent.to_dict(), self.block_chars,
+                        cfg.seq_length, self.held.fraction, self.pass_chars, spent.to_dict(), self.block_chars,
                         self.head_digest if pipe else None, self.digest if pipe else None,
                         kept=False if self.held.judging() else None)  # fmt: skip
 

@@ -5,6 +5,7 @@ assertions: every run here is bounded by its passes, not by a clock."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -69,8 +70,11 @@ def test_without_keep_best_the_same_run_ends_with_its_last_model(overfitted):
     assert model.evaluate(HELD).bits_per_char > overfitted[0].evaluate(HELD).bits_per_char + 0.05
 
 
+N = 1_048_640  # train.block_length of the default configuration: about a million characters
+
+
 def settled(passes, size, **given):
-    o = Options(**given).settle(passes, size)
+    o = Options(**given).settle(passes, size, N)
     return o.valid_fraction, o.keep_best
 
 
@@ -78,17 +82,45 @@ def test_the_default_holds_out_for_many_passes_and_not_for_one():
     assert settled(1, 3000) == (0.0, False)  # one pass (a file read once, or stdin)
     assert settled(None, 3000) == (DEFAULT_FRACTION, True)  # --max-time: passes until the time is up
     assert settled(3, 3000) == (DEFAULT_FRACTION, True)
-    assert settled(3, 10**6) == (DEFAULT_CAP / 10**6, True)  # a large text: at most DEFAULT_CAP characters
-    assert settled(3, None) == (DEFAULT_FRACTION, True)
-    assert default_fraction(10**6) * 10**6 == pytest.approx(DEFAULT_CAP)
+    assert settled(3, 10**5) == (DEFAULT_FRACTION, True)  # the README's sample: its last 5%, 4,992 characters
+    assert settled(3, 10**6) == (DEFAULT_CAP / 10**6, True)  # at most DEFAULT_CAP characters
+    assert settled(3, 10**8) == (DEFAULT_CAP / (N + 1), True)  # of its first block: a file of any length
+    assert settled(3, None) == (None, True)  # stdin kept for more passes: its first block decides, as it comes
+    assert default_fraction(N + 1) * (N + 1) == pytest.approx(DEFAULT_CAP)
     assert settled(3, 3000, valid_fraction=0) == (0.0, False)  # --valid-fraction 0 turns it off
     assert settled(3, 3000, keep_best=False) == (DEFAULT_FRACTION, False)
     assert settled(1, 3000, valid_fraction=0.1) == (0.1, False)
-    assert Options().settle(3, 3000, world=object()).keep_best is False  # ranks under torchrun: measured only
+    assert Options().settle(3, 3000, N, world=object()).keep_best is False  # ranks under torchrun: measured only
     with pytest.raises(SettingError, match="keep_best needs held-out text"):
-        Options(keep_best=True).settle(1, 3000)
+        Options(keep_best=True).settle(1, 3000, N)
     with pytest.raises(SettingError, match="keep_best needs held-out text"):
         Options(keep_best=True, valid_fraction=0)
+
+
+def test_a_long_text_holds_out_the_tail_of_its_first_block_only(monkeypatch):
+    """Held out: the tail of each block until the fraction of one block is
+    held out, so a long text's is the tail of its first block, and the same
+    whether the text is a file (its size known) or piped (not)."""
+    monkeypatch.setattr(rnnpipe.train, "BLOCK_CHARS", 1000)
+    n = rnnpipe.train.block_length(CFG)  # 1,040: TEXT is three blocks
+    held = []
+
+    def callback(p):
+        if p.kind == "valid":
+            held.append(p.valid_bits)
+
+    file, piped = Model.new(CFG, TEXT), Model.new(CFG, TEXT)
+    # at a constant rate (a text of unknown size has no schedule by characters), every update kept
+    same = dict(epochs=2, schedule="none", keep_best=False, valid_every=math.inf)
+    file.train(TEXT, callback=callback, **same)
+    piped.train(lambda: iter([TEXT[:700], TEXT[700:]]), **same)
+    assert file.to_bytes() == piped.to_bytes()
+    first = TEXT[: n + 1]
+    tail = first[len(first) - int(len(first) * DEFAULT_FRACTION) :]
+    assert held[-1] == pytest.approx(file.evaluate(tail).bits_per_char, abs=1e-6)
+    # every character but that tail was trained on, in each pass (up to what the layout leaves over)
+    per_pass = file.chars_seen / 2
+    assert len(TEXT) - len(tail) - 3 * CFG.batch_size <= per_pass < len(TEXT) - len(tail)
 
 
 def test_one_pass_of_stdin_holds_nothing_out_and_passes_over_a_file_do(tmp_path):
