@@ -146,8 +146,9 @@ RUN = [
             help="stop cleanly after this long (seconds, or with s, m or h: 90, 10m, 1.5h) and save; without "
             "--epochs, pass over the text again and again "
             "until then (text read from stdin is read once), and the run is finished: the same command trains as "
-            "long again, going on where the text does; with --epochs, the run is interrupted and the same command "
-            "trains up to this long again toward the passes left",
+            "long again, going on where the text does; with --epochs, the run is interrupted (keeping the best "
+            "held-out model: at its next held-out measurement) and the same command trains up to this long again "
+            "toward the passes left",
         ),
     ),
     (

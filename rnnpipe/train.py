@@ -114,7 +114,7 @@ class Run:
         chunk = cfg.batch_size * cfg.seq_length
         self.held = Holdout(options.valid_fraction, options.keep_best, block_length(cfg), chunk)
         self.valid_bits = None  # the latest held-out score
-        self.stopping = False  # asked to stop: going on to the next measurement point (keep-best)
+        self.stopping = None  # why it stops, going on to the next measurement point first (keep-best)
         self.epoch = self.first_epoch = 1
         self.epochs = None
         self.offset = 0  # characters of this pass before the current block
@@ -441,19 +441,20 @@ class Run:
             self.last_report = now
             self.report("progress")
         timed = self.max_time is not None and now - self.start >= self.max_time
-        asked = self.stopping or (not timed and self.stop is not None and self.stop())
+        asked = not timed and not self.stopping and self.stop is not None and self.stop()
         # ranks training together (ddp.py) stop after the same chunk
         timed, asked = self.model.agree(timed, asked)
-        if timed:
-            raise Stop("time limit")
-        if asked and self.held.judging() and not self.held.at_mark:
-            # keep-best stops where it measures, where what is saved is exact (holdout.py): soon
+        why = self.stopping or ("time limit" if timed else "stopped" if asked else None)
+        if why is None:
+            return
+        if self.held.judging() and not self.held.at_mark and (why == "stopped" or self.epochs is not None):
+            # an interrupted keep-best run stops where it measures, where what it saves is exact (holdout.py)
             if not self.stopping:
-                self.stopping = True
-                left = self.held.left(m.iterations)
-                self.report("note", note=f"stopping at the next held-out measurement, {left:,} update(s) on")
-        elif asked:
-            raise Stop("stopped")
+                self.stopping = why
+                left = f"stopping at the next held-out measurement, {self.held.left(m.iterations):,} update(s) on"
+                self.report("note", note=left if asked else f"time is up: {left}")
+            return
+        raise Stop(why)
 
     def finish(self, stopped):
         # the last updates before the end had no time to show a climb: judge

@@ -16,8 +16,9 @@ import rnnpipe
 import rnnpipe.train
 from rnnpipe import Config, Model, session, training
 from rnnpipe.errors import SettingError
-from rnnpipe.holdout import DEFAULT_CAP, DEFAULT_FRACTION, default_fraction
+from rnnpipe.holdout import COST, DEFAULT_CAP, DEFAULT_FRACTION, default_fraction
 from rnnpipe.plan import Options
+from rnnpipe.progress import status
 
 TEXT = kafka_text()[:3000]
 # a model far too big for 3,000 characters, at a constant rate: it learns them by heart within seconds
@@ -37,6 +38,11 @@ def overfit(**options):
     def callback(p):
         if p.kind == "valid":
             measured.append((p.valid_bits, p.iteration))
+            # the progress line shows it, and the best so far when this one is worse
+            line = status(p)
+            assert f"held-out {p.valid_bits:.3f} bits/char" in line
+            worse = p.best_bits is not None and p.best_bits < p.valid_bits
+            assert ("(best " in line) == worse and (not worse or f"(best {p.best_bits:.3f})" in line)
         if p.kind == "note":
             notes.append(p.note)
 
@@ -53,6 +59,16 @@ def test_a_text_that_overfits_ends_with_the_best_held_out_model(overfitted):
     model, measured, notes, end = overfitted
     scores = [bits for bits, _ in measured]
     assert len(scores) >= 5
+    # measured when the first pass ends, then every 20 times the held-out text's characters of training
+    chunk = CFG.batch_size * CFG.seq_length
+    every = math.ceil(COST * len(HELD) / chunk)
+    streams, length = rnnpipe.train.layout(len(TEXT) - len(HELD), CFG.seq_length, CFG.batch_size)
+    assert COST == 20 and measured[0][1] == math.ceil(length / CFG.seq_length)  # the first pass's updates
+    best_bits, best_at = measured[0]
+    for bits, at in measured[1:-1]:  # (the last one is the end's)
+        assert at == best_at + every  # from the best model: one no better went back to it
+        if bits < best_bits:
+            best_bits, best_at = bits, at
     best = min(scores)
     # the last model trained, measured at the end, had learned the text by heart: worse than the best
     assert scores[-1] > best + 0.05
@@ -198,6 +214,23 @@ def test_a_run_asked_to_stop_goes_on_to_its_next_measurement_and_says_so():
     left = int(re.fullmatch(r"stopping at the next held-out measurement, (\d+) update\(s\) on", note)[1])
     assert measured[-1] == asked_at + left  # it went on that far, and measured there
     assert model.iterations in measured  # the model it stops with: measured (the last one, or the best before it)
+
+
+def test_passes_cut_by_the_time_limit_stop_where_they_measure_and_go_on_exactly(overfitted, monkeypatch):
+    """--epochs N --max-time T with T up first: the run is interrupted, so it
+    too goes on to its next measurement point; the next run finishes it as
+    the run never stopped. A fake clock: every reading moves it a millisecond."""
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(rnnpipe.train.time, "monotonic", lambda: next(ticks) / 1000)
+    model, notes = Model.new(CFG, TEXT), []
+    end = model.train(TEXT, epochs=EPOCHS, max_time=1.0, schedule="none",
+                      callback=lambda p: p.kind == "note" and notes.append(p.note))  # fmt: skip
+    assert end.stopped == "time limit" and 2 < end.epoch < EPOCHS and model.resume.interrupted
+    assert len(notes) == 1 and notes[0].startswith("time is up: stopping at the next held-out measurement, ")
+    monkeypatch.undo()
+    again = Model.from_bytes(model.to_bytes())
+    again.train(TEXT, epochs=EPOCHS, schedule="none")
+    assert again.to_bytes() == overfitted[0].to_bytes()
 
 
 def test_a_callback_that_stops_the_run_sends_it_back_to_its_last_measurement():
