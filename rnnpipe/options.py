@@ -206,8 +206,9 @@ RUN = [
         dict(
             type=float,
             metavar="F",
-            help="hold out this fraction of the text, the tail of each block read, and report held-out bits per "
-            "character (default: 5%% of a text read more than once, at most 10,000 characters; 0 of one read once)",
+            help="hold out this fraction of the text (its tail; of a longer text than about a million characters, "
+            "the tail of its first million) and report held-out bits per character (default: 5%% of a text read "
+            "more than once, at most 10,000 characters; 0 of one read once)",
         ),
     ),
     (

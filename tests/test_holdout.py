@@ -86,6 +86,17 @@ def test_without_keep_best_the_same_run_ends_with_its_last_model(overfitted):
     assert model.evaluate(HELD).bits_per_char > overfitted[0].evaluate(HELD).bits_per_char + 0.05
 
 
+def test_the_torch_engine_keeps_the_best_model_too():
+    pytest.importorskip("torch")
+    model = Model.new(CFG, TEXT).use("torch", device="cpu")
+    measured = []
+    end = model.train(TEXT, epochs=EPOCHS, schedule="none",
+                      callback=lambda p: p.kind == "valid" and measured.append(p.valid_bits))  # fmt: skip
+    assert end.kept is not None and end.valid_bits == min(measured) < measured[-1]
+    model.sync()
+    assert model.evaluate(HELD).bits_per_char == pytest.approx(min(measured), abs=1e-6)
+
+
 N = 1_048_640  # train.block_length of the default configuration: about a million characters
 
 
