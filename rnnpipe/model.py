@@ -18,7 +18,7 @@ from .evaluate import TextScorer
 from .plan import Options
 from .sample import PRIME_CHUNK, beam_search, generate, stop_after
 from .sampling import SampleOptions, pieces
-from .train import Diverged, Position, Run
+from .train import Diverged, Position, Run, block_length
 from .vocab import Vocab
 
 
@@ -299,15 +299,18 @@ class Model:
           model.train(text, max_time=60). Each field is documented there:
           epochs (None: one pass, or with max_time, passes over text that can
           be read again until the time is up), max_time (seconds; the clock
-          starts when the first text arrives), schedule, valid_fraction,
-          keep_best, restart, max_vocab, sample_every, threads (BLAS
-          threads, 1 by default as on the command line) and workers
-          (processes sharing each update, parallel.py). save_every is for a
-          session on a model file (rnnpipe.training), not for Model.train.
+          starts when the first text arrives), schedule, valid_fraction and
+          keep_best (None, their default: text read more than once holds out
+          a slice and the run ends with the best model on it, holdout.py;
+          text read once holds none out), restart, max_vocab, sample_every,
+          threads (BLAS threads, 1 by default as on the command line) and
+          workers (processes sharing each update, parallel.py). save_every is
+          for a session on a model file (rnnpipe.training), not for Model.train.
         callback: called with a train.Progress every report_every seconds,
           with a sample every sample_every iterations (sample_length
-          characters), with held-out bits every valid_every seconds, with a
-          note (kind "note") when there is something to tell, and at the end;
+          characters), with held-out bits at keep-best's measurement points
+          (without keep-best, every valid_every seconds and after each pass),
+          with a note (kind "note") when there is something to tell, and at the end;
           it may raise rnnpipe.Stop. rnnpipe.Display(sys.stderr) prints
           progress as the command line does.
         stop: a function polled after every iteration (and while a pipe is
@@ -321,7 +324,8 @@ class Model:
         A run that is interrupted (stop, a callback's Stop, or its time limit
         when epochs are given) leaves its position in self.resume, and the
         next train() on the same inputs, with the same batch size, sequence
-        length and valid_fraction, finishes it exactly. A run bounded by time
+        length and valid_fraction, finishes it exactly (keep-best: from the
+        last measurement point, where an interrupted run goes back to). A run bounded by time
         alone finishes when its time is up; the next run starts anew (a new
         max_time of training) but goes on where the text does. A run on a
         model trained before starts at the rate the last run ended at
@@ -339,12 +343,14 @@ class Model:
                                "rnnpipe.training.Session, which saves; Model.train does not")  # fmt: skip
         passes, again, inputs, size = plan.passes(text, options, inputs, size)
         epochs = options.passes(again)
+        # held-out text and keep-best, by default for many passes
+        options = options.settle(epochs, size, block_length(self.config), self.world, self.resume, inputs)
         resume, note = plan.start(self, inputs, options, epochs, again)
         if total is None and size is not None and epochs is not None:
             total = size * epochs
             if resume is not None and again:
                 total -= (resume.epoch - 1) * size + resume.trained
-        budget, max_time = plan.budget(self, options, resume, total)
+        budget, max_time = plan.budget(self, options, resume, total, options.held(size, block_length(self.config)))
         with blas_threads(options.threads), parallel.cores(self, options.workers):
             run = Run(self, options, budget=budget, resume=resume, note=note, inputs=inputs, rereadable=again,
                       pass_chars=size, total=total, callback=callback, stop=stop, max_time=max_time,

@@ -123,7 +123,10 @@ RUN = [
             help="the learning rate over the run (default cosine)",
         ),
     ),
-    (("--keep-best",), dict(action="store_true", help="with --valid-fraction: end with its best model")),
+    (
+        ("--keep-best",),
+        dict(action="store_true", default=None, help="end with the best held-out model (default: when read more than once)"),
+    ),
     (("--restart",), dict(action="store_true", help="start a new pass with a fresh schedule")),
     (
         ("--max-vocab",),
@@ -135,7 +138,7 @@ RUN = [
     ),
     (
         ("--valid-fraction",),
-        dict(type=float, default=0.0, metavar="F", help="hold out this share and score it (default 0)"),
+        dict(type=float, metavar="F", help="hold out this share (default: 5%%, at most 10,000 chars, if read more than once)"),
     ),
     (
         ("--save-every",),

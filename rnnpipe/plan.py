@@ -10,10 +10,12 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from . import schedule
+from . import holdout, schedule
 from .config import INT64, MAX_VOCAB
 from .errors import SettingError
 from .schedule import FLOOR, Budget
+
+NEEDS_HELD_OUT = "{name} needs held-out text to judge by: give a valid fraction too"
 
 
 @dataclass(frozen=True)
@@ -25,8 +27,12 @@ class Options:
     epochs: int | None = None  # passes over the text; None: one, or with max_time, passes until the time is up
     max_time: float | None = None  # seconds this run trains at most (the clock starts when text arrives)
     schedule: str = "cosine"  # the learning rate over a run whose end is known: cosine, linear or none (schedule.py)
-    valid_fraction: float = 0.0  # the tail of each block held out and scored, not trained on
-    keep_best: bool = False  # end with the model that scored best on the held-out text, not the last one
+    # the tail of each block held out and scored, not trained on; None: a small share of a text read more
+    # than once (holdout.default_fraction), none of one read once (settle)
+    valid_fraction: float | None = None
+    # end with the best model on the held-out text, not the last one (holdout.py); None: with held-out text
+    # and more than one pass
+    keep_best: bool | None = None
     restart: bool = False  # a new pass and a fresh schedule, not where the last run stopped
     max_vocab: int = MAX_VOCAB  # the most distinct characters the model may grow to (VocabularyFull beyond)
     sample_every: int = 0  # report a sample every this many updates (0: never)
@@ -53,11 +59,14 @@ class Options:
             raise SettingError("schedule", self.schedule, "{name} must be one of " + ", ".join(schedule.KINDS)
                                + ", not {value}")  # fmt: skip
         vf = self.valid_fraction
-        if not (isinstance(vf, (int, float)) and 0 <= vf < 1):
-            raise SettingError("valid_fraction", vf, "{name} must be at least 0 and below 1, not {value}")
-        object.__setattr__(self, "valid_fraction", float(vf))  # the model file keeps a float
-        if self.keep_best and not vf > 0:
-            raise SettingError("keep_best", True, "{name} needs held-out text to judge by: give a valid fraction too")
+        if vf is not None:
+            if isinstance(vf, bool) or not (isinstance(vf, (int, float)) and 0 <= vf < 1):
+                raise SettingError("valid_fraction", vf, "{name} must be at least 0 and below 1, not {value}")
+            object.__setattr__(self, "valid_fraction", float(vf))  # the model file keeps a float
+        if self.keep_best not in (None, True, False):
+            raise SettingError("keep_best", self.keep_best, "{name} must be True, False or None, not {value}")
+        if self.keep_best and vf is not None and not vf > 0:
+            raise SettingError("keep_best", True, NEEDS_HELD_OUT)
         whole("max_vocab", 1, "at least 1")
         whole("sample_every", 0, "0 (never) or more")
         whole("threads", 1, "at least 1")
@@ -74,6 +83,37 @@ class Options:
         if self.epochs is None and not (self.max_time is not None and rereadable):
             return 1
         return self.epochs
+
+    def settle(self, passes, size, n, world=None, pending=None, inputs=None):
+        """These options with the defaults that depend on the text decided:
+        passes (Options.passes: None for passes until the time is up), size
+        (characters in one pass, None when unknown), n (train.block_length),
+        world (ranks training together, which keep no best model by
+        default). A text read more than once holds out
+        holdout.default_fraction of its first block (None when its size is
+        unknown: the first block decides as it arrives) and keeps the best
+        model on it; a text read once holds out nothing. An interrupted run
+        on the same inputs (pending, a Position) is continued with the
+        fraction it held out."""
+        many = passes is None or passes > 1
+        vf = self.valid_fraction
+        if vf is None and pending is not None and pending.interrupted and pending.inputs == inputs:
+            vf = pending.valid_fraction
+        if vf is None and not many:
+            vf = 0.0
+        elif vf is None and size:
+            vf = holdout.default_fraction(min(size, n + 1))
+        keep = self.keep_best
+        if keep is None:
+            keep = many and vf != 0 and world is None
+        elif keep and vf == 0:
+            raise SettingError("keep_best", True, NEEDS_HELD_OUT + " (a text read once holds none out by default)")
+        return self.replace(valid_fraction=vf, keep_best=keep)
+
+    def held(self, size, n):
+        """The share of a pass of `size` characters these settled options hold out."""
+        vf = self.valid_fraction
+        return holdout.share(vf if vf is not None else holdout.default_fraction(n + 1), size, n) if size else 0.0
 
     def spool(self, rereadable):
         """Whether text that cannot be read again must be kept for later passes."""
@@ -101,6 +141,9 @@ class Position:
     head: str | None = None  # a pipe's pass: SHA-256 of its first HEAD characters (compared before skipping any)
     digest: str | None = None  # a pipe's pass: SHA-256 of its text to the end of the current block
     interrupted: bool = True  # False: the run finished (its time was up) and this is only where the text goes on
+    # not saved: keep-best's word on this place (holdout.py): True, a measurement point (a save here is
+    # exact); False, between them (a save here is not: the run would go back to the last one); None, no keep-best
+    kept: bool | None = None
 
     @property
     def fraction(self):
@@ -177,8 +220,9 @@ def start(model, inputs, options, epochs, again):
     return r, f"going on from pass {r.epoch}{at} of the text, where the last run stopped"
 
 
-def budget(model, options, resume, total):
-    """(the learning-rate schedule's Budget for a run, its time limit)."""
+def budget(model, options, resume, total, held=0.0):
+    """(the learning-rate schedule's Budget for a run, its time limit);
+    held: the share of each pass held out, not trained on."""
     max_time = options.max_time
     scheduled = options.schedule != "none" and (options.epochs is not None or max_time is not None)
     saved = resume.schedule if resume is not None and resume.interrupted else None
@@ -190,7 +234,7 @@ def budget(model, options, resume, total):
     start = None if options.restart else model.rate if model.rate is not None else FLOOR if model.iterations else None
     if not scheduled:
         return Budget(options.schedule, None, None, start=start), max_time
-    trained = None if total is None else int(total * (1 - options.valid_fraction))
+    trained = None if total is None else int(total * (1 - held))
     return Budget(options.schedule, trained, max_time, start=start), max_time
 
 

@@ -30,6 +30,10 @@ class Progress:
     first_epoch: int = 1  # the pass it began in (more than 1 when it continued an interrupted run)
     note: str | None = None  # with kind "note": something the user should be told, one line
     lr: float | None = None  # the learning rate of the latest update (the schedule's)
+    best_bits: float | None = None  # keep-best: the best held-out score so far, the model's own at its last measurement
+    # with kind "end": (held-out bits, seconds into the run, iteration) of the best model measured, when the run
+    # ends with it rather than with the last one it trained (keep-best)
+    kept: tuple | None = None
 
     @property
     def chars_per_sec(self):
@@ -85,6 +89,8 @@ def losses(p):
     text = f"loss {p.smooth_bits:.3f} bits/char"
     if p.valid_bits is not None:
         text += f", held-out {p.valid_bits:.3f} bits/char"
+        if p.best_bits is not None and p.best_bits < p.valid_bits:
+            text += f" (best {p.best_bits:.3f})"
     return text
 
 

@@ -41,14 +41,13 @@ import numpy as np
 from . import schedule
 from .cells import net
 from .errors import Stop
-from .evaluate import loss_sum
 from .guard import Diverged, Guard  # noqa: F401  (Diverged: raised through Model.train, by this name too)
+from .holdout import Holdout
 from .plan import Options, Position, sha  # noqa: F401  (Options, Position: by these names too)
 from .progress import Progress
 from .reader import InputError, lone_surrogate
 from .sample import generate
 
-VALID_CAP = 256 * 1024  # held-out characters kept (the most recent)
 BLOCK_CHARS = 1 << 20  # about this many characters make one block of streams
 LATENCY = 2.0  # seconds a pipe's text waits, at most, before it is trained on as a shorter block
 HEAD = 1024  # characters of a piped pass whose fingerprint is checked first, before skipping any
@@ -99,7 +98,7 @@ class Run:
         self.model, self.options, self.callback, self.stop = model, options, callback, stop
         self.max_time = max_time  # this invocation's time limit (what is left of it, for a continued run)
         self.report_every, self.sample_every, self.sample_length = report_every, options.sample_every, sample_length
-        self.valid_fraction, self.valid_every, self.total = options.valid_fraction, valid_every, total
+        self.valid_every, self.total = valid_every, total
         self.inputs, self.rereadable, self.max_vocab = list(inputs), rereadable, options.max_vocab
         self.pass_chars = pass_chars
         self.resume, self.note = resume, note
@@ -110,10 +109,12 @@ class Run:
         self.started = False  # the clock restarts when the first block arrives
         self.chars = 0  # characters read and trained on (or held out) in this run
         self.skipped = 0  # characters of this pass that a continued run had trained on before
-        self.valid = ""  # held-out text: the tail of each block
-        self.valid_bits = None
-        self.keep_best = options.keep_best
-        self.best = None  # (held-out bits, the model's bytes, iteration): the best measurement on today's held-out text
+        cfg = model.config
+        # options come settled (Options.settle): a fraction (None: the first block decides), keep-best on or off
+        chunk = cfg.batch_size * cfg.seq_length
+        self.held = Holdout(options.valid_fraction, options.keep_best, block_length(cfg), chunk)
+        self.valid_bits = None  # the latest held-out score
+        self.stopping = None  # why it stops, going on to the next measurement point first (keep-best)
         self.epoch = self.first_epoch = 1
         self.epochs = None
         self.offset = 0  # characters of this pass before the current block
@@ -136,6 +137,7 @@ class Run:
             m.last_loss if m.last_loss is not None else math.nan,
             m.smooth_loss,
             valid_bits=self.valid_bits,
+            best_bits=None if self.held.best is None else self.held.best[0],
             max_time=self.max_time,
             epoch=self.epoch,
             first_epoch=self.first_epoch,
@@ -147,27 +149,26 @@ class Run:
         return p
 
     def measure(self):
+        """Score the held-out text, for the progress line (keep-best judges at checkpoints)."""
         self.last_valid = time.monotonic()
-        self.model.sync()
-        ix = self.model.vocab.encode(self.valid)
-        nats, n = loss_sum(self.model.config, self.model.params, ix[ix >= 0])
-        if n:
-            self.valid_bits = nats / n / math.log(2)
-            if self.keep_best and (self.best is None or self.valid_bits < self.best[0]):
-                self.best = (self.valid_bits, self.model.to_bytes(), self.model.iterations)
+        bits = self.held.score(self.model)
+        if bits is not None:
+            self.valid_bits = bits
+            self.report("valid")
 
-    def restore_best(self):
-        """--keep-best at the end: go back to the best measured model if the
-        final one does worse on the same held-out text."""
-        if not (self.keep_best and self.best and self.valid_bits is not None and self.valid_bits > self.best[0]):
+    def checkpoint(self):
+        """A keep-best measurement point (holdout.py): the model scored, and
+        kept, or put back to the best one."""
+        self.last_valid = time.monotonic()
+        bits = self.held.score(self.model)
+        if bits is None:
             return
-        bits, data, iteration = self.best
-        resume = self.model.resume  # where this run really ended: a continued run goes on from there
-        self.model.restore(data)
-        self.model.resume = resume
-        self.report("note", note=f"kept the model of iteration {iteration}, the best on the held-out text "
-                                 f"({bits:.4f} bits/char, against {self.valid_bits:.4f} at the end)")  # fmt: skip
         self.valid_bits = bits
+        self.report("valid")  # the model measured, before it may go back
+        if self.held.judge(self.model, bits, time.monotonic() - self.start if self.started else 0.0):
+            self.guard.take_snapshot()  # the weights it would roll back to are the best ones now
+        if self.model.resume is not None:
+            self.model.resume.kept = True
 
     # -- the passes ------------------------------------------------------------
 
@@ -183,6 +184,12 @@ class Run:
             if not self.rereadable and r.digest is None:
                 # a file from before pipes were fingerprinted: what arrives now is taken to continue what came before
                 self.offset, self.carry, self.resume = r.offset, _last_stream(r.state), None
+            elif r.epoch > 1 and self.rereadable and self.held.fraction != 0:
+                # the first pass set the held-out text aside whole: read it again, before going on
+                self.held.gather(passes())
+                if self.held.ready():
+                    self.tell()
+                    self.checkpoint()  # the model it goes on from, the best one when it was saved
         self.guard.take_snapshot()
         try:
             while epochs is None or self.epoch <= epochs:
@@ -192,11 +199,16 @@ class Run:
                 self.chars = chars + read - self.skipped
                 if self.model.iterations == before and not resumed:
                     break  # a pass that trains nothing would be repeated forever
+                first = not self.held.whole
+                if first:
+                    self.held.complete()  # read whole: later passes hold out the same text again
                 if epochs is not None and self.epoch >= epochs:
                     break
-                if self.valid:  # the end of a pass is a moment worth judging (and --keep-best's, whatever the clock)
+                if self.held.ready():
+                    if first:
+                        self.checkpoint()  # the first measurement point
+                elif self.held.text:  # the end of a pass is a moment worth scoring
                     self.measure()
-                    self.report("valid")
                 self.epoch += 1
                 self.offset, self.carry, self.resume = 0, None, None
             self.model.resume = None  # finished: nothing pending
@@ -214,6 +226,7 @@ class Run:
         cfg = self.model.config
         N = block_length(cfg)
         read, self.skipped = 0, 0
+        self.held.begin()
         self.hash = hashlib.sha256() if not self.rereadable else None
         self.hashed, self.head = 0, ""
         if self.resume is not None:
@@ -303,7 +316,7 @@ class Run:
     def skip(self, text, used, spool):
         """Pass over a block the interrupted run trained on (text, used up
         to its last character): its held-out tail is held out again."""
-        self.hold_out(text)
+        self.held.cut(text)
         if spool is not None:
             self.fingerprint(text)
             spool.write(text[:used])
@@ -315,7 +328,9 @@ class Run:
         pass on all of it, what was skipped included."""
         self.note = "the input is not the text the interrupted run read: starting a new pass"
         self.tell()
-        self.resume, self.offset, self.skipped, self.valid, self.carry = None, 0, 0, "", None
+        self.resume, self.offset, self.skipped, self.carry = None, 0, 0, None
+        self.held.text = ""
+        self.held.begin()
         self.hash, self.hashed, self.head = hashlib.sha256(), 0, ""
         spool.seek(0)
         replay = iter(lambda: spool.read(1 << 20), "")
@@ -328,17 +343,6 @@ class Run:
             self.head += new[: HEAD - len(self.head)]
         self.hash.update(new.encode("utf-8", "surrogatepass"))
         self.hashed = self.offset + len(text)
-
-    def hold_out(self, text):
-        """The tail of a block that --valid-fraction keeps out of training;
-        returns the part to train on."""
-        if self.valid_fraction == 0:
-            return text
-        cut = len(text) - int(len(text) * self.valid_fraction)
-        if self.epoch == self.first_epoch:  # later passes hold out the same text again
-            self.valid = (self.valid + text[cut:])[-VALID_CAP:]
-            self.best = None  # measured on other held-out text: not comparable
-        return text[:cut]
 
     def block(self, text):
         """Train on one block (text, from the block's first input to its
@@ -362,16 +366,17 @@ class Run:
             self.fingerprint(text)
             self.digest, self.head_digest = self.hash.hexdigest(), sha(self.head)
         self.block_chars = len(text)
-        trained = self.hold_out(text)
+        trained = self.held.cut(text)
         B, L = layout(len(trained), cfg.seq_length, cfg.batch_size)
-        used = len(text) - 1 if self.valid_fraction > 0 else B * L  # held-out text is used up whole
+        held = len(trained) < len(text)
+        used = len(text) - 1 if held else B * L  # held-out text is used up whole
         r = self.resume
         if r is not None:  # the block the last run stopped in
             first, state, self.resume = r.chunk, [tuple(s.copy() for s in layer) for layer in r.state], None
             self.skipped += min(first * cfg.seq_length, L) * B  # what its chunks so far read
         else:
             first, state = 0, net.zero_state(cfg, B)
-            if self.carry is not None and self.valid_fraction == 0:
+            if self.carry is not None:
                 # the last stream of the last block ended where this block's first begins
                 state = [tuple(np.concatenate([c, s[1:]]) for c, s in zip(cl, sl, strict=True))
                          for cl, sl in zip(self.carry, state, strict=True)]  # fmt: skip
@@ -383,7 +388,7 @@ class Run:
             self.chars += X.size
             m.resume = self.position(i + 1, state)
             self.after_step(Y[-1, 0], state)
-        self.carry = _last_stream(state)
+        self.carry = None if held else _last_stream(state)  # a held-out tail parts this block from the next
         self.offset += used
         return used
 
@@ -395,8 +400,9 @@ class Run:
         spent = schedule.Budget(b.kind, b.total, b.max_time, b.chars + self.trained, seconds, b.start)
         pipe = self.hash is not None
         return Position(self.inputs, self.epoch, self.epochs, self.offset, chunk, state, cfg.batch_size,
-                        cfg.seq_length, self.valid_fraction, self.pass_chars, spent.to_dict(), self.block_chars,
-                        self.head_digest if pipe else None, self.digest if pipe else None)  # fmt: skip
+                        cfg.seq_length, self.held.fraction, self.pass_chars, spent.to_dict(), self.block_chars,
+                        self.head_digest if pipe else None, self.digest if pipe else None,
+                        kept=False if self.held.judging() else None)  # fmt: skip
 
     # -- one update, guarded -----------------------------------------------------
 
@@ -405,6 +411,7 @@ class Run:
         rate = self.budget.factor(self.trained, time.monotonic() - self.start)
         self.lr = m.config.lr * rate
         self.trained += X.size
+        self.held.moved()
         try:
             new = m.step(X, Y, state, self.lr)
         except FloatingPointError:  # a NaN or infinite loss or gradient: the update was not applied
@@ -424,30 +431,49 @@ class Run:
             text = generate(m.config, m.vocab, m.params, self.sample_length, seed=m.iterations, state=first,
                             prime=m.vocab.chars[next_ix])  # fmt: skip
             self.report("sample", sample="".join(text))
-        if self.valid and now - self.last_valid >= self.valid_every:
+        if self.held.due(m.iterations):
+            self.checkpoint()
+            self.last_report = now
+        elif self.held.text and not self.held.ready() and now - self.last_valid >= self.valid_every:
             self.measure()
             self.last_report = now
-            self.report("valid")
         elif now - self.last_report >= self.report_every:
             self.last_report = now
             self.report("progress")
         timed = self.max_time is not None and now - self.start >= self.max_time
-        asked = not timed and self.stop is not None and self.stop()
+        asked = not timed and not self.stopping and self.stop is not None and self.stop()
         # ranks training together (ddp.py) stop after the same chunk
         timed, asked = self.model.agree(timed, asked)
-        if timed:
-            raise Stop("time limit")
-        if asked:
-            raise Stop("stopped")
+        why = self.stopping or ("time limit" if timed else "stopped" if asked else None)
+        if why is None:
+            return
+        if self.held.judging() and not self.held.at_mark and (why == "stopped" or self.epochs is not None):
+            # an interrupted keep-best run stops where it measures, where what it saves is exact (holdout.py)
+            if not self.stopping:
+                self.stopping = why
+                left = f"stopping at the next held-out measurement, {self.held.left(m.iterations):,} update(s) on"
+                self.report("note", note=left if asked else f"time is up: {left}")
+            return
+        raise Stop(why)
 
     def finish(self, stopped):
         # the last updates before the end had no time to show a climb: judge
         # them now, and lower the rate as any rollback does, for the next run
         self.guard.finish()
-        if self.valid:
+        held, m = self.held, self.model
+        if held.ready():
+            if held.judging() and stopped not in ("end of input", "time limit"):
+                if held.back(m):  # stopped between measurement points (a callback's Stop): back to the last one
+                    self.report("note", note=f"went back to the model kept at the last held-out measurement (iteration "
+                                         f"{m.iterations:,}): the same command goes on from there exactly")  # fmt: skip
+            elif not held.at_mark:  # the end is a measurement point
+                self.checkpoint()
+        elif held.text:
             self.measure()
-            self.restore_best()
-        return self.report("end", stopped=stopped)
+        kept = held.best if held.earlier else None  # the model is an earlier one than the last trained: say so
+        if kept is not None:
+            self.valid_bits = kept[0]  # the model's own
+        return self.report("end", stopped=stopped, kept=kept)
 
 
 def _last_stream(state):

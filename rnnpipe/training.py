@@ -32,7 +32,7 @@ import os
 from dataclasses import dataclass
 
 from . import session
-from .progress import si
+from .progress import clock, si
 
 
 class Failed(session.SessionError):
@@ -168,10 +168,11 @@ class Session:
         read = read or (lambda: len(text))
 
         def stop():
-            # polled after every iteration, and while a pipe is silent: the model is whole at both points
+            # polled after every iteration, and while a pipe is silent: the model is whole at both points;
+            # under keep-best a periodic save waits for a measurement point, where a save is exact (holdout.py)
             if self.interrupt():
                 return True
-            if saver is not None:
+            if saver is not None and (model.resume is None or model.resume.kept is not False):
                 saver.maybe_save()
             return False
 
@@ -203,7 +204,8 @@ class Session:
         rolled_back = model.config.lr < start_lr
         if trained == 0 and not (was_pending and model.resume is None) and (signalled or not rolled_back):
             if signalled:
-                return Outcome(None, f"interrupted before any training; {self._undo(before)}", exit_status)
+                what = "before any training" if final.kept is None else "before an update beat its held-out score"
+                return Outcome(None, f"interrupted {what}; {self._undo(before)}", exit_status)
             held = (
                 f" after --valid-fraction {options.valid_fraction:g} held out its tail"
                 if options.valid_fraction
@@ -262,6 +264,9 @@ class Session:
         model = self.model
         trained = model.iterations - start_iteration
         held = f", held-out {final.valid_bits:.3f} bits/char" if final.valid_bits is not None else ""
+        if final.kept is not None:
+            bits, seconds, _ = final.kept
+            held = f"; kept the best held-out model: {bits:.3f} bits/char at {clock(seconds)}, not the last one"
         first, last = final.first_epoch, final.epoch
         passes = ""
         if first == 1 and last > 1:

@@ -133,13 +133,15 @@ class CharRNNMagics(Magics):
         after the current iteration and the model is saved.
 
         Without --epochs the text is read once, or, with --max-time, again
-        and again until the time is up.
+        and again until the time is up. A run that reads it more than once
+        holds out its last 5% (at most 10,000 characters) and ends with the
+        model that scored best on it, as `rnnpipe train` does.
 
         -o VAR stores a TrainResult: VAR.model is the trained rnnpipe.Model,
         VAR.bits_per_char the final smoothed training loss and
-        VAR.heldout_bits the held-out loss (with --valid-fraction), both in
-        bits per character; VAR.final is the last rnnpipe.Progress and
-        VAR.history every one reported, for a loss curve of your own.
+        VAR.heldout_bits the model's held-out loss, both in bits per
+        character; VAR.final is the last rnnpipe.Progress and VAR.history
+        every one reported, for a loss curve of your own.
 
         With -m the run holds the model's lock, the one `rnnpipe train` takes
         (MODEL.lock beside it), from before the file is read to after the

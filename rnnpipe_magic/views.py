@@ -35,7 +35,8 @@ class TrainResult:
 
     @property
     def heldout_bits(self):
-        """Bits per character on the held-out text (--valid-fraction), else None."""
+        """Bits per character of the model on the held-out text (held out by default when the run reads
+        its text more than once; --valid-fraction), else None."""
         return self.final.valid_bits
 
     @property
@@ -68,7 +69,8 @@ def _status(p):
     if not math.isnan(p.loss_bits):  # NaN before the first update
         parts.append(f"loss {p.loss_bits:.3f} bits/char (smooth {p.smooth_bits:.3f})")
     if p.valid_bits is not None:
-        parts.append(f"held out {p.valid_bits:.3f}")
+        best = "" if p.best_bits is None or p.best_bits >= p.valid_bits else f" (best {p.best_bits:.3f})"
+        parts.append(f"held out {p.valid_bits:.3f}{best}")
     parts.append(f"{p.elapsed:.1f} of {p.max_time:g} s" if p.max_time else f"{p.elapsed:.1f} s")
     return " · ".join(parts)
 

@@ -50,6 +50,8 @@ def test_the_first_command_trains_for_a_minute_of_passes_then_samples(tmp_path):
     # the time decides (passes over the file until then: tests/test_first_hour.py)
     took = re.search(rb"^rnnpipe: time limit: trained on .* in ([0-9.]+) s ", r.stderr, re.M)
     assert took and float(took.group(1)) >= 3, r.stderr
+    # its last 5% held out and scored (the model kept is the best on it: tests/test_holdout.py)
+    assert re.search(rb"^rnnpipe: time limit: .*held-out \d\.\d{3} bits/char", r.stderr, re.M), r.stderr
     assert len(r.stdout.decode()) == 300
 
 

@@ -129,9 +129,9 @@ def test_many_windows_and_rounds_give_the_one_stream_score(name):
 
 
 def test_held_out_scoring_in_training_is_the_same_function():
-    import rnnpipe.train
+    import rnnpipe.holdout
 
-    assert rnnpipe.train.loss_sum is rnnpipe.evaluate.loss_sum
+    assert rnnpipe.holdout.loss_sum is rnnpipe.evaluate.loss_sum
     model = trained("rnn")
     ix = known(model, HELD_OUT["kafka"])
     nats, n = loss_sum(model.config, model.params, ix)

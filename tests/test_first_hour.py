@@ -52,14 +52,20 @@ def test_epochs_bound_passes_over_files_read_again_from_disk(tmp_path):
     source = tmp_path / "in.txt"
     source.write_text(text)
     assert run("train", "-m", one, *TINY, "-q", source).returncode == 0
-    # at a constant rate: a pipe's length is unknown, so it has no schedule by characters (train --help)
-    r = run("train", "-m", three, *TINY, "--epochs", "3", "--max-time", "600", "--schedule", "none", source)
+    # at a constant rate: a pipe's length is unknown, so it has no schedule by characters (train --help); and
+    # nothing held out, so that each pass trains on what the one pass does
+    passes = ["--epochs", "3", "--schedule", "none", "--valid-fraction", "0"]
+    r = run("train", "-m", three, *TINY, *passes, "--max-time", "600", source)
     assert r.returncode == 0 and b"(3 passes)" in r.stderr, r.stderr
     assert info(three)["chars_seen"] == 3 * info(one)["chars_seen"]
-    # the passes over stdin (kept in memory) and over the file (read again) train alike
+    # the passes over stdin (kept in memory) and over the file (read again) train alike, holding out alike
     piped = tmp_path / "piped.msgpack"
-    assert run("train", "-m", piped, *TINY, "--epochs", "3", "--schedule", "none", "-q", input=text).returncode == 0
+    assert run("train", "-m", piped, *TINY, *passes, "-q", input=text).returncode == 0
     assert Model.load(piped).to_bytes() == Model.load(three).to_bytes()
+    held = [tmp_path / "held-file.msgpack", tmp_path / "held-piped.msgpack"]
+    assert run("train", "-m", held[0], *TINY, *passes[:4], "-q", source).returncode == 0
+    assert run("train", "-m", held[1], *TINY, *passes[:4], "-q", input=text).returncode == 0
+    assert Model.load(held[0]).to_bytes() == Model.load(held[1]).to_bytes() != Model.load(three).to_bytes()
 
 
 def test_the_api_trains_a_string_for_the_time_given():

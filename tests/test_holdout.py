@@ -1,0 +1,329 @@
+"""A default that does not overfit (issue 22): a run that reads its text
+more than once holds out a slice of it and ends with the best model on it
+(rnnpipe/holdout.py); one pass over stdin holds out nothing. No timing
+assertions: every run here is bounded by its passes, not by a clock."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+from cli_util import TINY, run
+from texts import kafka_text
+
+import rnnpipe
+import rnnpipe.train
+from rnnpipe import Config, Model, session, training
+from rnnpipe.errors import SettingError
+from rnnpipe.holdout import COST, DEFAULT_CAP, DEFAULT_FRACTION, default_fraction
+from rnnpipe.plan import Options
+from rnnpipe.progress import status
+
+TEXT = kafka_text()[:3000]
+# a model far too big for 3,000 characters, at a constant rate: it learns them by heart within seconds
+CFG = Config(cell="gru", hidden=64, seq_length=20, batch_size=4, lr=0.02)
+ARGS = ["--cell", "gru", "--hidden", "64", "--seq-length", "20", "--batch-size", "4", "--lr", "0.02"]
+HELD = TEXT[len(TEXT) - int(len(TEXT) * DEFAULT_FRACTION) :]  # one block: the held-out slice is the text's tail
+EPOCHS = 40
+
+
+def overfit(**options):
+    """EPOCHS passes over TEXT with the default options (and these): the
+    model, every held-out score measured [(bits, iteration)], the notes and
+    the final Progress."""
+    model = Model.new(CFG, TEXT)
+    measured, notes = [], []
+
+    def callback(p):
+        if p.kind == "valid":
+            measured.append((p.valid_bits, p.iteration))
+            # the progress line shows it, and the best so far when this one is worse
+            line = status(p)
+            assert f"held-out {p.valid_bits:.3f} bits/char" in line
+            worse = p.best_bits is not None and p.best_bits < p.valid_bits
+            assert ("(best " in line) == worse and (not worse or f"(best {p.best_bits:.3f})" in line)
+        if p.kind == "note":
+            notes.append(p.note)
+
+    end = model.train(TEXT, epochs=EPOCHS, schedule="none", callback=callback, **options)
+    return model, measured, notes, end
+
+
+@pytest.fixture(scope="module")
+def overfitted():
+    return overfit()
+
+
+def test_a_text_that_overfits_ends_with_the_best_held_out_model(overfitted):
+    model, measured, notes, end = overfitted
+    scores = [bits for bits, _ in measured]
+    assert len(scores) >= 5
+    # measured when the first pass ends, then every 20 times the held-out text's characters of training
+    chunk = CFG.batch_size * CFG.seq_length
+    every = math.ceil(COST * len(HELD) / chunk)
+    streams, length = rnnpipe.train.layout(len(TEXT) - len(HELD), CFG.seq_length, CFG.batch_size)
+    assert COST == 20 and measured[0][1] == math.ceil(length / CFG.seq_length)  # the first pass's updates
+    best_bits, best_at = measured[0]
+    for bits, at in measured[1:-1]:  # (the last one is the end's)
+        assert at == best_at + every  # from the best model: one no better went back to it
+        if bits < best_bits:
+            best_bits, best_at = bits, at
+    best = min(scores)
+    # the last model trained, measured at the end, had learned the text by heart: worse than the best
+    assert scores[-1] > best + 0.05
+    # the run ends with the best one: its score is the least measured, and scoring it again gives it
+    assert end.valid_bits == best and end.kept[0] == best
+    assert model.evaluate(HELD).bits_per_char == pytest.approx(best, abs=1e-6)
+    assert model.resume is None and end.stopped == "end of input"
+    assert not notes
+
+
+def test_without_keep_best_the_same_run_ends_with_its_last_model(overfitted):
+    model, measured, _, end = overfit(keep_best=False)
+    assert end.kept is None
+    assert end.valid_bits == measured[-1][0] > min(b for b, _ in measured) + 0.05
+    assert model.evaluate(HELD).bits_per_char > overfitted[0].evaluate(HELD).bits_per_char + 0.05
+
+
+def test_the_torch_engine_keeps_the_best_model_too():
+    pytest.importorskip("torch")
+    model = Model.new(CFG, TEXT).use("torch", device="cpu")
+    measured = []
+    end = model.train(TEXT, epochs=EPOCHS, schedule="none",
+                      callback=lambda p: p.kind == "valid" and measured.append(p.valid_bits))  # fmt: skip
+    assert end.kept is not None and end.valid_bits == min(measured) < measured[-1]
+    model.sync()
+    assert model.evaluate(HELD).bits_per_char == pytest.approx(min(measured), abs=1e-6)
+
+
+N = 1_048_640  # train.block_length of the default configuration: about a million characters
+
+
+def settled(passes, size, **given):
+    o = Options(**given).settle(passes, size, N)
+    return o.valid_fraction, o.keep_best
+
+
+def test_the_default_holds_out_for_many_passes_and_not_for_one():
+    assert settled(1, 3000) == (0.0, False)  # one pass (a file read once, or stdin)
+    assert settled(None, 3000) == (DEFAULT_FRACTION, True)  # --max-time: passes until the time is up
+    assert settled(3, 3000) == (DEFAULT_FRACTION, True)
+    assert settled(3, 10**5) == (DEFAULT_FRACTION, True)  # the README's sample: its last 5%, 4,992 characters
+    assert settled(3, 10**6) == (DEFAULT_CAP / 10**6, True)  # at most DEFAULT_CAP characters
+    assert settled(3, 10**8) == (DEFAULT_CAP / (N + 1), True)  # of its first block: a file of any length
+    assert settled(3, None) == (None, True)  # stdin kept for more passes: its first block decides, as it comes
+    assert default_fraction(N + 1) * (N + 1) == pytest.approx(DEFAULT_CAP)
+    assert settled(3, 3000, valid_fraction=0) == (0.0, False)  # --valid-fraction 0 turns it off
+    assert settled(3, 3000, keep_best=False) == (DEFAULT_FRACTION, False)
+    assert settled(1, 3000, valid_fraction=0.1) == (0.1, False)
+    assert Options().settle(3, 3000, N, world=object()).keep_best is False  # ranks under torchrun: measured only
+    with pytest.raises(SettingError, match="keep_best needs held-out text"):
+        Options(keep_best=True).settle(1, 3000, N)
+    with pytest.raises(SettingError, match="keep_best needs held-out text"):
+        Options(keep_best=True, valid_fraction=0)
+
+
+def test_a_long_text_holds_out_the_tail_of_its_first_block_only(monkeypatch):
+    """Held out: the tail of each block until the fraction of one block is
+    held out, so a long text's is the tail of its first block, and the same
+    whether the text is a file (its size known) or piped (not)."""
+    monkeypatch.setattr(rnnpipe.train, "BLOCK_CHARS", 1000)
+    n = rnnpipe.train.block_length(CFG)  # 1,040: TEXT is three blocks
+    held = []
+
+    def callback(p):
+        if p.kind == "valid":
+            held.append(p.valid_bits)
+
+    file, piped = Model.new(CFG, TEXT), Model.new(CFG, TEXT)
+    # at a constant rate (a text of unknown size has no schedule by characters), every update kept
+    same = dict(epochs=2, schedule="none", keep_best=False, valid_every=math.inf)
+    file.train(TEXT, callback=callback, **same)
+    piped.train(lambda: iter([TEXT[:700], TEXT[700:]]), **same)
+    assert file.to_bytes() == piped.to_bytes()
+    first = TEXT[: n + 1]
+    tail = first[len(first) - int(len(first) * DEFAULT_FRACTION) :]
+    assert held[-1] == pytest.approx(file.evaluate(tail).bits_per_char, abs=1e-6)
+    # every character but that tail was trained on, in each pass (up to what the layout leaves over)
+    per_pass = file.chars_seen / 2
+    assert len(TEXT) - len(tail) - 3 * CFG.batch_size <= per_pass < len(TEXT) - len(tail)
+
+
+def test_one_pass_of_stdin_holds_nothing_out_and_passes_over_a_file_do(tmp_path):
+    (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
+    once = run("train", "-m", "a.msgpack", *TINY, input=TEXT, cwd=tmp_path)
+    assert once.returncode == 0, once.stderr
+    assert b"held-out" not in once.stderr
+    passes = run("train", "-m", "b.msgpack", *TINY, "--epochs", "2", "t.txt", cwd=tmp_path)
+    assert passes.returncode == 0, passes.stderr
+    assert re.search(rb"\(2 passes\).*held-out \d\.\d{3} bits/char", passes.stderr.splitlines()[-1])
+    off = run("train", "-m", "c.msgpack", *TINY, "--epochs", "2", "--valid-fraction", "0", "t.txt", cwd=tmp_path)
+    assert off.returncode == 0, off.stderr
+    assert b"held-out" not in off.stderr
+    # the held-out characters were not trained on: a run on all of them saw more
+    trained = {name: Model.load(tmp_path / name).chars_seen for name in ("b.msgpack", "c.msgpack")}
+    assert trained["b.msgpack"] < trained["c.msgpack"]
+
+
+def test_the_summary_says_the_model_kept_is_an_earlier_one(tmp_path):
+    (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
+    common = [*ARGS, "--epochs", str(EPOCHS), "--schedule", "none", "t.txt"]
+    r = run("train", "-m", "m.msgpack", *common, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    last = r.stderr.decode().splitlines()[-1]
+    found = re.search(r"; kept the best held-out model: (\d\.\d{3}) bits/char at (\d+:\d\d), not the last one; "
+                      r"saved to m.msgpack$", last)  # fmt: skip
+    assert found, last
+    kept = Model.load(tmp_path / "m.msgpack")
+    assert f"{kept.evaluate(HELD).bits_per_char:.3f}" == found[1]
+    off = run("train", "-m", "off.msgpack", *common, "--valid-fraction", "0", cwd=tmp_path)
+    assert off.returncode == 0 and b"kept the best" not in off.stderr
+
+
+def run_stopped(polls, text=TEXT, **options):
+    """The overfitting run stopped after `polls` polls of stop(), as Ctrl-C stops it, then
+    continued from its saved bytes until done; returns the final bytes."""
+    model = Model.new(CFG, text)
+    count = [0]
+
+    def stop():
+        count[0] += 1
+        return count[0] >= polls
+
+    first = model.train(text, epochs=EPOCHS, schedule="none", stop=stop, **options)
+    assert first.stopped == "stopped"
+    again = Model.from_bytes(model.to_bytes())  # what the file holds
+    assert again.resume is not None and again.resume.interrupted
+    end = again.train(text, epochs=EPOCHS, schedule="none", **options)
+    assert end.stopped == "end of input"
+    return again.to_bytes()
+
+
+@pytest.mark.parametrize("polls", [20, 300, 700])  # in the first pass; soon after a measurement point; late
+def test_a_run_stopped_and_continued_ends_as_the_run_never_stopped(overfitted, polls):
+    assert run_stopped(polls) == overfitted[0].to_bytes()
+
+
+def test_a_run_asked_to_stop_goes_on_to_its_next_measurement_and_says_so():
+    model = Model.new(CFG, TEXT)
+    notes, measured, count = [], [], [0]
+
+    def callback(p):
+        if p.kind == "note":
+            notes.append((p.note, p.iteration))
+        if p.kind == "valid":
+            measured.append(p.iteration)
+
+    def stop():
+        count[0] += 1
+        return count[0] >= 300
+
+    end = model.train(TEXT, epochs=EPOCHS, schedule="none", stop=stop, callback=callback)
+    assert end.stopped == "stopped" and model.resume.interrupted
+    [(note, asked_at)] = notes
+    left = int(re.fullmatch(r"stopping at the next held-out measurement, (\d+) update\(s\) on", note)[1])
+    assert measured[-1] == asked_at + left  # it went on that far, and measured there
+    assert model.iterations in measured  # the model it stops with: measured (the last one, or the best before it)
+
+
+def test_passes_cut_by_the_time_limit_stop_where_they_measure_and_go_on_exactly(overfitted, monkeypatch):
+    """--epochs N --max-time T with T up first: the run is interrupted, so it
+    too goes on to its next measurement point; the next run finishes it as
+    the run never stopped. A fake clock: every reading moves it a millisecond."""
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(rnnpipe.train.time, "monotonic", lambda: next(ticks) / 1000)
+    model, notes = Model.new(CFG, TEXT), []
+    end = model.train(TEXT, epochs=EPOCHS, max_time=1.0, schedule="none",
+                      callback=lambda p: p.kind == "note" and notes.append(p.note))  # fmt: skip
+    assert end.stopped == "time limit" and 2 < end.epoch < EPOCHS and model.resume.interrupted
+    assert len(notes) == 1 and notes[0].startswith("time is up: stopping at the next held-out measurement, ")
+    monkeypatch.undo()
+    again = Model.from_bytes(model.to_bytes())
+    again.train(TEXT, epochs=EPOCHS, schedule="none")
+    assert again.to_bytes() == overfitted[0].to_bytes()
+
+
+def test_a_callback_that_stops_the_run_sends_it_back_to_its_last_measurement():
+    model = Model.new(CFG, TEXT)
+    notes, measured = [], []
+
+    def callback(p):
+        if p.kind == "note":
+            notes.append(p.note)
+        if p.kind == "valid":
+            measured.append(p.iteration)
+        if len(measured) == 3 and p.kind == "progress" and p.iteration > measured[-1] + 5:
+            raise rnnpipe.Stop("enough")
+
+    end = model.train(TEXT, epochs=EPOCHS, schedule="none", callback=callback, report_every=0)
+    assert end.stopped == "enough" and model.resume.interrupted
+    assert model.iterations in measured[-2:]  # the last measured, or the best it went back to
+    assert notes == [f"went back to the model kept at the last held-out measurement (iteration "
+                     f"{model.iterations:,}): the same command goes on from there exactly"]  # fmt: skip
+    again = Model.from_bytes(model.to_bytes())
+    again.train(TEXT, epochs=EPOCHS, schedule="none")
+    assert again.to_bytes() == overfit()[0].to_bytes()
+
+
+def test_periodic_saves_are_made_only_where_a_continued_run_ends_exactly(tmp_path, overfitted, monkeypatch):
+    """A run killed outright (SIGKILL) leaves its last periodic save: under
+    keep-best those are made only at measurement points, or in the first
+    pass, so every one of them, continued, ends as the run never stopped."""
+    saved, save = [], session.Saver.save
+
+    def keeping(self):
+        save(self)
+        saved.append(self.model.to_bytes() if self.model.resume is not None else None)
+
+    monkeypatch.setattr(session.Saver, "save", keeping)
+    path = tmp_path / "m.msgpack"
+    with training.Session(path) as s:
+        s.open({}, Model.new(CFG, TEXT))
+        s.train(TEXT, Options(epochs=EPOCHS, schedule="none", save_every=1e-9))
+    pending = [data for data in saved if data is not None]
+    assert len(pending) > 10
+    assert Model.load(path).to_bytes() == overfitted[0].to_bytes()
+    # in the first pass, then at measurement points, which are fewer than the updates
+    positions = [Model.from_bytes(data).resume for data in pending]
+    assert any(p.epoch == 1 for p in positions) and any(p.epoch > 2 for p in positions)
+    monkeypatch.setattr(session.Saver, "save", save)
+    for data in (pending[len(pending) // 3], pending[-1]):
+        again = Model.from_bytes(data)
+        again.train(TEXT, epochs=EPOCHS, schedule="none")
+        assert again.to_bytes() == overfitted[0].to_bytes()
+
+
+def test_a_text_of_many_blocks_is_held_out_whole_by_a_continued_run(monkeypatch):
+    """Text of several blocks: the first pass sets each block's tail aside;
+    a run continued in a later pass reads them again before it goes on."""
+    monkeypatch.setattr(rnnpipe.train, "BLOCK_CHARS", 1000)
+    whole = Model.new(CFG, TEXT)
+    measured = []
+    whole.train(TEXT, epochs=EPOCHS, schedule="none",
+                callback=lambda p: p.kind == "valid" and measured.append(p.valid_bits))  # fmt: skip
+    assert min(measured) < measured[-1]  # it went back at the end
+    for polls in (20, 400):
+        assert run_stopped(polls) == whole.to_bytes()
+
+
+def test_the_notebook_gets_the_same_default(tmp_path):
+    from IPython.testing import globalipapp
+    from IPython.utils.capture import capture_output
+
+    globalipapp.start_ipython()
+    shell = globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "rnnpipe_magic")
+    try:
+        line = f"-m {tmp_path / 'n.msgpack'} {' '.join(ARGS)} --epochs {EPOCHS} --schedule none -o run"
+        with capture_output() as cap:
+            result = shell.run_cell(f"%%charrnn_train {line}\n{TEXT}")
+        result.raise_error()
+        assert "kept the best held-out model" in cap.stdout + "".join(o.data.get("text/plain", "") for o in
+                                                                       cap.outputs)  # fmt: skip
+        trained = shell.user_ns["run"]
+        assert trained.final.kept is not None and trained.heldout_bits == trained.final.kept[0]
+        assert trained.model.to_bytes() == Model.load(tmp_path / "n.msgpack").to_bytes()
+    finally:
+        with capture_output():
+            shell.run_line_magic("unload_ext", "rnnpipe_magic")
