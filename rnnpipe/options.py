@@ -125,7 +125,7 @@ RUN = [
     ),
     (
         ("--keep-best",),
-        dict(action="store_true", default=None, help="end with the best held-out model (default: when read more than once)"),
+        dict(action="store_true", default=None, help="end with the best held-out model (default: on)"),
     ),
     (("--restart",), dict(action="store_true", help="start a new pass with a fresh schedule")),
     (
@@ -138,7 +138,7 @@ RUN = [
     ),
     (
         ("--valid-fraction",),
-        dict(type=float, metavar="F", help="hold out this share (default: 5%%, at most 10,000 chars, if read more than once)"),
+        dict(type=float, metavar="F", help="hold out this share (default: 5%%, at most 10,000 chars, if read twice+)"),
     ),
     (
         ("--save-every",),

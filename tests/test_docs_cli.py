@@ -14,7 +14,7 @@ import shlex
 from cli_doc import TEXT, flat, headings, section, shell_lines
 from cli_util import ROOT
 
-from rnnpipe import cli, options, sampling, schedule
+from rnnpipe import cli, holdout, options, sampling, schedule
 
 # -- complete ----------------------------------------------------------------------------------
 
@@ -102,7 +102,7 @@ def test_train_says_what_the_code_does():
     assert reader.BINARY_INVALID == 0.1 and reader.BINARY_SNIFF == 64 * 1024
     assert f"divides --lr by {guard.LR_CUT:g}, saying so; after four tries" in text and guard.ROLLBACKS == 4
     defaults = inspect.signature(Model.train).parameters
-    assert f"every {defaults['valid_every'].default:g} seconds" in bullet("train", "--keep-best")
+    assert f"(the held-out characters times {holdout.COST}), never by the clock" in bullet("train", "--keep-best")
     assert f"a {defaults['sample_length'].default}-character sample" in bullet("train", "--sample-every")
 
 
