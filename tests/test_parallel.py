@@ -200,11 +200,13 @@ def test_a_killed_worker_leaves_its_shards_to_the_main_process():
 
 
 def test_interrupted_and_continued_on_two_workers_is_bit_identical():
-    whole = trained(2, DROPPED, epochs=2)
+    # nothing held out: keep-best (on by default for two passes) would make each stop wait for a measurement
+    whole = trained(2, DROPPED, epochs=2, valid_fraction=0)
     model, runs = Model.new(DROPPED), 0
     while True:
         stop_at = model.iterations + 97
-        final = model.train(TEXT, workers=2, epochs=2, stop=lambda m=model, s=stop_at: m.iterations >= s)
+        stop = lambda m=model, s=stop_at: m.iterations >= s  # noqa: E731
+        final = model.train(TEXT, workers=2, epochs=2, valid_fraction=0, stop=stop)
         model, runs = Model.from_bytes(model.to_bytes()), runs + 1  # through the file, as a new process would
         if final.stopped == "end of input":
             break
@@ -229,7 +231,7 @@ def test_a_wild_learning_rate_is_rolled_back_with_workers():
 
 
 def test_keep_best_with_workers_ends_on_the_best_held_out_model():
-    kw = dict(epochs=4, valid_fraction=0.2, keep_best=True)
+    kw = dict(epochs=8, valid_fraction=0.2, keep_best=True)  # measured every so many updates (holdout.py)
     notes = []
     model = Model.new(SMALL.replace(hidden=48, lr=0.02))
     final = model.train(TEXT[:4000] * 3, workers=2, callback=lambda p: notes.append(p), **kw)
