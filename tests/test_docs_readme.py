@@ -284,3 +284,15 @@ def test_examples_readme_names_each_text_its_source_and_licence():
         assert f"`{name}`" in readme, name
     assert "#5200" in readme and "David Wyllie" in readme and "Project Gutenberg License" in readme
     assert "public domain" in readme
+
+
+def test_the_busy_machine_check_runs_the_readme_test_command_with_every_core_spinning():
+    """docs/reliability.md: bench/busy.sh installs as the README's test command does,
+    spins on every core, and runs that command RUNS times, stopping at a failure."""
+    script = (ROOT / "bench" / "busy.sh").read_text(encoding="utf-8")
+    install, test = commands(blocks("sh")[0])[1].split(" && ")[-2:]
+    assert install == "pip install '.[test]'" and "python -m pip install -q '.[test]'" in script
+    assert f"if {test} -q -p no:cacheprovider" in script
+    assert 'for _ in $(seq "$(nproc)")' in script and "while True: pass" in script
+    assert 'for run in $(seq "$runs")' in script and "break" in script
+    assert "`bash bench/busy.sh 5`" in (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
