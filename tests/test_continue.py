@@ -186,7 +186,7 @@ def test_a_slowly_growing_log_is_learned_while_it_grows_and_ctrl_c_saves_it(tmp_
 
 def pending_model(tmp_path, corpus):
     model = tmp_path / "m.msgpack"
-    r = run("train", "-m", model, *TINY, "--epochs", "3", "--max-time", "0.3", "-q", corpus)
+    r = run("train", "-m", model, *TINY, "--epochs", "3", "--max-time", "0.1", "-q", corpus)
     assert r.returncode == 0 and info(model)["resume"]["interrupted"] is True, r.stderr
     return model, model.read_bytes()
 

@@ -196,7 +196,7 @@ def starts(tmp_path_factory):
     r = run("train", "-m", existing, *TINY, "-q", input=TEXT)
     assert r.returncode == 0, r.stderr
     pending = folder / "pending.rnn"
-    r = run("train", "-m", pending, *TINY, "--epochs", "3", "--max-time", "0.3", "-q", SHAKESPEARE_FILE)
+    r = run("train", "-m", pending, *TINY, "--epochs", "3", "--max-time", "0.1", "-q", SHAKESPEARE_FILE)
     assert r.returncode == 0, r.stderr
     resume = info(pending)["resume"]
     assert resume["interrupted"] and resume["epoch"] == 1 and info(pending)["iterations"] > 0, resume
