@@ -79,6 +79,15 @@ class Config:
         if problems:
             raise ValueError("; ".join(problems))
 
+    def check_dropout(self):
+        """Refuse dropout on one layer, where it would do nothing (it acts
+        between stacked layers): where a model is made or its dropout changed."""
+        if self.dropout > 0 and self.layers == 1:
+            raise ValueError(
+                f"dropout {self.dropout:g} would do nothing: it acts between stacked layers and this model has one "
+                "(give 2 or more layers, or no dropout)"
+            )
+
     def replace(self, **changes) -> Config:
         if changes.get("optimizer", self.optimizer) != self.optimizer and "weight_decay" not in changes:
             # the new optimiser's default, as Config(optimizer=...) gives; the same one keeps its decay

@@ -22,14 +22,6 @@ from .train import Diverged, Position, Run, block_length
 from .vocab import Vocab
 
 
-def _check_dropout(config):
-    if config.dropout > 0 and config.layers == 1:
-        raise ValueError(
-            f"dropout {config.dropout:g} would do nothing: it acts between stacked layers and this model has one "
-            "(give 2 or more layers, or no dropout)"
-        )
-
-
 class Model:
     """A character-level model: network weights, optimiser state, vocabulary
     and training state, everything one model file holds.
@@ -77,7 +69,7 @@ class Model:
         """A fresh model. Its vocabulary is text's characters (it may be empty
         and grow as training meets new characters)."""
         config = (config or Config()).replace(**changes)
-        _check_dropout(config)
+        config.check_dropout()
         rng = np.random.default_rng(config.seed)
         vocab = Vocab(sorted(set(text)))
         params = net.init(config, len(vocab), rng)
@@ -90,14 +82,7 @@ class Model:
     @classmethod
     def from_bytes(cls, data: bytes) -> Model:
         config, vocab, params, opt_state, state = modelfile.unpack(data)
-        rng = np.random.Generator(np.random.PCG64())
-        r = state["rng"]
-        rng.bit_generator.state = {
-            "bit_generator": "PCG64",
-            "state": {"state": int(r["state"]), "inc": int(r["inc"])},
-            "has_uint32": int(r["has_uint32"]),
-            "uinteger": int(r["uinteger"]),
-        }
+        rng = modelfile.unpack_rng(state["rng"])
         rate = state.get("rate")  # version 5 on
         model = cls(config, Vocab(vocab), params, opt_state, rng, state["iterations"], state["chars_seen"],
                     state["smooth_loss"], state["last_loss"], rate)  # fmt: skip
@@ -130,7 +115,6 @@ class Model:
             return cls.from_bytes(f.read())
 
     def _state(self):
-        s = self.rng.bit_generator.state
         return {
             "iterations": self.iterations,
             "chars_seen": self.chars_seen,
@@ -139,14 +123,7 @@ class Model:
             "rate": None if self.rate is None else float(self.rate),
             "engine": self.trained_on,
             "resume": None if self.resume is None else modelfile.pack_resume(dataclasses.asdict(self.resume)),
-            # 128-bit integers do not fit msgpack's ints, so they travel as text
-            "rng": {
-                "bit_generator": "PCG64",
-                "state": str(s["state"]["state"]),
-                "inc": str(s["state"]["inc"]),
-                "has_uint32": int(s["has_uint32"]),
-                "uinteger": int(s["uinteger"]),
-            },
+            "rng": modelfile.pack_rng(self.rng),
         }
 
     # -- engines -------------------------------------------------------------
@@ -239,7 +216,7 @@ class Model:
                 " and goes on from the random state saved with it"
             )
         if "dropout" in changes:
-            _check_dropout(config)
+            config.check_dropout()
         self.config = config
 
     # -- training ------------------------------------------------------------

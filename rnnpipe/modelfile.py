@@ -174,3 +174,28 @@ def pack_resume(resume):
         doc["schedule"] = dict(resume["schedule"])
     doc["state"] = [[pack_array(a) for a in layer] for layer in resume["state"]]
     return doc
+
+
+def pack_rng(rng):
+    """state.rng of the file, from a numpy Generator (PCG64)."""
+    s = rng.bit_generator.state
+    # 128-bit integers do not fit msgpack's ints, so they travel as text
+    return {
+        "bit_generator": "PCG64",
+        "state": str(s["state"]["state"]),
+        "inc": str(s["state"]["inc"]),
+        "has_uint32": int(s["has_uint32"]),
+        "uinteger": int(s["uinteger"]),
+    }
+
+
+def unpack_rng(r):
+    """The numpy Generator that pack_rng's dict r describes, at the same point of its stream."""
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": int(r["state"]), "inc": int(r["inc"])},
+        "has_uint32": int(r["has_uint32"]),
+        "uinteger": int(r["uinteger"]),
+    }
+    return rng
