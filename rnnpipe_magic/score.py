@@ -2,9 +2,8 @@
 under a model, as `rnnpipe score` gives them, returned as a list of
 (bits, line) that shows itself as a table of the most surprising lines.
 
-A magics class of its own, registered beside CharRNNMagics by
-load_ipython_extension; it finds models in that class's cache (rnnpipe_magic.store),
-so a model trained in the notebook with --name is scored by the same name.
+It finds models where every rnnpipe magic does (common.ModelMagics), so a
+model trained in the notebook with --name is scored by the same name.
 """
 
 from __future__ import annotations
@@ -13,13 +12,14 @@ import html
 import math
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from rnnpipe import options
 from rnnpipe.pages.show import NOT_SCORED, luminance, surprise_colour
 
 from . import parsing, store
+from .common import ModelMagics
 
 TOP = 10  # rows the table shows by default
 
@@ -72,7 +72,7 @@ def _coloured(line):
 
 
 @magics_class
-class ScoreMagics(Magics):
+class ScoreMagics(ModelMagics):
     """%charrnn_score and %%charrnn_score."""
 
     @magic_arguments(name="%charrnn_score")
@@ -94,14 +94,13 @@ class ScoreMagics(Magics):
         """
         from rnnpipe.score import LineScorer
 
-        main = self.shell.magics_manager.registry.get("CharRNNMagics")
         args = parsing.parse(self.charrnn_score, line)
         if args.top < 0:
             raise UsageError(f"--top must be 0 or more, not {args.top}")
         if args.over is not None and math.isnan(args.over):
             raise UsageError("--over needs a number of bits per character, not nan")
-        text = main._text(args, cell, "charrnn_score")
-        model = store.find(main.models, args, create=False).model
+        text = self.text(args, cell, "charrnn_score")
+        model = store.find(self.models, args, create=False).model
         scorer = LineScorer(model, keep_surprise=True)
         lines = scorer.feed(text)
         last = scorer.finish()
@@ -111,14 +110,3 @@ class ScoreMagics(Magics):
             lines = [x for x in lines if x.bits_per_char > args.over]
         ranked = sorted((x for x in lines if not math.isnan(x.bits_per_char)), key=lambda x: -x.bits_per_char)
         return Scores([(x.bits_per_char, _visible(x.text)) for x in lines], ranked[: args.top], args.top)
-
-
-def register(ipython):
-    ipython.register_magics(ScoreMagics)
-
-
-def unregister(ipython):
-    magics = ipython.magics_manager.magics
-    magics["line"].pop("charrnn_score", None)
-    magics["cell"].pop("charrnn_score", None)
-    ipython.magics_manager.registry.pop(ScoreMagics.__name__, None)

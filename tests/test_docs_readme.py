@@ -68,12 +68,12 @@ def test_every_command_line_example_parses():
 
 def test_the_notebook_examples_parse_with_the_magics_options():
     pytest.importorskip("IPython")
-    from rnnpipe_magic import CharRNNMagics
+    from rnnpipe_magic import SampleMagics, ShowMagics, TrainMagics
 
     parsers = {
-        "charrnn_train": CharRNNMagics.charrnn_train.parser,
-        "charrnn_sample": CharRNNMagics.charrnn_sample.parser,
-        "charrnn_show": CharRNNMagics.charrnn_show.parser,
+        "charrnn_train": TrainMagics.charrnn_train.parser,
+        "charrnn_sample": SampleMagics.charrnn_sample.parser,
+        "charrnn_show": ShowMagics.charrnn_show.parser,
     }
     seen = set()
     for block in blocks("python"):

@@ -295,7 +295,7 @@ def test_a_model_kept_in_memory_is_put_back_as_it_was(how, ip):
     name = f"faces_{how}"
     with capture_output():
         ip.run_cell(f"%%charrnn_train --name {name} {' '.join(TINY)}\n{TEXT}").raise_error()
-    entry = ip.magics_manager.registry["CharRNNMagics"].models["name", name]
+    entry = ip.magics_manager.registry["TrainMagics"].models["name", name]
     before = entry.model.to_bytes()
     ip.user_ns["faces_text"] = TEXT if how == "diverged" else ""
     with capture_output() as cap:
@@ -307,7 +307,7 @@ def test_a_model_kept_in_memory_is_put_back_as_it_was(how, ip):
         assert result.error_in_exec is None
         last = (displayed(cap) or cap.stdout.splitlines())[-1]
         assert last == "empty input: nothing to train on; the model is as it was before this run"
-    assert ip.magics_manager.registry["CharRNNMagics"].models["name", name] is entry
+    assert ip.magics_manager.registry["TrainMagics"].models["name", name] is entry
     assert entry.model.to_bytes() == before
     assert entry.model.config.lr == 0.01  # the next cell trains at the old rate, not at 1e15
 

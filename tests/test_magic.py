@@ -78,7 +78,7 @@ def test_load_unload_reload():
     before = shell.find_cell_magic("charrnn_train").__self__
     shell.run_line_magic("reload_ext", "rnnpipe_magic")
     after = shell.find_cell_magic("charrnn_train").__self__
-    assert after is not before and type(after).__module__ == "rnnpipe_magic"
+    assert after is not before and type(after).__module__ == "rnnpipe_magic.train"
     train(shell, f"--name reloaded {TINY}")  # the reloaded magics work
     shell.run_line_magic("unload_ext", "rnnpipe_magic")
 

@@ -7,7 +7,7 @@ import pytest
 
 import rnnpipe.cli
 from rnnpipe import options
-from rnnpipe_magic import CharRNNMagics
+from rnnpipe_magic import SampleMagics, ShowMagics, TrainMagics
 
 # Options that make sense on one side only; every other option must exist on
 # both sides and mean the same.
@@ -53,9 +53,9 @@ def _subcommands():
 
 def _magic_parser(command):
     return {
-        "train": CharRNNMagics.charrnn_train,
-        "sample": CharRNNMagics.charrnn_sample,
-        "show": CharRNNMagics.charrnn_show,
+        "train": TrainMagics.charrnn_train,
+        "sample": SampleMagics.charrnn_sample,
+        "show": ShowMagics.charrnn_show,
     }[command].parser
 
 
