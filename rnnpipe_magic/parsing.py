@@ -49,3 +49,8 @@ def name_option(func):
         metavar="NAME",
         help=f"keep the model in this session's memory under NAME, without a file (default {DEFAULT_NAME!r})",
     )(func)
+
+
+def output_option(help):
+    """-o VAR: where the magic stores its result in the notebook (common.ModelMagics.check_output)."""
+    return argument("-o", dest="output", metavar="VAR", help=help)

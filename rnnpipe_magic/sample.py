@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.core.magic_arguments import magic_arguments
 
 from rnnpipe import options
 
@@ -24,12 +24,7 @@ class SampleMagics(ModelMagics):
     @magic_arguments()
     @parsing.model_option("model file to sample from")
     @parsing.name_option
-    @argument(
-        "-o",
-        dest="output",
-        metavar="VAR",
-        help="also store the printed text in VAR (the prime included, unless --no-echo-prime)",
-    )
+    @parsing.output_option("also store the printed text in VAR (the prime included, unless --no-echo-prime)")
     @parsing.group("sampling", options.SAMPLE)
     @parsing.group("engine", options.ENGINE)
     @line_magic

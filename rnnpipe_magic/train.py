@@ -32,12 +32,9 @@ class TrainMagics(ModelMagics):
         metavar="VAR",
         help="train on the string in the notebook variable VAR instead of the cell body",
     )
-    @argument(
-        "-o",
-        dest="output",
-        metavar="VAR",
-        help="store the run's TrainResult in VAR: .model, .bits_per_char, .heldout_bits, .final and .history "
-        "(every rnnpipe.Progress reported)",
+    @parsing.output_option(
+        "store the run's TrainResult in VAR: .model, .bits_per_char, .heldout_bits, .final and .history "
+        "(every rnnpipe.Progress reported)"
     )
     @parsing.group("architecture (fixed once a model exists)", options.ARCHITECTURE)
     @parsing.group("hyperparameters (may change from run to run)", options.HYPER)
