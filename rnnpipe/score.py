@@ -77,7 +77,9 @@ class LineScorer:
     def __init__(self, model, *, keep_surprise=False):
         self.model = model
         self.keep_surprise = keep_surprise
-        self._weights = None  # what the prepared weights were prepared from: a changed model is prepared again
+        # what the prepared weights were prepared from (the model's buffers, at which update): a changed model is
+        # prepared again
+        self._weights = self._at = None
         self.prepared = None
         self.state = None
         self.prev = None  # the last known character's index: the input that predicts the next one
@@ -98,10 +100,11 @@ class LineScorer:
         """Prepare the model's current weights, once per change (training, a grown vocabulary)."""
         m = self.model
         m.sync()
-        key = (id(m.params), m.iterations, len(m.vocab))
-        if key != self._weights:
+        # the buffers themselves, held (an id() could be reused): new arrays (own, restore) are prepared again
+        at = (m.iterations, len(m.vocab))
+        if self._weights is not m.buffers or at != self._at:
             self.prepared = net.prepare(m.params, m.config)
-            self._weights = key
+            self._weights, self._at = m.buffers, at
         if self.state is None:
             self.state = net.zero_state(m.config, 1)
 

@@ -18,6 +18,7 @@ from cli_util import TINY, info, one_error_line, popen, run, shell, wait_for
 from texts import SHAKESPEARE_FILE
 
 from rnnpipe import Model, cli, score
+from rnnpipe.cells import net
 from rnnpipe.pages.show import surprise_colour
 from rnnpipe.pages.trace import trace
 
@@ -69,6 +70,20 @@ def test_a_line_is_scored_with_the_lines_before_it_as_context(model):
     assert first["chars"] == len(line) - 1 and second["chars"] == len(
         line
     )  # the text's first character has no prediction
+
+
+def test_a_scorer_follows_the_model_given_other_weights_at_the_same_update(model):
+    """The scorer prepares the model's weights once per change: new arrays
+    (Model.params assigned, or restore) at the same iteration count and
+    vocabulary are a change too, and what it scores with is the new weights."""
+    m = Model.load(model)
+    scorer = score.LineScorer(m)
+    scorer.feed(ODD)
+    m.params = {name: np.asarray(a) * 0.5 for name, a in m.params.items()}  # same iterations, same vocabulary
+    scorer.feed(ODD)
+    now = net.prepare(m.params, m.config)
+    for (used, *_), (weights, *_) in zip(scorer.prepared, now, strict=True):  # each layer's weights
+        assert all(np.array_equal(used[k], weights[k]) for k in weights)
 
 
 def test_the_plain_output_is_bits_tab_line_and_sort_lists_the_odd_line_first(model, tmp_path):
