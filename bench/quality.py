@@ -108,14 +108,19 @@ def split(text):
     return text[:cut], text[cut:]
 
 
+RUN_FIELDS = ("valid_fraction", "keep_best")  # train.Options fields a contestant may set too
+
+
 def parse_config(spec):
-    """'default' or 'cell=lstm,hidden=256,lr=0.008' -> dict of Config fields."""
+    """'default' or 'cell=lstm,hidden=256,lr=0.008' -> dict of Config fields
+    (and of RUN_FIELDS: 'valid_fraction=0' holds nothing out)."""
     if spec == "default":
         return {}
     out = {}
     for item in spec.split(","):
         k, v = item.split("=", 1)
-        for cast in (int, float):
+        v = {"true": True, "false": False}.get(v.lower(), v)
+        for cast in (int, float) if isinstance(v, str) else ():
             try:
                 v = cast(v)
                 break
@@ -144,10 +149,12 @@ def child_rnnpipe(spec):
     use_clock(spec)
 
     train, held = split(corpus(spec["corpus"], spec["chars"]))
-    config = rnnpipe.Config(**spec["config"])
+    fields = dict(spec["config"])
+    options = {k: fields.pop(k) for k in RUN_FIELDS if k in fields}  # the run's, not the model's
+    config = rnnpipe.Config(**fields)
     model = rnnpipe.Model.new(config, train)
     with threadpool_limits(spec.get("threads", 1)):
-        progress = model.train(train, max_time=spec["budget"], schedule=spec.get("schedule", "cosine"))
+        progress = model.train(train, max_time=spec["budget"], schedule=spec.get("schedule", "cosine"), **options)
         ev = model.evaluate(held)
     return {"bits": ev.bits_per_char, "chars_per_sec": progress.chars_per_sec, "iterations": model.iterations,
             "seconds": progress.elapsed, "epochs": progress.epoch}  # fmt: skip
@@ -282,8 +289,9 @@ def main():
     parser.add_argument("--corpora", nargs="+", default=["prose", "code", "cyrillic", "chinese"])
     parser.add_argument("--chars", type=int, default=1_115_394, help="characters of each corpus (tinyshakespeare's)")
     parser.add_argument("--rnnpipe", nargs="*", default=["default"], metavar="CONFIG",
-                        help="rnnpipe configurations: 'default' or Config fields: 'cell=lstm,lr=0.008' (none: "
-                        "no rnnpipe)")  # fmt: skip
+                        help="rnnpipe configurations: 'default' or Config fields: 'cell=lstm,lr=0.008', and "
+                        f"{' or '.join(RUN_FIELDS)} ('valid_fraction=0': nothing held out) (none: no "
+                        "rnnpipe)")  # fmt: skip
     parser.add_argument("--schedule", default="cosine", help="rnnpipe's --schedule (default cosine)")
     parser.add_argument("--threads", type=int, default=1,
                         help="rnnpipe's BLAS threads (default 1, its own default; torch keeps its default threads "
