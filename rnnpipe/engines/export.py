@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .. import optim
+from ..cells import net
 from ..config import Config
 from . import layout
 
@@ -53,14 +54,11 @@ def _config(data, state):
         return Config.from_dict(data["config"])
     layers = sum(1 for k in state if k.startswith("rnn.weight_hh_l"))
     G, H = state["rnn.weight_hh_l0"].shape
-    cells = {1: "rnn", 3: "gru", 4: "lstm"}
+    cells = {cell.GATES: name for name, cell in net.CELLS.items()}
     if G % H or G // H not in cells:
         raise FormatError(f"rnn.weight_hh_l0 has shape {G}x{H}: not an RNN, GRU or LSTM's")
     dtype = "float64" if state["rnn.weight_hh_l0"].dtype == torch.float64 else "float32"
     return Config(cell=cells[G // H], hidden=H, layers=layers, dtype=dtype)
-
-
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def shapes(config, vocab_size):
@@ -68,7 +66,7 @@ def shapes(config, vocab_size):
     GRU(V, H, L) and Linear(H, V), worked out, not built (a file saying
     hidden 20,000 would otherwise allocate gigabytes before its shapes were
     looked at)."""
-    G, H, V = GATES[config.cell], config.hidden, vocab_size
+    G, H, V = net.CELLS[config.cell].GATES, config.hidden, vocab_size
     out = {}
     for k in range(config.layers):
         out[f"rnn.weight_ih_l{k}"] = (G * H, V if k == 0 else H)
