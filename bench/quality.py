@@ -160,18 +160,27 @@ def child_rnnpipe(spec):
             "seconds": progress.elapsed, "epochs": progress.epoch}  # fmt: skip
 
 
-def child_torch(spec):
+def torch_start(spec):
+    """What every torch contestant does first: its seed, its clock and threads,
+    and the corpus split and encoded (chars, train_ix, held_ix)."""
     import torch
     import torch_rnn
-
-    from rnnpipe.train import batches
 
     torch.manual_seed(0)
     use_clock(spec)
     if spec.get("clock") == "cpu":
         torch.set_num_threads(1)
     train, held = split(corpus(spec["corpus"], spec["chars"]))
-    chars, train_ix, held_ix = torch_rnn.encode(train, held)
+    return torch_rnn.encode(train, held)
+
+
+def child_torch(spec):
+    import torch
+    import torch_rnn
+
+    from rnnpipe.train import batches
+
+    chars, train_ix, held_ix = torch_start(spec)
     c = spec["config"]
     if spec["input"] == "embedding":
         model = Embedded(c["cell"], len(chars), c["hidden"])
@@ -205,14 +214,8 @@ def child_gpt(spec):
     rate's cosine is spread over that budget, so each budget is its own run."""
     import gpt
     import torch
-    import torch_rnn
 
-    torch.manual_seed(0)
-    use_clock(spec)
-    if spec.get("clock") == "cpu":
-        torch.set_num_threads(1)
-    train, held = split(corpus(spec["corpus"], spec["chars"]))
-    chars, train_ix, held_ix = torch_rnn.encode(train, held)
+    chars, train_ix, held_ix = torch_start(spec)
     model = gpt.GPT(len(chars))
     iterations, seconds = gpt.train(model, torch.from_numpy(train_ix), spec["budget"], clock=time.monotonic)
     nats, scored = gpt.loss_sum(model, torch.from_numpy(held_ix))

@@ -72,6 +72,20 @@ def _random_value(rng):
     )
 
 
+def byte_edits(good, rng):
+    """good with 1 to 4 random edits: a byte overwritten, up to 16 deleted or up to 16 random ones inserted."""
+    data = bytearray(good)
+    for _ in range(rng.randint(1, 4)):
+        op, i = rng.randrange(3), rng.randrange(len(data))
+        if op == 0:
+            data[i] = rng.randrange(256)
+        elif op == 1:
+            del data[i : i + rng.randint(1, 16)]
+        else:
+            data[i:i] = rng.randbytes(rng.randint(1, 16))
+    return bytes(data)
+
+
 def mutate(good, rng):
     """(kind, bytes): one hostile variant of a good model file."""
     outer = msgpack.unpackb(good, raw=False)
@@ -87,16 +101,7 @@ def mutate(good, rng):
         data[i // 8] ^= 1 << (i % 8)
         return kind, bytes(data)
     if kind == "byte edits":
-        data = bytearray(good)
-        for _ in range(rng.randint(1, 4)):
-            op, i = rng.randrange(3), rng.randrange(len(data))
-            if op == 0:
-                data[i] = rng.randrange(256)
-            elif op == 1:
-                del data[i : i + rng.randint(1, 16)]
-            else:
-                data[i:i] = rng.randbytes(rng.randint(1, 16))
-        return kind, bytes(data)
+        return kind, byte_edits(good, rng)
     if kind == "random bytes":
         return kind, rng.randbytes(rng.randrange(0, 4000))
     if kind == "wrong type":

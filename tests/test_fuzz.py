@@ -9,6 +9,7 @@ import tracemalloc
 
 import msgpack
 import pytest
+from hostile_files import byte_edits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -63,16 +64,7 @@ def test_seeded_mutation_loop():
     rng = random.Random(1234)
     loaded = 0
     for _ in range(MUTATIONS):
-        data = bytearray(GOOD_BYTES)
-        for _ in range(rng.randint(1, 4)):
-            op, i = rng.randrange(3), rng.randrange(len(data))
-            if op == 0:
-                data[i] = rng.randrange(256)
-            elif op == 1:
-                del data[i : i + rng.randint(1, 16)]
-            else:
-                data[i:i] = rng.randbytes(rng.randint(1, 16))
-        loaded += load_or_refuse(bytes(data)) is not None
+        loaded += load_or_refuse(byte_edits(GOOD_BYTES, rng)) is not None
     # a mutation can only load if it happened to leave the bytes as they were
     assert loaded <= MUTATIONS // 100
 
