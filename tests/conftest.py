@@ -53,3 +53,13 @@ def small(tmp_path_factory):
     r = run("train", "-m", path, *TINY, "-q", input=SHAKESPEARE_FILE.read_text()[:8000])
     assert r.returncode == 0, r.stderr
     return path
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """A tiny model trained for one pass over 20 kB of Shakespeare, through the
+    command line: what rnnpipe score's tests and examples score with (one a module)."""
+    path = tmp_path_factory.mktemp("score") / "s.msgpack"
+    r = run("train", "-m", path, *TINY, "-q", input=SHAKESPEARE_FILE.read_text()[:20000])
+    assert r.returncode == 0, r.stderr
+    return path

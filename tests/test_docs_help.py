@@ -16,7 +16,7 @@ import sys
 
 import pytest
 from cli_doc import flat, section, shell_lines
-from cli_util import ENV, TINY, run, shell
+from cli_util import ENV, run, shell
 from texts import SHAKESPEARE_FILE
 
 from rnnpipe import cli, options
@@ -157,12 +157,9 @@ def test_help_says_the_default_cell_and_names_no_other_file_kind(pages):
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A tiny model trained for one pass over 20 kB of Shakespeare, for score's examples."""
-    path = tmp_path_factory.mktemp("score") / "s.msgpack"
-    r = run("train", "-m", path, *TINY, "-q", input=SHAKESPEARE_FILE.read_text()[:20000])
-    assert r.returncode == 0, r.stderr
-    return path
+def model(scored):
+    """A tiny model trained for one pass over 20 kB of Shakespeare, for score's examples. (conftest.scored)."""
+    return scored
 
 
 def test_help_lists_score_and_its_examples_run(model, tmp_path, pages):

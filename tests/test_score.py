@@ -28,12 +28,9 @@ ODD = "zqxj vvkkwq zzqx jjxq kwzv qqzj\n"  # known characters, in an order Shake
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A tiny model trained for one pass over 20 kB of Shakespeare."""
-    path = tmp_path_factory.mktemp("score") / "s.msgpack"
-    r = run("train", "-m", path, *TINY, "-q", input=SHAKESPEARE_FILE.read_text()[:20000])
-    assert r.returncode == 0, r.stderr
-    return path
+def model(scored):
+    """A tiny model trained for one pass over 20 kB of Shakespeare. (conftest.scored)."""
+    return scored
 
 
 def records(result):
