@@ -165,13 +165,15 @@ RESUME_KEYS = {
 SCHEDULE_KEYS = {"kind", "total", "max_time", "chars", "seconds"}  # schedule.Budget's fields (and start, version 5)
 # resume's keys from version 5: how the run's block was cut, a pipe's fingerprints, whether it was interrupted
 RESUME_V5 = {"block", "head", "digest", "interrupted"}
+# from version 7: keep-best's best score, and the later model a run goes on from (the file's model is the best one)
+RESUME_V7 = {"best", "current"}
 
 
 def _unpack_resume(doc, config, version):
     """state.resume, checked: where an interrupted run stopped."""
     check_type(doc, dict, "state.resume")
     extra = {"schedule"} if version >= 3 else set()  # version 3 may save the schedule's budget
-    want = RESUME_KEYS | (RESUME_V5 if version >= 5 else set())
+    want = RESUME_KEYS | (RESUME_V5 if version >= 5 else set()) | (RESUME_V7 if version >= 7 else set())
     if not want <= set(doc) <= want | extra:
         fail(f"state.resume should have exactly the keys {', '.join(sorted(want | extra))}")
     doc["schedule"] = _unpack_schedule(doc.get("schedule"), version)
@@ -186,6 +188,13 @@ def _unpack_resume(doc, config, version):
             fail(f"state.resume.{k} should be a SHA-256 in hex or nil")
     if not isinstance(doc["interrupted"], bool):
         fail("state.resume.interrupted should be true or false")
+    if version < 7:
+        doc.update(best=None, current=None)
+    best = doc["best"]
+    if best is not None and not (isinstance(best, float) and math.isfinite(best) and best >= 0):
+        fail("state.resume.best should be a non-negative float or nil")
+    if doc["current"] is not None and (best is None or not isinstance(doc["current"], bytes)):
+        fail("state.resume.current should be a model file's bytes, with a best score, or nil")
 
     def count(k, low, nil=False):
         v = doc[k]

@@ -12,35 +12,60 @@ DEFAULT_FRACTION by default, at most DEFAULT_CAP characters
 and the same text piped in hold out the same).
 
 Keep-best (Options.keep_best, on by default with held-out text and more than
-one pass) judges the model at measurement points that depend on its updates
+one pass) scores the model at measurement points that depend on its updates
 alone, never on the clock, so that a run gives the same model however fast
-it runs: from the end of the first pass (or the start of a run that
-continues a later one) every `every` updates, and at the end of the run. A
-model that scores no better than the best so far goes back to the best one
-(weights, optimiser state, random state, counters) and trains on from there
-with the text that follows; so at every measurement point the model is the
-best one measured, and a run ends with the best model it saw. The period is
-set so that scoring costs about a tenth of the training (COST: scoring a
-character costs about as much as training on two).
+it runs: at the end of the first pass, every `every` updates after (the
+iterations that are multiples of it), and at the end of the run. The run
+trains on from whatever it measured, and keeps a copy of the best model
+measured (a Best); it ends with that one. The period is set so that scoring
+costs about a twentieth of the training (COST: scoring a character costs
+about as much as training on two).
 
-That makes an interrupted run exact without the file keeping a second model:
-a run asked to stop (Ctrl-C, SIGTERM, the stop function) between
-measurement points goes on to the next one (at most `every` updates, a few
-seconds) and stops there, periodic saves are made only there, and a
-callback's Stop, which cannot wait, goes back to the last one. The same
-command run again scores that model once more and goes on, bit for bit as
-the run that was never stopped."""
+A model file holds the best model, which sampling and scoring use; where the
+run trained past it, the file keeps the later model too (resume.current,
+model.kept while it trains), and the next run goes on training from that one
+(go_on). So a run stopped anywhere (Ctrl-C, SIGTERM, a periodic save before
+a SIGKILL) and run again ends as the run that was never stopped, bit for
+bit."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import NamedTuple
 
 from .evaluate import loss_sum
 
 CAP = 256 * 1024  # held-out characters at most
 DEFAULT_FRACTION = 0.05  # the share of a text read more than once held out by default
-DEFAULT_CAP = 10_000  # ... at most this many characters: a stop waits for a measurement point (a few seconds)
+DEFAULT_CAP = 10_000  # ... at most this many characters: measurement points come every few seconds
 COST = 20  # updates' characters between measurement points, per held-out character (docs/benchmarks.md)
+
+
+class Best(NamedTuple):
+    """The best model a run has measured on its held-out text."""
+
+    bits: float  # its held-out bits per character
+    seconds: float | None  # into the run when it was measured; None: by an earlier run
+    iteration: int  # its updates
+    data: bytes  # the model (Model.snapshot)
+
+
+def go_on(model, resume, keep):
+    """Before a run continues at `resume` (a Position, or None): train on the
+    later model the file keeps (resume.current), with the file's model as
+    the best one so far when the run keeps the best. Returns (the position,
+    without the later model; the Best, or None)."""
+    if resume is None or resume.best is None:
+        return resume, None
+    best = Best(resume.best, None, model.iterations, model.snapshot()) if keep else None
+    if resume.current is not None:
+        config = model.config  # as this run configured it (a new learning rate, say)
+        model.restore(resume.current)
+        model.config = config
+        model.kept = best
+    model.resume = resume = dataclasses.replace(resume, current=None)
+    return resume, best
 
 
 def share(fraction, size, n):
@@ -59,9 +84,10 @@ class Holdout:
     """The held-out text of one run, its scores and (keep_best) the best
     model measured. fraction: Options.valid_fraction, or None for
     default_fraction of the first block; n: block_length; chunk_chars: the
-    characters one update trains on."""
+    characters one update trains on; best: the Best of an earlier run this
+    one continues (go_on)."""
 
-    def __init__(self, fraction, keep_best, n, chunk_chars):
+    def __init__(self, fraction, keep_best, n, chunk_chars, best=None):
         self.fraction, self.keep = fraction, keep_best
         self.n, self.chunk_chars = n, chunk_chars
         self.text = ""
@@ -69,12 +95,8 @@ class Holdout:
         self.whole = False  # the first pass is over: later passes hold out the same text again, and add none
         self.every = None  # updates between measurement points, once whole
         self.bits = None  # the latest score
-        self.best = None  # (bits, seconds into the run, iteration) of the best model measured, once whole
-        self.mark = None  # the model at the last measurement point (its bytes): the best one, where the run was
-        self.went_back = 0  # measurement points that sent the model back to the best one
-        self.base = None  # the iteration of the first measurement point: the others are `every` updates apart
-        self.at_mark = False  # no update since the last measurement point: the model is the mark
-        self.earlier = False  # the model is the best one measured before the last updates, not the last one
+        self.best = best  # the best model measured, a Best (keep-best)
+        self.fresh = False  # the model is the one last measured: no update since
 
     def begin(self):
         """A new pass: its blocks hold out their tails again, from the first."""
@@ -128,17 +150,9 @@ class Holdout:
         """Whether this run keeps the best model from now on: keep-best, the held-out text whole and not empty."""
         return self.keep and self.whole and bool(self.text)
 
-    def judging(self):
-        """Whether the run is keeping the best model: a first one measured."""
-        return self.mark is not None
-
     def due(self, iterations):
-        """Whether the model is at a measurement point: every `every` updates from the first one."""
-        return self.judging() and (iterations - self.base) % self.every == 0
-
-    def left(self, iterations):
-        """Updates from here to the next measurement point."""
-        return self.every - (iterations - self.base) % self.every
+        """Whether the model is at a measurement point: a first one measured, and a multiple of `every` updates."""
+        return self.best is not None and self.ready() and iterations % self.every == 0
 
     def score(self, model):
         """Bits per character of the held-out text under the model (None when none of it can be scored)."""
@@ -150,33 +164,30 @@ class Holdout:
         return self.bits if n else None
 
     def judge(self, model, bits, seconds):
-        """At a measurement point, with the model's score: keep the model if
-        it is the best so far, else put the best one back where the run is
-        now (the text, and the schedule, go on from here). Returns whether
-        it went back."""
-        if self.base is None:
-            self.base = model.iterations
-        self.earlier = self.best is not None and bits >= self.best[0]
-        if self.earlier:
-            self.went_back += 1
-            where, rate = model.resume, model.rate  # the text goes on from here, and the schedule with it
-            model.restore(self.mark)
-            model.resume, model.rate = where, rate
-        else:
-            self.best = (bits, seconds, model.iterations)
-        self.mark, self.at_mark = model.to_bytes(), True
-        return self.earlier
-
-    def moved(self):
-        """After an update: the model is no longer the one measured."""
-        self.at_mark = False
-
-    def back(self, model):
-        """A run stopped between measurement points: back to the last one,
-        which an uninterrupted run passed through the same way. Returns
-        whether the model changed."""
-        if self.mark is None or self.at_mark:
+        """At a measurement point, with the model's score: a copy of it kept
+        if it is the best so far. Returns whether it is."""
+        self.fresh = True
+        if self.best is not None and bits >= self.best.bits:
             return False
-        model.restore(self.mark)
-        self.at_mark = self.earlier = True
+        self.best = Best(float(bits), seconds, model.iterations, model.snapshot())
+        model.kept = None  # the model is the best one
+        return True
+
+    def moved(self, model):
+        """After an update: the model is a later one than the best (if one is kept)."""
+        self.fresh = False
+        if self.best is not None:
+            model.kept = self.best
+
+    def rest(self, model):
+        """A run that ends: the model is the best one measured, and the
+        later one it trained, when the run may go on, in its resume.current.
+        Returns whether the model changed."""
+        if model.kept is None:
+            return False
+        where, config = model.resume, model.config
+        current = None if where is None else model.snapshot()
+        model.restore(model.kept.data)
+        model.config = config  # as the run left it (the guard may have lowered the rate)
+        model.resume = None if where is None else dataclasses.replace(where, current=current)
         return True

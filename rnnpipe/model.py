@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from . import modelfile, optim, plan
+from . import holdout, modelfile, optim, plan
 from .cells import net
 from .config import ARCHITECTURE, Config
 from .engines import blas_threads, described, parallel
@@ -51,6 +51,9 @@ class Model:
         self.last_loss = last_loss  # nats per character of the latest chunk
         self.rate = rate  # the latest update's learning rate as a share of config.lr: where the next run starts
         self.resume = None  # a train.Position where a run stopped early, or None
+        # while a run keeps the best model (holdout.py) and this one has trained past it: the best one, a
+        # holdout.Best, which a save writes as the file's model (with this one in resume.current)
+        self.kept = None
         self.trained_on = None  # the engine (and device) of the latest update, as `rnnpipe info` says it; None: unknown
         self.pool = None  # while a run trains on several cores, its parallel.Pool
 
@@ -76,8 +79,20 @@ class Model:
         return cls(config, vocab, params, optim.init(config.optimizer, params), rng)
 
     def to_bytes(self) -> bytes:
+        """The model file's bytes. While a run keeps the best model and this
+        one has trained past it, the file's model is the best one, and this
+        one, where the run goes on from, is in its resume.current."""
+        if self.kept is None or self.resume is None:
+            return self.snapshot(self.resume)
+        best = Model.from_bytes(self.kept.data)
+        best.config = self.config  # as the run has it now (the guard may have lowered the rate)
+        best.resume = dataclasses.replace(self.resume, current=self.snapshot())
+        return best.snapshot(best.resume)
+
+    def snapshot(self, resume=None) -> bytes:
+        """This model's bytes as they are (with resume: where its run is)."""
         self.sync()
-        return modelfile.pack(self.config, self.vocab.chars, self.params, self.opt_state, self._state())
+        return modelfile.pack(self.config, self.vocab.chars, self.params, self.opt_state, self._state(resume))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Model:
@@ -88,6 +103,14 @@ class Model:
                     state["smooth_loss"], state["last_loss"], rate)  # fmt: skip
         if state.get("resume") is not None:  # version 1 files have none
             model.resume = Position(**state["resume"])
+            if model.resume.current is not None:  # version 7: the later model a run goes on from, checked now
+                try:
+                    later = Model.from_bytes(model.resume.current)
+                except modelfile.ModelFormatError as e:
+                    raise modelfile.ModelFormatError(f"state.resume.current, the later model: {e}") from None
+                if later.config != config or later.resume is not None:
+                    raise modelfile.ModelFormatError("state.resume.current should be a model file with this file's "
+                                                     "config and no resume")  # fmt: skip
         model.trained_on = state.get("engine")  # version 6 on
         return model
 
@@ -102,6 +125,7 @@ class Model:
         saved = Model.from_bytes(data)
         for name in self.STATE:
             setattr(self, name, getattr(saved, name))
+        self.kept = None
         self.touched()
 
     def save(self, path):
@@ -114,7 +138,7 @@ class Model:
         with open(os.fspath(path), "rb") as f:
             return cls.from_bytes(f.read())
 
-    def _state(self):
+    def _state(self, resume):
         return {
             "iterations": self.iterations,
             "chars_seen": self.chars_seen,
@@ -122,7 +146,7 @@ class Model:
             "last_loss": None if self.last_loss is None else float(self.last_loss),
             "rate": None if self.rate is None else float(self.rate),
             "engine": self.trained_on,
-            "resume": None if self.resume is None else modelfile.pack_resume(dataclasses.asdict(self.resume)),
+            "resume": None if resume is None else modelfile.pack_resume(dataclasses.asdict(resume)),
             "rng": modelfile.pack_rng(self.rng),
         }
 
@@ -301,8 +325,9 @@ class Model:
         A run that is interrupted (stop, a callback's Stop, or its time limit
         when epochs are given) leaves its position in self.resume, and the
         next train() on the same inputs, with the same batch size, sequence
-        length and valid_fraction, finishes it exactly (keep-best: from the
-        last measurement point, where an interrupted run goes back to). A run bounded by time
+        length and valid_fraction, finishes it exactly (keep-best: self is the
+        best model measured, and the later one the next run trains on from is
+        in self.resume.current, holdout.py). A run bounded by time
         alone finishes when its time is up; the next run starts anew (a new
         max_time of training) but goes on where the text does. A run on a
         model trained before starts at the rate the last run ended at
@@ -323,6 +348,7 @@ class Model:
         # held-out text and keep-best, by default for many passes
         options = options.settle(epochs, size, block_length(self.config), self.world, self.resume, inputs)
         resume, note = plan.start(self, inputs, options, epochs, again)
+        resume, best = holdout.go_on(self, resume, options.keep_best)  # on from the later model the file keeps
         if total is None and size is not None and epochs is not None:
             total = size * epochs
             if resume is not None and again:
@@ -331,8 +357,16 @@ class Model:
         with blas_threads(options.threads), parallel.cores(self, options.workers):
             run = Run(self, options, budget=budget, resume=resume, note=note, inputs=inputs, rereadable=again,
                       pass_chars=size, total=total, callback=callback, stop=stop, max_time=max_time,
-                      report_every=report_every, sample_length=sample_length, valid_every=valid_every)  # fmt: skip
-            return run.finish(run.fit(passes, epochs))
+                      report_every=report_every, sample_length=sample_length, valid_every=valid_every,
+                      best=best)  # fmt: skip
+            try:
+                stopped = run.fit(passes, epochs)
+            except Diverged:
+                raise  # with the model at its last good state (guard.py)
+            except BaseException:
+                run.abandon()  # bad input, say: the file a face saves holds the best model, and the later one
+                raise
+            return run.finish(stopped)
 
     # -- using -------------------------------------------------------------
 

@@ -21,15 +21,15 @@ import msgpack
 import numpy as np
 
 from . import filecheck, optim
-from .filecheck import COUNTER_DTYPE, DTYPES, RESUME_KEYS, RESUME_V5, check_type, unpack_array
+from .filecheck import COUNTER_DTYPE, DTYPES, RESUME_KEYS, RESUME_V5, RESUME_V7, check_type, unpack_array
 from .fileread import ModelFormatError, fail, read
 
 __all__ = ["FORMAT", "VERSION", "READS", "DTYPES", "COUNTER_DTYPE", "ModelFormatError", "pack", "pack_array",
            "pack_resume", "unpack", "unpack_array", "save_bytes", "stale_temp_files"]  # fmt: skip
 
 FORMAT = "rnnpipe-model"
-VERSION = 6  # what pack writes
-READS = (1, 2, 3, 4, 5, 6)  # what unpack reads; docs/model-format.md says how they differ
+VERSION = 7  # what pack writes
+READS = (1, 2, 3, 4, 5, 6, 7)  # what unpack reads; docs/model-format.md says how they differ
 
 
 def pack_array(a):
@@ -169,7 +169,7 @@ def unpack(data: bytes):
 
 def pack_resume(resume):
     """state.resume of the file, from a train.Position's fields (a dict)."""
-    doc = {k: resume[k] for k in (RESUME_KEYS | RESUME_V5) - {"state"}}
+    doc = {k: resume[k] for k in (RESUME_KEYS | RESUME_V5 | RESUME_V7) - {"state"}}
     if resume.get("schedule") is not None:  # version 3: the learning-rate schedule's budget
         doc["schedule"] = dict(resume["schedule"])
     doc["state"] = [[pack_array(a) for a in layer] for layer in resume["state"]]

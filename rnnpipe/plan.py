@@ -141,9 +141,10 @@ class Position:
     head: str | None = None  # a pipe's pass: SHA-256 of its first HEAD characters (compared before skipping any)
     digest: str | None = None  # a pipe's pass: SHA-256 of its text to the end of the current block
     interrupted: bool = True  # False: the run finished (its time was up) and this is only where the text goes on
-    # not saved: keep-best's word on this place (holdout.py): True, a measurement point (a save here is
-    # exact); False, between them (a save here is not: the run would go back to the last one); None, no keep-best
-    kept: bool | None = None
+    # keep-best (holdout.py): the held-out bits/char of the best model measured, which the file holds; None: none
+    best: float | None = None
+    # ... and the model the run goes on training from when it is a later one than that (Model.snapshot's bytes)
+    current: bytes | None = None
 
     @property
     def fraction(self):

@@ -31,9 +31,10 @@ class Progress:
     note: str | None = None  # with kind "note": something the user should be told, one line
     lr: float | None = None  # the learning rate of the latest update (the schedule's)
     best_bits: float | None = None  # keep-best: the best held-out score so far, the model's own at its last measurement
-    # with kind "end": (held-out bits, seconds into the run, iteration) of the best model measured, when the run
-    # ends with it rather than with the last one it trained (keep-best)
+    # with kind "end": (held-out bits, seconds into the run or None for an earlier run, iteration) of the best
+    # model measured, when the run ends with it rather than with the last one it trained (keep-best)
     kept: tuple | None = None
+    began: int | None = None  # with kind "end": the updates of the model the run trained on from
 
     @property
     def chars_per_sec(self):

@@ -39,7 +39,7 @@ class Seek:
         return Position(self.inputs, self.epoch, self.epochs, self.offset, chunk, state, cfg.batch_size,
                         cfg.seq_length, self.held.fraction, self.pass_chars, spent.to_dict(), self.block_chars,
                         self.head_digest if pipe else None, self.digest if pipe else None,
-                        kept=False if self.held.judging() else None)  # fmt: skip
+                        best=None if self.held.best is None else self.held.best.bits)  # fmt: skip
 
     def seek(self, pieces, N):
         """Continue the interrupted run's pass: skip the text it trained on

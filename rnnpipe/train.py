@@ -87,11 +87,12 @@ class Run(Seek):
     tell the user about it, once text arrives; inputs: what the text is;
     rereadable: whether it can be read again (a file, a str); pass_chars:
     characters in one pass, when known; total: characters this run will
-    train on, when known (for progress)."""
+    train on, when known (for progress); best: the best model an earlier
+    run measured, which this one continues (holdout.go_on)."""
 
     def __init__(self, model, options, *, budget=None, resume=None, note=None, inputs=(), rereadable=True,
                  pass_chars=None, total=None, callback=None, stop=None, max_time=None, report_every=1.0,
-                 sample_length=200, valid_every=10.0):  # fmt: skip
+                 sample_length=200, valid_every=10.0, best=None):  # fmt: skip
         self.model, self.options, self.callback, self.stop = model, options, callback, stop
         self.max_time = max_time  # this invocation's time limit (what is left of it, for a continued run)
         self.report_every, self.sample_every, self.sample_length = report_every, options.sample_every, sample_length
@@ -109,9 +110,9 @@ class Run(Seek):
         cfg = model.config
         # options come settled (Options.settle): a fraction (None: the first block decides), keep-best on or off
         chunk = cfg.batch_size * cfg.seq_length
-        self.held = Holdout(options.valid_fraction, options.keep_best, block_length(cfg), chunk)
+        self.held = Holdout(options.valid_fraction, options.keep_best, block_length(cfg), chunk, best)
         self.valid_bits = None  # the latest held-out score
-        self.stopping = None  # why it stops, going on to the next measurement point first (keep-best)
+        self.began = model.iterations  # the model this run trains on from
         self.epoch = self.first_epoch = 1
         self.epochs = None
         self.offset = 0  # characters of this pass before the current block
@@ -127,14 +128,14 @@ class Run(Seek):
         m = self.model
         p = Progress(
             kind,
-            m.iterations,
+            extra.pop("iteration", m.iterations),
             self.chars,
             self.total,
             time.monotonic() - self.start,
             m.last_loss if m.last_loss is not None else math.nan,
             m.smooth_loss,
             valid_bits=self.valid_bits,
-            best_bits=None if self.held.best is None else self.held.best[0],
+            best_bits=None if self.held.best is None else self.held.best.bits,
             max_time=self.max_time,
             epoch=self.epoch,
             first_epoch=self.first_epoch,
@@ -155,17 +156,16 @@ class Run(Seek):
 
     def checkpoint(self):
         """A keep-best measurement point (holdout.py): the model scored, and
-        kept, or put back to the best one."""
+        a copy kept when it is the best so far."""
         self.last_valid = time.monotonic()
         bits = self.held.score(self.model)
         if bits is None:
             return
         self.valid_bits = bits
-        self.report("valid")  # the model measured, before it may go back
-        if self.held.judge(self.model, bits, time.monotonic() - self.start if self.started else 0.0):
-            self.guard.take_snapshot()  # the weights it would roll back to are the best ones now
-        if self.model.resume is not None:
-            self.model.resume.kept = True
+        self.held.judge(self.model, bits, time.monotonic() - self.start if self.started else 0.0)
+        if self.model.resume is not None:  # where the run is, with the best score a save writes beside it
+            self.model.resume.best = self.held.best.bits
+        self.report("valid")
 
     # -- the passes ------------------------------------------------------------
 
@@ -184,9 +184,9 @@ class Run(Seek):
             elif r.epoch > 1 and self.rereadable and self.held.fraction != 0:
                 # the first pass set the held-out text aside whole: read it again, before going on
                 self.held.gather(passes())
-                if self.held.ready():
+                if self.held.ready() and self.held.best is None:
                     self.tell()
-                    self.checkpoint()  # the model it goes on from, the best one when it was saved
+                    self.checkpoint()  # a file that kept no best score (version 6): the model it goes on from
         self.guard.take_snapshot()
         try:
             while epochs is None or self.epoch <= epochs:
@@ -319,7 +319,7 @@ class Run(Seek):
         rate = self.budget.factor(self.trained, time.monotonic() - self.start)
         self.lr = m.config.lr * rate
         self.trained += X.size
-        self.held.moved()
+        self.held.moved(m)
         try:
             new = m.step(X, Y, state, self.lr)
         except FloatingPointError:  # a NaN or infinite loss or gradient: the update was not applied
@@ -349,39 +349,36 @@ class Run(Seek):
             self.last_report = now
             self.report("progress")
         timed = self.max_time is not None and now - self.start >= self.max_time
-        asked = not timed and not self.stopping and self.stop is not None and self.stop()
+        asked = not timed and self.stop is not None and self.stop()
         # ranks training together (ddp.py) stop after the same chunk
         timed, asked = self.model.agree(timed, asked)
-        why = self.stopping or ("time limit" if timed else "stopped" if asked else None)
-        if why is None:
-            return
-        if self.held.judging() and not self.held.at_mark and (why == "stopped" or self.epochs is not None):
-            # an interrupted keep-best run stops where it measures, where what it saves is exact (holdout.py)
-            if not self.stopping:
-                self.stopping = why
-                left = f"stopping at the next held-out measurement, {self.held.left(m.iterations):,} update(s) on"
-                self.report("note", note=left if asked else f"time is up: {left}")
-            return
-        raise Stop(why)
+        if timed or asked:
+            raise Stop("time limit" if timed else "stopped")
 
     def finish(self, stopped):
+        """The run's end: the model is the best one measured (keep-best),
+        and the last Progress reported."""
         # the last updates before the end had no time to show a climb: judge
         # them now, and lower the rate as any rollback does, for the next run
         self.guard.finish()
         held, m = self.held, self.model
+        last = m.iterations
         if held.ready():
-            if held.judging() and stopped not in ("end of input", "time limit"):
-                if held.back(m):  # stopped between measurement points (a callback's Stop): back to the last one
-                    self.report("note", note=f"went back to the model kept at the last held-out measurement (iteration "
-                                         f"{m.iterations:,}): the same command goes on from there exactly")  # fmt: skip
-            elif not held.at_mark:  # the end is a measurement point
+            # the end of a run is a measurement point; an interrupted one's is not: the same command goes on,
+            # and an uninterrupted run would not have measured there
+            if not held.fresh and (m.resume is None or not m.resume.interrupted):
                 self.checkpoint()
         elif held.text:
             self.measure()
-        kept = held.best if held.earlier else None  # the model is an earlier one than the last trained: say so
-        if kept is not None:
-            self.valid_bits = kept[0]  # the model's own
-        return self.report("end", stopped=stopped, kept=kept)
+        kept = None
+        if held.rest(m):  # the best model is an earlier one than the last trained: the run ends with it; say so
+            kept = held.best[:3]
+            self.valid_bits = held.best.bits  # the model's own
+        return self.report("end", stopped=stopped, kept=kept, iteration=last, began=self.began)
+
+    def abandon(self):
+        """A run that raised: the model is left as a finished run leaves it (the best one, the later one kept)."""
+        self.held.rest(self.model)
 
 
 def _last_stream(state):

@@ -168,11 +168,10 @@ class Session:
         read = read or (lambda: len(text))
 
         def stop():
-            # polled after every iteration, and while a pipe is silent: the model is whole at both points;
-            # under keep-best a periodic save waits for a measurement point, where a save is exact (holdout.py)
+            # polled after every iteration, and while a pipe is silent: the model is whole at both points
             if self.interrupt():
                 return True
-            if saver is not None and (model.resume is None or model.resume.kept is not False):
+            if saver is not None:
                 saver.maybe_save()
             return False
 
@@ -185,7 +184,8 @@ class Session:
         except Diverged as e:
             raise Failed(f"training diverged: {e}; {self._undo(before)}") from None
         except (InputError, VocabularyFull) as e:
-            if model.iterations > start_iteration and saver is not None:
+            later = model.resume is not None and model.resume.current is not None  # trained past the best (keep-best)
+            if (model.iterations > start_iteration or later) and saver is not None:
                 saver.save()
                 raise Failed(f"{e}; saved what was learned before to {self.path}") from None
             raise Failed(f"{e}; {self._undo(before)}") from None
@@ -195,7 +195,7 @@ class Session:
         # nothing: the run finished, and says so
         signalled = self.interrupt()
         exit_status = self.interrupt.exit_status if signalled else 0
-        trained = model.iterations - start_iteration
+        trained = final.iteration - final.began
         if read() == 0 and not signalled:  # nothing came: the file stays byte for byte, a pending run included
             return Outcome(None, f"empty input: nothing to train on; {self._undo(before, 'left untouched')}")
         # a run rolled back to where it began still changed the model (its lower
@@ -204,8 +204,7 @@ class Session:
         rolled_back = model.config.lr < start_lr
         if trained == 0 and not (was_pending and model.resume is None) and (signalled or not rolled_back):
             if signalled:
-                what = "before any training" if final.kept is None else "before an update beat its held-out score"
-                return Outcome(None, f"interrupted {what}; {self._undo(before)}", exit_status)
+                return Outcome(None, f"interrupted before any training; {self._undo(before)}", exit_status)
             held = (
                 f" after --valid-fraction {options.valid_fraction:g} held out its tail"
                 if options.valid_fraction
@@ -219,7 +218,7 @@ class Session:
             finally:
                 self._saved(saver)
         why = "interrupted" if signalled else final.stopped
-        return Outcome(final, self._summary(why, final, start_iteration), exit_status, saver is not None)
+        return Outcome(final, self._summary(why, final), exit_status, saver is not None)
 
     def _before(self):
         """What to put back if the run gives up: the file's bytes when a
@@ -260,13 +259,14 @@ class Session:
         if saver is not None and saver.on_disk:
             self.saved_at = saver.clean_at
 
-    def _summary(self, why, final, start_iteration):
+    def _summary(self, why, final):
         model = self.model
-        trained = model.iterations - start_iteration
+        trained = final.iteration - final.began
         held = f", held-out {final.valid_bits:.3f} bits/char" if final.valid_bits is not None else ""
         if final.kept is not None:
             bits, seconds, _ = final.kept
-            held = f"; kept the best held-out model: {bits:.3f} bits/char at {clock(seconds)}, not the last one"
+            when = "from an earlier run" if seconds is None else f"at {clock(seconds)}"
+            held = f"; kept the best held-out model: {bits:.3f} bits/char {when}, not the last one"
         first, last = final.first_epoch, final.epoch
         passes = ""
         if first == 1 and last > 1:
@@ -276,7 +276,7 @@ class Session:
         world = getattr(model, "world", None)
         if world is not None:
             passes += f" on {world.size} ranks"
-        kept = f"iterations {start_iteration + 1}-{model.iterations}" if trained else "no updates kept"
+        kept = f"iterations {final.began + 1}-{final.iteration}" if trained else "no updates kept"
         r = model.resume
         where = "kept in memory" if self.path is None else f"saved to {self.path}"
         if r is not None and r.interrupted:

@@ -182,6 +182,9 @@ def seal(doc, version):
         ((resume or {}).get("schedule") or {}).pop("start", None)
     if type(version) is int and version < 6:  # what version 6 added: the engine of the latest update
         doc["state"].pop("engine", None)
+    if type(version) is int and version < 7:  # what version 7 added: keep-best's score and later model
+        for k in ("best", "current"):
+            (doc["state"].get("resume") or {}).pop(k, None)
     data = msgpack.packb(doc, use_bin_type=True)
     outer = {"format": "rnnpipe-model", "version": version, "sha256": hashlib.sha256(data).digest(), "model": data}
     return msgpack.packb(outer, use_bin_type=True)
@@ -224,7 +227,7 @@ def test_a_version_1_file_loads_and_trains_on_as_it_always_did(optimizer):
     model.trained_on = None  # nor which engine made the updates (version 6)
     old = Model.from_bytes(version_1(model))
     assert old.to_bytes() == model.to_bytes()  # saved again as the current version, nothing lost
-    assert msgpack.unpackb(old.to_bytes(), raw=False)["version"] == VERSION == 6
+    assert msgpack.unpackb(old.to_bytes(), raw=False)["version"] == VERSION == 7
     if optimizer == "adam":
         assert old.opt_state["added_at"].dtype == np.int64 and not old.opt_state["added_at"].any()
     old.train(NEW * 3)
@@ -310,10 +313,10 @@ def test_counts_up_to_the_iterations_are_accepted():
     assert Model.from_bytes(bad(change)).opt_state["added_at"].max() == 20
 
 
-@pytest.mark.parametrize("version", [0, 7, -1, 2.0, "2", True, None])
+@pytest.mark.parametrize("version", [0, 8, -1, 2.0, "2", True, None])
 def test_other_versions_are_refused(version):
     data = seal(body(Model.new(Config(hidden=4), "abc").to_bytes()), version)
-    with pytest.raises(ModelFormatError, match="reads versions 1, 2, 3, 4, 5 and 6"):
+    with pytest.raises(ModelFormatError, match="reads versions 1, 2, 3, 4, 5, 6 and 7"):
         Model.from_bytes(data)
 
 

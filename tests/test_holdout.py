@@ -5,17 +5,21 @@ assertions: every run here is bounded by its passes, not by a clock."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
+import msgpack
 import pytest
 from cli_util import TINY, run
+from hostile_files import _seal
 from texts import kafka_text
 
 import rnnpipe
 import rnnpipe.train
 from rnnpipe import Config, Model, session, training
 from rnnpipe.errors import SettingError
+from rnnpipe.fileread import ModelFormatError
 from rnnpipe.holdout import COST, DEFAULT_CAP, DEFAULT_FRACTION, default_fraction
 from rnnpipe.plan import Options
 from rnnpipe.progress import status
@@ -63,19 +67,19 @@ def test_a_text_that_overfits_ends_with_the_best_held_out_model(overfitted):
     chunk = CFG.batch_size * CFG.seq_length
     every = math.ceil(COST * len(HELD) / chunk)
     streams, length = rnnpipe.train.layout(len(TEXT) - len(HELD), CFG.seq_length, CFG.batch_size)
-    assert COST == 20 and measured[0][1] == math.ceil(length / CFG.seq_length)  # the first pass's updates
-    best_bits, best_at = measured[0]
-    for bits, at in measured[1:-1]:  # (the last one is the end's)
-        assert at == best_at + every  # from the best model: one no better went back to it
-        if bits < best_bits:
-            best_bits, best_at = bits, at
+    per_pass = math.ceil(length / CFG.seq_length)
+    assert COST == 20 and measured[0][1] == per_pass  # the first pass's updates
+    # then at every multiple of `every` updates, whatever the score: no model goes back, every update counts
+    assert [at for _, at in measured[1:-1]] == list(range(every * (per_pass // every + 1), EPOCHS * per_pass, every))
+    assert measured[-1][1] == end.iteration == EPOCHS * per_pass  # the end's, of the last model trained
     best = min(scores)
     # the last model trained, measured at the end, had learned the text by heart: worse than the best
     assert scores[-1] > best + 0.05
     # the run ends with the best one: its score is the least measured, and scoring it again gives it
-    assert end.valid_bits == best and end.kept[0] == best
+    assert end.valid_bits == best and end.kept[0] == best and end.kept[2] == measured[scores.index(best)][1]
+    assert model.iterations == end.kept[2] < end.iteration
     assert model.evaluate(HELD).bits_per_char == pytest.approx(best, abs=1e-6)
-    assert model.resume is None and end.stopped == "end of input"
+    assert model.resume is None and model.kept is None and end.stopped == "end of input"
     assert not notes
 
 
@@ -205,15 +209,12 @@ def test_a_run_stopped_and_continued_ends_as_the_run_never_stopped(overfitted, p
     assert run_stopped(polls) == overfitted[0].to_bytes()
 
 
-def test_a_run_asked_to_stop_goes_on_to_its_next_measurement_and_says_so():
-    model = Model.new(CFG, TEXT)
-    notes, measured, count = [], [], [0]
+def test_a_run_asked_to_stop_stops_at_once_and_keeps_the_best_model_and_the_later_one():
+    model, best_measured, count = Model.new(CFG, TEXT), [], [0]
 
     def callback(p):
-        if p.kind == "note":
-            notes.append((p.note, p.iteration))
-        if p.kind == "valid":
-            measured.append(p.iteration)
+        if p.kind == "valid" and (not best_measured or p.valid_bits < best_measured[-1][0]):
+            best_measured.append((p.valid_bits, p.iteration))
 
     def stop():
         count[0] += 1
@@ -221,36 +222,61 @@ def test_a_run_asked_to_stop_goes_on_to_its_next_measurement_and_says_so():
 
     end = model.train(TEXT, epochs=EPOCHS, schedule="none", stop=stop, callback=callback)
     assert end.stopped == "stopped" and model.resume.interrupted
-    [(note, asked_at)] = notes
-    left = int(re.fullmatch(r"stopping at the next held-out measurement, (\d+) update\(s\) on", note)[1])
-    assert measured[-1] == asked_at + left  # it went on that far, and measured there
-    assert model.iterations in measured  # the model it stops with: measured (the last one, or the best before it)
+    assert end.iteration == 300  # stopped after the update it was asked at, not at a measurement point
+    bits, at = best_measured[-1]
+    every = math.ceil(COST * len(HELD) / (CFG.batch_size * CFG.seq_length))
+    assert 300 % every != 0 and end.kept == (bits, end.kept[1], at)
+    # the model is the best one measured, which sampling uses; the later one waits in resume.current
+    assert model.iterations == at and model.resume.best == bits
+    assert model.evaluate(HELD).bits_per_char == pytest.approx(bits, abs=1e-6)
+    assert Model.from_bytes(model.resume.current).iterations == 300
+    # the file holds both: the best as its model, the later one to go on from
+    saved = Model.from_bytes(model.to_bytes())
+    assert saved.iterations == at and Model.from_bytes(saved.resume.current).iterations == 300
 
 
-def test_passes_cut_by_the_time_limit_stop_where_they_measure_and_go_on_exactly(overfitted, monkeypatch):
-    """--epochs N --max-time T with T up first: the run is interrupted, so it
-    too goes on to its next measurement point; the next run finishes it as
-    the run never stopped. A fake clock: every reading moves it a millisecond."""
+def test_passes_cut_by_the_time_limit_go_on_exactly(overfitted, monkeypatch):
+    """--epochs N --max-time T with T up first: the run is interrupted, and
+    the next run finishes it as the run never stopped. A fake clock: every
+    reading moves it a millisecond."""
     ticks = iter(range(10**9))
     monkeypatch.setattr(rnnpipe.train.time, "monotonic", lambda: next(ticks) / 1000)
     model, notes = Model.new(CFG, TEXT), []
     end = model.train(TEXT, epochs=EPOCHS, max_time=1.0, schedule="none",
                       callback=lambda p: p.kind == "note" and notes.append(p.note))  # fmt: skip
     assert end.stopped == "time limit" and 2 < end.epoch < EPOCHS and model.resume.interrupted
-    assert len(notes) == 1 and notes[0].startswith("time is up: stopping at the next held-out measurement, ")
+    assert not notes and model.resume.current is not None
     monkeypatch.undo()
     again = Model.from_bytes(model.to_bytes())
     again.train(TEXT, epochs=EPOCHS, schedule="none")
     assert again.to_bytes() == overfitted[0].to_bytes()
 
 
-def test_a_callback_that_stops_the_run_sends_it_back_to_its_last_measurement():
+def test_a_run_bounded_by_time_alone_ends_with_the_best_and_the_next_trains_on_from_the_last(monkeypatch):
+    """--max-time alone: the run is done when its time is up, with the best
+    model measured; the next run on the same text goes on training from the
+    later model the file keeps, and still ends with the best of both runs."""
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(rnnpipe.train.time, "monotonic", lambda: next(ticks) / 1000)
     model = Model.new(CFG, TEXT)
-    notes, measured = [], []
+    first = model.train(TEXT, max_time=2.0, schedule="none")
+    assert first.stopped == "time limit" and not model.resume.interrupted and first.kept is not None
+    assert model.iterations == first.kept[2] < first.iteration
+    again = Model.from_bytes(model.to_bytes())
+    second = again.train(TEXT, max_time=1.0, schedule="none")
+    assert second.began == first.iteration  # not the best model's updates: the later one's
+    assert second.iteration > first.iteration
+    # the best of both runs: the first run's best stays unless a later model scored below it
+    assert again.evaluate(HELD).bits_per_char <= first.kept[0] + 1e-9
+    if second.kept is not None and second.kept[1] is None:
+        assert again.iterations == first.kept[2]  # the first run's best was never beaten
+
+
+def test_a_callback_that_stops_the_run_leaves_it_to_go_on_exactly():
+    model = Model.new(CFG, TEXT)
+    measured = []
 
     def callback(p):
-        if p.kind == "note":
-            notes.append(p.note)
         if p.kind == "valid":
             measured.append(p.iteration)
         if len(measured) == 3 and p.kind == "progress" and p.iteration > measured[-1] + 5:
@@ -258,18 +284,15 @@ def test_a_callback_that_stops_the_run_sends_it_back_to_its_last_measurement():
 
     end = model.train(TEXT, epochs=EPOCHS, schedule="none", callback=callback, report_every=0)
     assert end.stopped == "enough" and model.resume.interrupted
-    assert model.iterations in measured[-2:]  # the last measured, or the best it went back to
-    assert notes == [f"went back to the model kept at the last held-out measurement (iteration "
-                     f"{model.iterations:,}): the same command goes on from there exactly"]  # fmt: skip
+    assert end.iteration > measured[-1] + 5 and model.iterations in measured
     again = Model.from_bytes(model.to_bytes())
     again.train(TEXT, epochs=EPOCHS, schedule="none")
     assert again.to_bytes() == overfit()[0].to_bytes()
 
 
-def test_periodic_saves_are_made_only_where_a_continued_run_ends_exactly(tmp_path, overfitted, monkeypatch):
-    """A run killed outright (SIGKILL) leaves its last periodic save: under
-    keep-best those are made only at measurement points, or in the first
-    pass, so every one of them, continued, ends as the run never stopped."""
+def test_every_periodic_save_continued_ends_as_the_run_never_stopped(tmp_path, overfitted, monkeypatch):
+    """A run killed outright (SIGKILL) leaves its last periodic save, which
+    may come after any update: each, continued, ends as the run never stopped."""
     saved, save = [], session.Saver.save
 
     def keeping(self):
@@ -282,13 +305,12 @@ def test_periodic_saves_are_made_only_where_a_continued_run_ends_exactly(tmp_pat
         s.open({}, Model.new(CFG, TEXT))
         s.train(TEXT, Options(epochs=EPOCHS, schedule="none", save_every=1e-9))
     pending = [data for data in saved if data is not None]
-    assert len(pending) > 10
+    assert len(pending) > EPOCHS * 30  # after (nearly) every update
     assert Model.load(path).to_bytes() == overfitted[0].to_bytes()
-    # in the first pass, then at measurement points, which are fewer than the updates
     positions = [Model.from_bytes(data).resume for data in pending]
-    assert any(p.epoch == 1 for p in positions) and any(p.epoch > 2 for p in positions)
+    assert any(p.epoch == 1 for p in positions) and any(p.current is not None for p in positions)
     monkeypatch.setattr(session.Saver, "save", save)
-    for data in (pending[len(pending) // 3], pending[-1]):
+    for data in (pending[len(pending) // 3], pending[len(pending) // 2 + 1], pending[-1]):
         again = Model.from_bytes(data)
         again.train(TEXT, epochs=EPOCHS, schedule="none")
         assert again.to_bytes() == overfitted[0].to_bytes()
@@ -327,3 +349,57 @@ def test_the_notebook_gets_the_same_default(tmp_path):
     finally:
         with capture_output():
             shell.run_line_magic("unload_ext", "rnnpipe_magic")
+
+
+# -- the file keeps the best model and the later one ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stopped():
+    """The overfitting run asked to stop after 300 updates, past its best model."""
+    model, count = Model.new(CFG, TEXT), [0]
+
+    def stop():
+        count[0] += 1
+        return count[0] >= 300
+
+    model.train(TEXT, epochs=EPOCHS, schedule="none", stop=stop)
+    assert model.resume.current is not None
+    return model
+
+
+def test_info_says_the_file_holds_the_best_model_and_where_the_next_run_goes_on(tmp_path, stopped):
+    stopped.save(tmp_path / "m.msgpack")
+    r = run("info", "-m", "m.msgpack", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (f"held out      {stopped.resume.best:.4f} bits/char: the best model its run measured, this one; the "
+            "next run trains on from the later model it kept (iteration 300)") in r.stdout.decode()  # fmt: skip
+    assert f"iterations    {stopped.iterations}\n" in r.stdout.decode()
+    resume = json.loads(run("info", "-m", "m.msgpack", "--json", cwd=tmp_path).stdout)["resume"]
+    assert resume["best_bits"] == stopped.resume.best and resume["goes_on_from"] == 300
+
+
+def body_of(data):
+    return msgpack.unpackb(msgpack.unpackb(data, raw=False)["model"], raw=False)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(current=b"not a model"), "state.resume.current, the later model: the file is not valid msgpack"),
+        (dict(best=None), "state.resume.current should be a model file's bytes, with a best score, or nil"),
+        (dict(current="text"), "state.resume.current should be a model file's bytes"),
+        (dict(best=-1.0), "state.resume.best should be a non-negative float or nil"),
+        (dict(best="2.3"), "state.resume.best should be a non-negative float or nil"),
+        (dict(best=math.nan), "state.resume.best should be a non-negative float or nil"),
+        (dict(current=Model.new(Config(hidden=8), "ab").snapshot()), "state.resume.current should be a model file "
+                                                                     "with this file's config and no resume"),
+    ],
+)  # fmt: skip
+def test_a_file_whose_best_score_or_later_model_is_wrong_is_refused(stopped, change, message):
+    doc = body_of(stopped.to_bytes())
+    doc["state"]["resume"].update(change)
+    with pytest.raises(ModelFormatError, match=re.escape(message)):
+        Model.from_bytes(_seal(doc))
+    doc["state"]["resume"].update(best=None, current=None)  # a run that kept no best model: nothing to check
+    assert Model.from_bytes(_seal(doc)).resume.best is None

@@ -94,7 +94,7 @@ HOSTILE = {
     "random bytes": (lambda g: bytes(range(256)) * 3, "not valid msgpack"),
     "msgpack, not a map": (lambda g: msgpack.packb([1, 2, 3]), "not an rnnpipe model"),
     "wrong type": (lambda g: _edit(g, lambda b: b.update(vocab=5)), "vocab should be list"),
-    "unknown version": (lambda g: _seal(_body(g), version=7), "version 7 is not supported"),
+    "unknown version": (lambda g: _seal(_body(g), version=8), "version 8 is not supported"),
     "version 1.0": (lambda g: _seal(_body(g), version=1.0), "version 1.0 is not supported"),
     "NaN weight": (
         lambda g: _edit(g, lambda b: b["params"]["by"].update(data=b"\x00\x00\xc0\x7f" * (len(b["vocab"])))),

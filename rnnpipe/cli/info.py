@@ -17,6 +17,9 @@ def cmd_info(args, io):
     version = msgpack.unpackb(raw, raw=False)["version"]  # checked by the load: the version the file has
     r = model.resume
     resume = None
+    later = None  # the iterations of the later model a run keeping the best goes on from (holdout.py)
+    if r is not None and r.current is not None:
+        later = type(model).from_bytes(r.current).iterations
     if r is not None:
         resume = {
             "epoch": r.epoch,
@@ -26,6 +29,8 @@ def cmd_info(args, io):
             "offset": r.offset,
             "chunk": r.chunk,
             "interrupted": r.interrupted,  # false: the run finished, and this is where its text goes on
+            "best_bits": r.best,  # keep-best: this model's held-out bits/char, the best its run measured
+            "goes_on_from": later,  # ... and the iterations of the later model the next run trains on from
         }
     cfg = model.config
     log2 = math.log(2)
@@ -69,6 +74,9 @@ def cmd_info(args, io):
             f"trained on    {_trained_on(model)}",
             f"pending       {_pending(r)}",
         ]
+        if r is not None and r.best is not None:
+            on = "" if later is None else f"; the next run trains on from the later model it kept (iteration {later})"
+            lines.append(f"held out      {r.best:.4f} bits/char: the best model its run measured, this one{on}")
         print("\n".join(lines), file=io.stdout)
     io.stdout.flush()
     return 0
