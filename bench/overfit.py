@@ -7,7 +7,8 @@
 
 Each contestant runs the setting of the README's first command,
 `rnnpipe train -m shakespeare.msgpack --max-time 60 examples/shakespeare.txt`
-(a new model, the command line's options as that command gives them, the
+(a new model, as the command line makes it for that text and time, with
+the command line's options as that command gives them, the
 text as one string read again pass after pass), in its own child process,
 one after another, with the rnnpipe of the tree named (the reference is
 main's: --reference, default ../main). While it trains, a copy of the
@@ -96,6 +97,11 @@ def child(spec):
         **{k: v for k, v in spec["fields"].items() if k in OPTION_FIELDS}
     )
     text = Path(args.files[0]).read_text(encoding="utf-8")
+    from rnnpipe import plan
+
+    choose = getattr(plan, "choose", None)  # a tree from before it: the default model
+    if choose is not None and not any(k in changes for k in plan.CHOSEN_BY):
+        changes = {**choose(len(text), run_options)[0], **changes}  # the model the command line makes
     model = Model.new(**changes)
     snaps, reports, notes = [], [], []
     last = [-math.inf]

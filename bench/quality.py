@@ -156,8 +156,10 @@ def child_rnnpipe(spec):
     with threadpool_limits(spec.get("threads", 1)):
         progress = model.train(train, max_time=spec["budget"], schedule=spec.get("schedule", "cosine"), **options)
         ev = model.evaluate(held)
+    # kept: the run ended with an earlier model than its last, the best on its own held-out text (holdout.py)
     return {"bits": ev.bits_per_char, "chars_per_sec": progress.chars_per_sec, "iterations": model.iterations,
-            "seconds": progress.elapsed, "epochs": progress.epoch}  # fmt: skip
+            "seconds": progress.elapsed, "epochs": progress.epoch, "updates": progress.iteration,
+            "kept": progress.kept}  # fmt: skip
 
 
 def torch_start(spec):

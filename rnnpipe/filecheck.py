@@ -115,9 +115,15 @@ def _check_engine(engine):
         fail("state.engine should be a string of at most 200 characters or nil")
 
 
+def _check_chosen(chosen):
+    if chosen is not None and not (isinstance(chosen, str) and 0 < len(chosen) <= 500):
+        fail("state.chosen should be a string of at most 500 characters or nil")
+
+
 # resume is checked in unpack, knowing the config; rate: where the next run's learning rate starts;
-# engine: the engine (and device) that made the latest update
-STATE_OPTIONAL = {"resume": (2, lambda doc: None), "rate": (5, _check_rate), "engine": (6, _check_engine)}
+# engine: the engine (and device) that made the latest update; chosen: why a new model has its architecture
+STATE_OPTIONAL = {"resume": (2, lambda doc: None), "rate": (5, _check_rate), "engine": (6, _check_engine),
+                  "chosen": (7, _check_chosen)}  # fmt: skip
 # config fields added in a version, and what a file before it meant by them
 CONFIG_ADDED = {4: {"weight_decay": 0.0}}
 

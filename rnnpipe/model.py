@@ -55,6 +55,7 @@ class Model:
         # holdout.Best, which a save writes as the file's model (with this one in resume.current)
         self.kept = None
         self.trained_on = None  # the engine (and device) of the latest update, as `rnnpipe info` says it; None: unknown
+        self.chosen = None  # why a new model has the architecture it has, when a face chose it (plan.choose)
         self.pool = None  # while a run trains on several cores, its parallel.Pool
 
     def __repr__(self):
@@ -112,10 +113,11 @@ class Model:
                     raise modelfile.ModelFormatError("state.resume.current should be a model file with this file's "
                                                      "config and no resume")  # fmt: skip
         model.trained_on = state.get("engine")  # version 6 on
+        model.chosen = state.get("chosen")  # version 7 on
         return model
 
     STATE = ("config", "vocab", "buffers", "rng", "iterations", "chars_seen", "smooth_loss", "last_loss", "rate",
-             "resume", "trained_on")  # fmt: skip
+             "resume", "trained_on", "chosen")  # fmt: skip
 
     def restore(self, data: bytes):
         """Go back to the model saved in data (Model.to_bytes), in place, so
@@ -146,6 +148,7 @@ class Model:
             "last_loss": None if self.last_loss is None else float(self.last_loss),
             "rate": None if self.rate is None else float(self.rate),
             "engine": self.trained_on,
+            "chosen": self.chosen,
             "resume": None if resume is None else modelfile.pack_resume(dataclasses.asdict(resume)),
             "rng": modelfile.pack_rng(self.rng),
         }

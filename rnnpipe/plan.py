@@ -17,6 +17,16 @@ from .schedule import FLOOR, Budget
 
 NEEDS_HELD_OUT = "{name} needs held-out text to judge by: give a valid fraction too"
 
+# A new model for a small text its run reads many times (choose): the default one-layer GRU learns it by heart,
+# and two layers of 128 with dropout between them ended 0.12 bits/char better on the README's first command
+# (100,000 characters, 60 s) and 0.21 better on 300,000 characters in 180 s; on a million characters read 13
+# or 45 times the default did better (docs/benchmarks.md, "The model for the text and the time")
+RATE = 100_000  # characters a second the default model trained on both cores of the machine that measured it
+MANY = 30  # passes over the text from which a new model is the regularised one ...
+SMALL = 500_000  # ... for a text of at most this many characters: between the sizes measured, not measured itself
+MANY_PASSES = {"layers": 2, "hidden": 128, "dropout": 0.4}
+CHOSEN_BY = ("cell", "hidden", "layers", "dropout")  # a run given any of these gets what it asked for
+
 
 @dataclass(frozen=True)
 class Options:
@@ -183,6 +193,26 @@ def passes(text, options, inputs=None, size=None):
         blocks = [b for b in text if b]  # read once, kept for the later passes
         return (lambda: blocks), True, inputs, sum(len(b) for b in blocks)
     return (lambda: text), False, inputs, size
+
+
+def choose(size, options):
+    """The Config fields of a new model whose run gives none of CHOSEN_BY,
+    and why, in words: ({}, None) for the default, unless the run reads its
+    text (size characters) at least MANY times: --epochs, or --max-time at
+    RATE characters a second (an estimate: a slower machine reads it fewer
+    times), and it has at most SMALL characters. A text of unknown size (a
+    pipe) gets the default."""
+    if not size or size > SMALL:
+        return {}, None
+    times = [options.epochs] if options.epochs is not None else []
+    if options.max_time is not None:
+        times.append(options.max_time * RATE / size)
+    if not times or min(times) < MANY:
+        return {}, None
+    why = (f"2 layers of 128 units with dropout 0.4, for a text of {size:,} characters read about {min(times):,.0f} "
+           f"times in the run (a text of at most {SMALL:,} read at least {MANY} times: the default one layer of 192 "
+           "learns it by heart)")  # fmt: skip
+    return dict(MANY_PASSES), why
 
 
 def sha(text):

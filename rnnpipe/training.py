@@ -110,19 +110,29 @@ class Session:
 
     # -- opening -----------------------------------------------------------------
 
-    def open(self, changes, model=None, *, saved_at=None):
+    def open(self, changes, model=None, *, saved_at=None, size=None, options=None):
         """The model to train: `model` when the face holds it already (as the
         file has it at iteration saved_at, or in memory), else the file's,
         else a new one; with `changes` (Config fields) applied, and a note
-        when they change a saved model. ValueError for changes it cannot
-        take; ModelFormatError for a file that is not a model."""
+        when they change a saved model. A new model given none of
+        plan.CHOSEN_BY is the one plan.choose picks for the run's
+        train.Options and its text's size (characters, when known), and a
+        note says so. ValueError for changes it cannot take;
+        ModelFormatError for a file that is not a model."""
+        from . import plan
         from .model import Model
 
         self.existed = self.path is not None and os.path.exists(self.path)
         if model is None and self.existed:
             model, saved_at = Model.load(self.path), None
         if model is None:
-            self.model = Model.new(**changes)
+            chosen, why = {}, None
+            if options is not None and not any(k in changes for k in plan.CHOSEN_BY):
+                chosen, why = plan.choose(size, options)
+            self.model = Model.new(**{**chosen, **changes})
+            if why is not None:
+                self.model.chosen = why
+                self.note(f"a new model of {why}; --layers, --hidden or --dropout choose another")
             return self.model
         before = model.config
         if self.path is None:

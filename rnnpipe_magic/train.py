@@ -105,7 +105,7 @@ class TrainMagics(ModelMagics):
         label = args.model or (args.name or store.DEFAULT_NAME)
         try:
             if entry is None:
-                s.open(options.config_changes(args))
+                s.open(options.config_changes(args), size=len(text), options=opts)
             else:
                 s.open(options.config_changes(args), entry.model, saved_at=entry.saved_at)
         except ValueError as e:

@@ -182,9 +182,10 @@ def seal(doc, version):
         ((resume or {}).get("schedule") or {}).pop("start", None)
     if type(version) is int and version < 6:  # what version 6 added: the engine of the latest update
         doc["state"].pop("engine", None)
-    if type(version) is int and version < 7:  # what version 7 added: keep-best's score and later model
-        for k in ("best", "current"):
+    if type(version) is int and version < 7:  # what version 7 added: keep-best's score and later model, and
+        for k in ("best", "current"):  # why a new model's architecture was chosen
             (doc["state"].get("resume") or {}).pop(k, None)
+        doc["state"].pop("chosen", None)
     data = msgpack.packb(doc, use_bin_type=True)
     outer = {"format": "rnnpipe-model", "version": version, "sha256": hashlib.sha256(data).digest(), "model": data}
     return msgpack.packb(outer, use_bin_type=True)

@@ -227,7 +227,7 @@ def test_the_readme_claim_on_weight_decay_is_the_benchmark_table():
 
 def test_the_readme_claim_on_what_holding_out_costs_is_the_benchmark_table():
     """README: on tinyshakespeare's first million characters, 60 and 180
-    seconds ended 0.07 and 0.09 bits/char worse with the held-out default
+    seconds ended 0.02 and 0.04 bits/char worse with the held-out default
     than with --valid-fraction 0: the figures are docs/benchmarks.md's table
     (bench/quality.py, not here), and the default does hold out for such a
     text, read more than once."""
@@ -322,3 +322,32 @@ def test_the_busy_machine_check_runs_the_readme_test_command_with_every_core_spi
     assert 'for _ in $(seq "$(nproc)")' in script and "while True: pass" in script
     assert 'for run in $(seq "$runs")' in script and "break" in script
     assert "`bash bench/busy.sh 5`" in (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_claim_on_the_model_it_chooses_is_the_benchmark_table_and_the_code():
+    """README: a small text read many times gets two layers of 128 with
+    dropout 0.4; its figures are docs/benchmarks.md's table, its bounds
+    plan.choose's."""
+    from rnnpipe import plan
+
+    readme = " ".join(README.split())
+    said = re.search(r"files of at most ([\d,]+) characters that `--epochs`, or `--max-time` at about ([\d,]+) "
+                     r"characters a second, have it read (\d+) times or more get two layers of (\d+) with "
+                     r"`--dropout ([\d.]+)`", readme)  # fmt: skip
+    assert said, "the README no longer says which model it chooses"
+    small, rate, many, hidden, dropout = said.groups()
+    assert (int(small.replace(",", "")), int(rate.replace(",", "")), int(many)) == (plan.SMALL, plan.RATE, plan.MANY)
+    assert plan.MANY_PASSES == {"layers": 2, "hidden": int(hidden), "dropout": float(dropout)}
+    figures = re.search(r"it ended ([\d.]+) bits/char on the text after the sample, against ([\d.]+) for the "
+                        r"default model; on a million characters read (\d+) times in 180 seconds the default did "
+                        r"better, ([\d.]+) against ([\d.]+)", readme)  # fmt: skip
+    assert figures, "the README no longer gives the figures"
+    doc = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    section = doc.split("### The model for the text and the time\n", 1)[1].split("\n#", 1)[0]
+    sample = re.search(r"^\| the README's sample \(99,843\) \| 60 \| \d+, ([\d.]+) \| \d+, ([\d.]+) \|$", section, re.M)
+    million = re.search(r"^\| tinyshakespeare's first 1,115,394 \(1,003,854\) \| 180 \| (\d+), ([\d.]+) \| \d+, "
+                        r"([\d.]+) \|$", section, re.M)  # fmt: skip
+    assert (sample[2], sample[1]) == figures.groups()[:2]
+    assert million.groups() == figures.groups()[2:]
+    # the first command is such a run: 60 s over the 99,843-character sample
+    assert plan.choose(99_843, plan.Options(max_time=60))[0] == plan.MANY_PASSES

@@ -51,6 +51,7 @@ def cmd_info(args, io):
         "smooth_loss_bits": smooth,
         "resume": resume,
         "trained_on": model.trained_on,  # None: no update yet, or a file from before version 6
+        "chosen": model.chosen,  # why a new model got its architecture when rnnpipe chose it, else None
     }
     if args.json:
         print(json.dumps(data), file=io.stdout)
@@ -65,6 +66,7 @@ def cmd_info(args, io):
             f"model         {escape(args.model)} ({data['file_bytes']} bytes)",
             f"format        {FORMAT} version {version}",
             f"architecture  {arch}",
+            *([f"chosen        {escape(model.chosen)}"] if model.chosen else []),
             f"parameters    {data['parameters']}",
             f"training      {training}",
             f"vocabulary    {len(model.vocab)} characters: {escape(model.vocab.chars)}",

@@ -64,7 +64,7 @@ def _train(args, io, opts, world):
         with session.Interrupt(hold=io.process) as interrupt:
             note = (lambda text: None) if quiet else io.note
             with training.Session(args.model, session.CLI, note=note, interrupt=interrupt, lead=lead) as s:
-                _open(args, s, sources, world)
+                _open(args, s, sources, world, opts)
                 try:
                     return _run(args, io, s, sources, opts if lead else opts.replace(sample_every=0), world, quiet)
                 finally:
@@ -87,9 +87,10 @@ def _train(args, io, opts, world):
             src.close()
 
 
-def _open(args, s, sources, world):
-    """Open the session's model: the file's (or a new one) with the command
-    line's changes; under torchrun, rank 0's, sent to every rank."""
+def _open(args, s, sources, world, opts):
+    """Open the session's model: the file's (or a new one, for the run's
+    opts and the text's size) with the command line's changes; under
+    torchrun, rank 0's, sent to every rank."""
     from ..model import Model
 
     changes = options.config_changes(args)
@@ -105,8 +106,10 @@ def _open(args, s, sources, world):
             return _use(s, args, world)
     try:
         model = load_model(args.model) if os.path.exists(args.model) else None
+        rereadable = all(src.rereadable for src in sources)
+        size = sum(src.chars() for src in sources) if model is None and rereadable else None
         try:
-            s.open(changes, model)
+            s.open(changes, model, size=size, options=opts)
         except ValueError as e:
             raise UsageError(f"{args.model}: {e}" if model is not None else str(e)) from None
     except BaseException:
