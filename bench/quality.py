@@ -23,7 +23,9 @@ and the last 10% held out, scored as one continuous stream by both:
   4,445 distinct (so it is used whole at the default --chars).
 
 Contestants: rnnpipe configurations given as Config fields over the default
-("default" alone is rnnpipe's default), each trained once per budget with
+("default" alone is rnnpipe's default: the model the command line makes for
+the text and the budget, plan.choose, unless the fields name cell, hidden,
+layers or dropout), each trained once per budget with
 `Model.train(text, max_time=budget)` (so its learning-rate schedule knows the
 budget); and PyTorch at the best configuration found by bench/run.py's sweep
 (lstm 256, batch 32, seq 50, Adam 4e-3, one-hot input) and with a learned
@@ -151,6 +153,10 @@ def child_rnnpipe(spec):
     train, held = split(corpus(spec["corpus"], spec["chars"]))
     fields = dict(spec["config"])
     options = {k: fields.pop(k) for k in RUN_FIELDS if k in fields}  # the run's, not the model's
+    from rnnpipe import plan
+
+    if not any(k in fields for k in plan.CHOSEN_BY):  # the model the command line makes for this text and time
+        fields = {**plan.choose(len(train), plan.Options(max_time=spec["budget"]))[0], **fields}
     config = rnnpipe.Config(**fields)
     model = rnnpipe.Model.new(config, train)
     with threadpool_limits(spec.get("threads", 1)):
@@ -159,7 +165,7 @@ def child_rnnpipe(spec):
     # kept: the run ended with an earlier model than its last, the best on its own held-out text (holdout.py)
     return {"bits": ev.bits_per_char, "chars_per_sec": progress.chars_per_sec, "iterations": model.iterations,
             "seconds": progress.elapsed, "epochs": progress.epoch, "updates": progress.iteration,
-            "kept": progress.kept}  # fmt: skip
+            "kept": progress.kept, "chosen": {k: getattr(config, k) for k in plan.CHOSEN_BY}}  # fmt: skip
 
 
 def torch_start(spec):
