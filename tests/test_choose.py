@@ -8,6 +8,7 @@ import json
 
 import pytest
 from cli_util import run
+from test_session import ip  # noqa: F401  (ip: a real IPython shell with the magics loaded)
 from texts import kafka_text
 
 from rnnpipe import Config, Model, plan
@@ -79,7 +80,7 @@ def test_text_piped_in_gets_the_default_its_size_not_known_in_time(tmp_path):
     assert Model.load(tmp_path / "m.msgpack").config.layers == Config().layers
 
 
-def test_the_notebook_chooses_the_same(ip, tmp_path):
+def test_the_notebook_chooses_the_same(ip, tmp_path):  # noqa: F811  (the fixture imported above)
     from IPython.utils.capture import capture_output
 
     with capture_output() as cap:
@@ -89,19 +90,6 @@ def test_the_notebook_chooses_the_same(ip, tmp_path):
     assert f"a new model of {WHY.replace('600 characters', '601 characters')}" in cap.stdout
     model = ip.user_ns["run"].model
     assert (model.config.layers, model.config.hidden, model.config.dropout) == (2, 128, 0.4)
-
-
-@pytest.fixture
-def ip():
-    from IPython.testing import globalipapp
-    from IPython.utils.capture import capture_output
-
-    globalipapp.start_ipython()
-    shell = globalipapp.get_ipython()
-    shell.run_line_magic("load_ext", "rnnpipe_magic")
-    yield shell
-    with capture_output():
-        shell.run_line_magic("unload_ext", "rnnpipe_magic")
 
 
 def test_the_file_keeps_why_and_refuses_what_is_not_a_reason():
