@@ -11,7 +11,7 @@ from cli_util import run
 from test_session import ip  # noqa: F401  (ip: a real IPython shell with the magics loaded)
 from texts import kafka_text
 
-from rnnpipe import Config, Model, plan
+from rnnpipe import Config, Model, plan, training
 from rnnpipe.plan import Options
 
 TEXT = kafka_text()[:600]
@@ -55,15 +55,22 @@ def test_the_command_line_says_what_it_chose_and_info_says_why(tmp_path):
     assert Model.load(tmp_path / "m.msgpack").chosen == model.chosen
 
 
-@pytest.mark.parametrize("given", [["--hidden", "64"], ["--layers", "1"], ["--dropout", "0"], ["--cell", "lstm"]])
-def test_a_run_that_names_the_architecture_gets_what_it_named(tmp_path, given):
+def test_a_run_that_names_the_architecture_gets_what_it_named(tmp_path):
     (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
-    r = run("train", "-m", "m.msgpack", *SMALL, *given, "--epochs", "30", "t.txt", cwd=tmp_path)
+    r = run("train", "-m", "m.msgpack", *SMALL, "--hidden", "64", "--epochs", "30", "t.txt", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert b"a new model of" not in r.stderr
     model = Model.load(tmp_path / "m.msgpack")
     assert model.config.layers == 1 and model.chosen is None
     assert "chosen" not in run("info", "-m", "m.msgpack", cwd=tmp_path).stdout.decode()
+    # each of the four, through the session layer both faces open models with
+    for given in ({"hidden": 64}, {"layers": 1}, {"dropout": 0.0}, {"cell": "lstm"}):
+        notes = []
+        s = training.Session(None, note=notes.append)
+        model = s.open(given, size=len(TEXT), options=Options(epochs=30))
+        assert model.config.layers == 1 and model.chosen is None and not notes, given
+    s = training.Session(None, note=notes.append)
+    assert s.open({}, size=len(TEXT), options=Options(epochs=30)).config.layers == 2 and notes  # none given
 
 
 def test_a_run_read_fewer_times_gets_the_default(tmp_path):
