@@ -352,6 +352,11 @@ class Run(Seek):
         asked = not timed and self.stop is not None and self.stop()
         # ranks training together (ddp.py) stop after the same chunk
         timed, asked = self.model.agree(timed, asked)
+        if timed and m.resume is not None and m.resume.schedule is not None and self.budget.max_time:
+            # the position was taken a moment before the clock said the time is up: it records the time used
+            # up, so that a run continuing this one gets a new limit, not the sliver left of this one
+            spent = self.budget.seconds + now - self.start
+            m.resume.schedule["seconds"] = max(m.resume.schedule["seconds"], spent)
         if timed or asked:
             raise Stop("time limit" if timed else "stopped")
 

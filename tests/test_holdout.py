@@ -17,7 +17,7 @@ from texts import kafka_text
 
 import rnnpipe
 import rnnpipe.train
-from rnnpipe import Config, Model, session, training
+from rnnpipe import Config, Model, schedule, session, training
 from rnnpipe.errors import SettingError
 from rnnpipe.fileread import ModelFormatError
 from rnnpipe.holdout import COST, DEFAULT_CAP, DEFAULT_FRACTION, default_fraction
@@ -250,6 +250,19 @@ def test_passes_cut_by_the_time_limit_go_on_exactly(overfitted, monkeypatch):
     again = Model.from_bytes(model.to_bytes())
     again.train(TEXT, epochs=EPOCHS, schedule="none")
     assert again.to_bytes() == overfitted[0].to_bytes()
+
+
+def test_a_run_cut_by_its_time_limit_records_the_whole_limit_as_used(monkeypatch):
+    """The position is taken a moment before the clock says the time is up:
+    it must still say so, or the next run would get the sliver left of this
+    one's limit (one update) instead of a limit of its own."""
+    for ms in range(10):  # the limit falls at each place between the clock's readings in an update
+        ticks = iter(range(10**9))
+        monkeypatch.setattr(rnnpipe.train.time, "monotonic", lambda ticks=ticks: next(ticks) / 1000)
+        model = Model.new(CFG, TEXT)
+        end = model.train(TEXT, epochs=EPOCHS, max_time=0.3 + ms / 1000)  # the cosine schedule, over its time
+        assert end.stopped == "time limit" and model.resume.interrupted
+        assert schedule.Budget(**model.resume.schedule).spent, ms
 
 
 def test_a_run_bounded_by_time_alone_ends_with_the_best_and_the_next_trains_on_from_the_last(monkeypatch):
