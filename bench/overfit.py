@@ -100,8 +100,8 @@ def child(spec):
     from rnnpipe import plan
 
     choose = getattr(plan, "choose", None)  # a tree from before it: the default model
-    if choose is not None and not any(k in changes for k in plan.CHOSEN_BY):
-        changes = {**choose(len(text), run_options)[0], **changes}  # the model the command line makes
+    if choose is not None:
+        changes = {**choose(len(text), run_options, changes)[0], **changes}  # the model the command line makes
     model = Model.new(**changes)
     snaps, reports, notes = [], [], []
     last = [-math.inf]

@@ -155,8 +155,8 @@ def child_rnnpipe(spec):
     options = {k: fields.pop(k) for k in RUN_FIELDS if k in fields}  # the run's, not the model's
     from rnnpipe import plan
 
-    if not any(k in fields for k in plan.CHOSEN_BY):  # the model the command line makes for this text and time
-        fields = {**plan.choose(len(train), plan.Options(max_time=spec["budget"]))[0], **fields}
+    # the model the command line makes for this text and time
+    fields = {**plan.choose(len(train), plan.Options(max_time=spec["budget"]), fields)[0], **fields}
     config = rnnpipe.Config(**fields)
     model = rnnpipe.Model.new(config, train)
     with threadpool_limits(spec.get("threads", 1)):

@@ -195,14 +195,14 @@ def passes(text, options, inputs=None, size=None):
     return (lambda: text), False, inputs, size
 
 
-def choose(size, options):
-    """The Config fields of a new model whose run gives none of CHOSEN_BY,
-    and why, in words: ({}, None) for the default, unless the run reads its
-    text (size characters) at least MANY times: --epochs, or --max-time at
-    RATE characters a second (an estimate: a slower machine reads it fewer
-    times), and it has at most SMALL characters. A text of unknown size (a
-    pipe) gets the default."""
-    if not size or size > SMALL:
+def choose(size, options, changes=()):
+    """The Config fields of a new model, and why, in words: ({}, None) for
+    the default, unless the run names none of CHOSEN_BY among its changes
+    and reads its text (size characters) at least MANY times: --epochs, or
+    --max-time at RATE characters a second (an estimate: a slower machine
+    reads it fewer times), and it has at most SMALL characters. A text of
+    unknown size (a pipe) gets the default."""
+    if not size or size > SMALL or any(k in changes for k in CHOSEN_BY):
         return {}, None
     times = [options.epochs] if options.epochs is not None else []
     if options.max_time is not None:

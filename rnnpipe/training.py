@@ -127,8 +127,8 @@ class Session:
             model, saved_at = Model.load(self.path), None
         if model is None:
             chosen, why = {}, None
-            if options is not None and not any(k in changes for k in plan.CHOSEN_BY):
-                chosen, why = plan.choose(size, options)
+            if options is not None:
+                chosen, why = plan.choose(size, options, changes)
             self.model = Model.new(**{**chosen, **changes})
             if why is not None:
                 self.model.chosen = why
