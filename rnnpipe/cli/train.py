@@ -64,9 +64,12 @@ def _train(args, io, opts, world):
         with session.Interrupt(hold=io.process) as interrupt:
             note = (lambda text: None) if quiet else io.note
             with training.Session(args.model, session.CLI, note=note, interrupt=interrupt, lead=lead) as s:
-                _open(args, s, sources, world, opts)
+                # characters in one pass of FILEs (read to count them, once): for the new model and the schedule
+                size = sum(src.chars() for src in sources) if all(src.rereadable for src in sources) else None
+                _open(args, s, sources, world, opts, size)
                 try:
-                    return _run(args, io, s, sources, opts if lead else opts.replace(sample_every=0), world, quiet)
+                    return _run(args, io, s, sources, opts if lead else opts.replace(sample_every=0), world, quiet,
+                                size)  # fmt: skip
                 finally:
                     # the torch engine's DDP module must go before its process group (ddp.stop)
                     s.model.engine = None
@@ -87,7 +90,7 @@ def _train(args, io, opts, world):
             src.close()
 
 
-def _open(args, s, sources, world, opts):
+def _open(args, s, sources, world, opts, size):
     """Open the session's model: the file's (or a new one, for the run's
     opts and the text's size) with the command line's changes; under
     torchrun, rank 0's, sent to every rank."""
@@ -106,8 +109,6 @@ def _open(args, s, sources, world, opts):
             return _use(s, args, world)
     try:
         model = load_model(args.model) if os.path.exists(args.model) else None
-        rereadable = all(src.rereadable for src in sources)
-        size = sum(src.chars() for src in sources) if model is None and rereadable else None
         try:
             s.open(changes, model, size=size, options=opts)
         except ValueError as e:
@@ -130,7 +131,7 @@ def _use(s, args, world):
         raise Failure(str(e)) from None
 
 
-def _run(args, io, s, sources, opts, world, quiet):
+def _run(args, io, s, sources, opts, world, quiet, size):
     from ..progress import Display, isatty
     from ..reader import TextReader
 
@@ -145,7 +146,6 @@ def _run(args, io, s, sources, opts, world, quiet):
         io.note("reading text to train on from the terminal; end it with Ctrl-D (no progress is shown while you type)")
     # a bar or status lines would land in the middle of what is being typed
     display = Display(io.stderr, quiet=quiet, tty=isatty(io.stderr) and not typed, interval=math.inf if typed else 5.0)
-    size = sum(src.chars() for src in sources) if rereadable else None
     try:
         outcome = s.train(text, opts, callback=display, read=lambda: reader.chars,
                           inputs=[src.describe() for src in sources], size=size, report_every=display.report_every,
